@@ -1,0 +1,217 @@
+"""The observation store on a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from tracker.errors import NotFoundError, StoreError
+from tracker.store import Store
+from tracker.store import companies as company_ops
+from tracker.store.engine import head_revision
+from tracker.store.schema import metadata
+
+
+def frame(rows: list[tuple[str, str, int]], source: str = "csv") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "company": [r[0] for r in rows],
+            "metric": "employees",
+            "source": source,
+            "as_of": pd.to_datetime([r[1] for r in rows]),
+            "value": [r[2] for r in rows],
+        }
+    )
+
+
+def write(store: Store, rows: list[tuple[str, str, int]], **kw):  # type: ignore[no-untyped-def]
+    with store.transaction() as conn:
+        ids = company_ops.resolve(conn, {r[0] for r in rows})
+        data = frame(rows)
+        data["company"] = data["company"].map(ids)
+        return store.write_frame(conn, data, **kw)
+
+
+def test_round_trip_and_idempotence(store: Store) -> None:
+    rows = [
+        ("Apple", "2022-10-10", 576562),
+        ("Apple", "2022-10-11", 284991),
+        ("Amazon", "2022-10-10", 1249921),
+    ]
+    first = write(store, rows)
+    again = write(store, rows)
+    assert (first.inserted, again.inserted, again.unchanged) == (3, 0, 3)
+    got = store.observations()
+    assert list(got["company"]) == ["amazon", "apple", "apple"]
+    assert list(got["value"]) == [1249921, 576562, 284991]
+    assert got["as_of"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2022-10-10",
+        "2022-10-10",
+        "2022-10-11",
+    ]
+    assert str(got["value"].dtype) == "int64"
+
+
+def test_revision_is_kept_and_point_in_time_reads(store: Store) -> None:
+    t1 = datetime(2022, 10, 11, 6, 0)
+    t2 = t1 + timedelta(days=1)
+    write(store, [("Apple", "2022-10-11", 284991)], collected_at=t1)
+    revised = write(store, [("Apple", "2022-10-11", 290000)], collected_at=t2)
+    assert revised.inserted == 1
+    latest = store.observations()
+    assert latest["value"].tolist() == [290000]
+    before = store.observations(known_at=t1 + timedelta(hours=1))
+    assert before["value"].tolist() == [284991]
+    assert store.observations(known_at=t1 - timedelta(seconds=1)).empty
+    every = store.observations(revisions=True)
+    assert every["value"].tolist() == [284991, 290000]
+    # going back to the first value is a new revision too: latest must follow it
+    write(store, [("Apple", "2022-10-11", 284991)], collected_at=t2 + timedelta(days=1))
+    assert store.observations()["value"].tolist() == [284991]
+    assert len(store.observations(revisions=True)) == 3
+
+
+def test_filters(store: Store) -> None:
+    write(
+        store,
+        [("Apple", "2022-10-09", 1), ("Apple", "2022-10-10", 2), ("Binance", "2022-10-10", 3)],
+    )
+    apple = store.company_id("APPLE")
+    assert store.observations([apple])["value"].tolist() == [1, 2]
+    since = store.observations(since=pd.Timestamp("2022-10-10").date())
+    assert sorted(since["value"].tolist()) == [2, 3]
+    assert store.observations(metric="followers").empty
+    assert store.observations([]).empty
+
+
+def test_unknown_company_is_a_clear_error(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="unknown company 'nope'"):
+        store.company_id("nope")
+
+
+def test_failed_transaction_writes_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction() as conn:
+        ids = company_ops.resolve(conn, ["Apple"])
+        data = frame([("Apple", "2022-10-10", 5)])
+        data["company"] = data["company"].map(ids)
+        store.write_frame(conn, data)
+        raise RuntimeError("killed half-way")
+    assert store.observations().empty
+    assert store.companies_summary().empty
+
+
+def test_migrations_create_exactly_the_schema(store: Store) -> None:
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn)
+        assert ctx.get_current_revision() == head_revision()
+        diff = compare_metadata(ctx, metadata)
+    assert diff == []
+
+
+def test_company_aliases(store: Store) -> None:
+    store.upsert_company("apple", name="Apple Inc.", aliases=["AAPL"], tags={"industry": "tech"})
+    assert store.company_id("aapl") == "apple"
+    assert store.company_id("Apple Inc.") == "apple"
+    with store.transaction() as conn:
+        assert company_ops.resolve(conn, ["AAPL", "apple inc."]) == {
+            "AAPL": "apple",
+            "apple inc.": "apple",
+        }
+
+
+def test_companies_summary(store: Store) -> None:
+    write(
+        store,
+        [("Apple", "2022-10-10", 10), ("Apple", "2022-10-12", 12), ("Amazon", "2022-10-11", 7)],
+    )
+    summary = store.companies_summary().set_index("id")
+    assert summary.loc["apple", "last_value"] == 12
+    assert str(summary.loc["apple", "first_day"]) == "2022-10-10"
+    assert str(summary.loc["apple", "last_day"]) == "2022-10-12"
+    assert summary.loc["apple", "observations"] == 2
+
+
+def test_slugify() -> None:
+    assert company_ops.slugify("Apple Inc.") == "apple-inc"
+    assert company_ops.slugify("Nestlé S.A.") == "nestle-s-a"
+    assert company_ops.slugify("  AT&T ") == "at-t"
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+    store.close()
+
+
+WRITER = """
+import sys, time
+import pandas as pd
+from tracker.store import Store
+from tracker.store import companies as co
+store = Store(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    with store.transaction() as conn:
+        ids = co.resolve(conn, ["Apple"])
+        days = pd.date_range("2020-01-01", periods=200) + pd.Timedelta(days=200 * i)
+        f = pd.DataFrame({"company": ["apple"] * 200, "metric": "employees", "source": "w",
+                          "as_of": days, "value": range(200)})
+        store.write_frame(conn, f)
+        time.sleep(0.01)
+"""
+
+
+def test_reader_and_writer_in_two_processes_do_not_fail_each_other(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    Store(sqlite_url).close()
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), sqlite_url, "30"], stderr=subprocess.PIPE, text=True
+    )
+    reader = Store(sqlite_url)
+    reads = 0
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        frame_ = reader.observations()
+        assert len(frame_) % 200 == 0  # never a half-written transaction
+        reads += 1
+    _, errors = proc.communicate(timeout=60)
+    assert proc.returncode == 0, errors
+    assert reads > 0
+    assert len(reader.observations()) == 30 * 200
+    reader.close()
+
+
+def test_bad_url_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not valid"):
+        Store("not a url")
+    with pytest.raises(StoreError, match="unsupported dialect"):
+        Store("nosuchdb://x/y")
+
+
+def test_unreachable_postgres_is_a_store_error_without_password() -> None:
+    with pytest.raises(StoreError) as info:
+        Store("postgresql+psycopg://user:s3cret@127.0.0.1:1/db?connect_timeout=2")
+    assert "s3cret" not in str(info.value)
+    assert "127.0.0.1" in str(info.value)
+
+
+def test_point_in_time_sql_on_raw_rows(store: Store) -> None:
+    """The stored rows themselves carry the timestamps that replays depend on."""
+    t1 = datetime(2022, 1, 1, 12)
+    write(store, [("Apple", "2022-01-01", 1)], collected_at=t1)
+    with store.engine.connect() as conn:
+        stamp = conn.execute(text("SELECT collected_at FROM observations")).scalar()
+    assert pd.Timestamp(stamp) == pd.Timestamp(t1)

@@ -1,0 +1,313 @@
+"""The ``tracker`` command: parse, call one library function, print.
+
+Every error the library raises on purpose (:class:`TrackerError`) becomes one line
+on stderr and exit code 3 (Nagios "UNKNOWN": the command could not do its job).
+Usage mistakes exit 3 too rather than click's 2, because for ``tracker run`` exit
+code 2 means "new critical alerts" and cron monitors must never confuse the two.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from datetime import date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from tracker.errors import TrackerError
+from tracker.ingest import ImportOptions
+from tracker.workspace import Workspace, open_workspace, parse_day, parse_timestamp
+
+EXIT_FAILED = 3
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Watch daily employee counts per company and flag moves that should not happen.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(db_app, name="db")
+err = Console(stderr=True, highlight=False)
+
+
+class Layout(StrEnum):
+    auto = "auto"
+    long = "long"
+    wide = "wide"
+    thinknum = "thinknum"
+
+
+class TableFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class FileFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+def _workspace(ctx: typer.Context) -> Workspace:
+    """The workspace for this invocation, opened on first use and closed at exit."""
+    obj = ctx.find_root().obj
+    if obj.get("ws") is None:
+        obj["ws"] = open_workspace(obj.get("config"), obj.get("db"))
+        ctx.find_root().call_on_close(obj["ws"].close)
+    return obj["ws"]
+
+
+def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
+    """Print (or write) a frame as a plain table, CSV or JSON records."""
+    frame = frame.copy()
+    for col in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[col]):
+            only_dates = (frame[col].dropna().dt.normalize() == frame[col].dropna()).all()
+            pattern = "%Y-%m-%d" if only_dates else "%Y-%m-%dT%H:%M:%S.%f"
+            frame[col] = frame[col].dt.strftime(pattern)
+        elif frame[col].dtype == object:
+            frame[col] = [v.isoformat() if isinstance(v, date | datetime) else v
+                          for v in frame[col]]
+    if fmt == "csv":
+        text = frame.to_csv(index=False)
+    elif fmt == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+    else:
+        text = (frame.to_string(index=False) if len(frame) else "(nothing)") + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise TrackerError(f"{output}: cannot write: {exc}") from exc
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="config.toml (default: ./config.toml)")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Database URL; overrides TRACKER_DATABASE_URL and config"),
+    ] = None,
+) -> None:
+    """Global options shared by every command."""
+    ctx.obj = {"config": config, "db": db, "ws": None}
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="CSV files (.csv or .csv.gz)")],
+    layout: Annotated[Layout, typer.Option("--format", help="File layout")] = Layout.auto,
+    company_col: Annotated[str | None, typer.Option(help="Column holding the company")] = None,
+    date_col: Annotated[str | None, typer.Option(help="Column holding the date")] = None,
+    count_col: Annotated[str | None, typer.Option(help="Column holding the count")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric for every row")] = None,
+    source: Annotated[str | None, typer.Option(help="Source name for every row")] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Import good rows, save bad ones to a rejects CSV")
+    ] = False,
+    rejects_dir: Annotated[
+        Path | None, typer.Option(help="Folder for rejects CSVs (default: beside each file)")
+    ] = None,
+) -> None:
+    """Import daily headcount CSVs (long, wide or Thinknum layout); idempotent."""
+    ws = _workspace(ctx)
+    options = ImportOptions(layout.value, company_col, date_col, count_col, metric, source,
+                            skip_bad, rejects_dir)
+    interactive = err.is_terminal
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                   TimeElapsedColumn(), console=err, transient=True)
+    with bar if interactive else nullcontext():
+        task = bar.add_task("importing", total=len(files) * 3) if interactive else None
+
+        def progress(path: Path, stage: str) -> None:
+            if task is not None:
+                bar.update(task, advance=1, description=f"{path.name}: {stage}")
+
+        results = ws.import_files(list(files), options, progress=progress)
+    for r in results:
+        line = (f"{r.path}: {r.rows:,} rows ({r.layout}), {r.inserted:,} new, "
+                f"{r.unchanged:,} unchanged, {r.rejected:,} rejected, {r.companies:,} companies")
+        if r.rejects_path:
+            line += f"; rejected rows saved to {r.rejects_path}"
+        typer.echo(line)
+
+
+@app.command("companies")
+def companies_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """List companies: id, name, first and last day, last value, observations."""
+    emit(_workspace(ctx).companies(), fmt.value)
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    company: Annotated[str, typer.Argument(help="Company id, name or alias")],
+    metric: Annotated[str, typer.Option(help="Metric")] = "employees",
+    source: Annotated[str | None, typer.Option(help="Only this source")] = None,
+    since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD")] = None,
+    known_at: Annotated[
+        str | None, typer.Option(help="Show what was known at this UTC time (replay)")
+    ] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """Show one company's daily series with day-over-day change."""
+    frame = _workspace(ctx).series(
+        company, metric=metric, source=source, since=parse_day(since, "--since"),
+        known_at=parse_timestamp(known_at, "--known-at"),
+    )
+    frame["change_pct"] = frame["change_pct"].round(2)
+    emit(frame[["as_of", "source", "value", "change_pct"]], fmt.value)
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[FileFormat, typer.Option("--format")] = FileFormat.csv,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout)")]
+    = None,
+    company: Annotated[list[str] | None, typer.Option(help="Only these companies")] = None,
+    metric: Annotated[str | None, typer.Option(help="Only this metric")] = None,
+    since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD")] = None,
+    known_at: Annotated[str | None, typer.Option(help="As known at this UTC time")] = None,
+    revisions: Annotated[bool, typer.Option(help="Every stored revision, not the latest")]
+    = False,
+) -> None:
+    """Export observations as CSV or JSON."""
+    frame = _workspace(ctx).export(
+        companies_=company, metric=metric, since=parse_day(since, "--since"),
+        known_at=parse_timestamp(known_at, "--known-at"), revisions=revisions,
+    )
+    emit(frame, fmt.value, output)
+
+
+@app.command("collect")
+def collect_cmd(
+    ctx: typer.Context,
+    day: Annotated[str | None, typer.Option(help="Day to collect for (default: today)")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these configured sources")]
+    = None,
+) -> None:
+    """Run every configured source once and store what they return."""
+    from tracker.collect import collect
+
+    result = collect(_workspace(ctx), parse_day(day, "--day"), source)
+    for o in result.outcomes:
+        line = f"{o.source}: {o.status}, {o.ok:,} observations ({o.inserted:,} new)"
+        if o.failures:
+            line += f", {len(o.failures):,} failed"
+        if o.reason:
+            line += f": {o.reason}"
+        typer.echo(line)
+    if result.failed_sources:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    day: Annotated[str | None, typer.Option(help="Day to run for (default: today)")] = None,
+) -> int:
+    """The main job: collect, detect, alert, notify, report; exit 0/1/2/3 like Nagios."""
+    from tracker.job import run_once
+
+    result = run_once(_workspace(ctx), parse_day(day, "--day"))
+    typer.echo(result.summary())
+    return result.exit_code
+
+
+@app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    runs: Annotated[int, typer.Option(help="How many recent runs to show")] = 5,
+) -> None:
+    """Recent runs, failing sources and companies whose data is stale."""
+    from tracker.status import status
+
+    report = status(_workspace(ctx), runs)
+    typer.echo("Recent runs:")
+    emit(report.runs, "table")
+    typer.echo("Sources in the last run:")
+    emit(report.sources, "table")
+    typer.echo(f"Stale companies (no observation for {report.stale_days}+ days):")
+    emit(report.stale, "table")
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply pending schema migrations (also done automatically on first use)."""
+    from tracker.config import load_settings
+    from tracker.store import Store
+    from tracker.store.engine import redact
+
+    obj = ctx.find_root().obj
+    settings = load_settings(obj.get("config"))
+    url = settings.database_url(obj.get("db"))
+    store = Store(url, migrate=False)
+    try:
+        before, after = store.migrate()
+    finally:
+        store.close()
+    state = "already at" if before == after else f"upgraded from {before or 'empty'} to"
+    typer.echo(f"{redact(url)}: {state} revision {after}")
+
+
+@app.command("plugins")
+def plugins_cmd(
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """List installed source plugins with their versions."""
+    from dataclasses import asdict
+
+    from tracker.sources.registry import plugins
+
+    emit(pd.DataFrame([asdict(p) for p in plugins()]), fmt.value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="tracker")
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except typer.Abort:
+        err.print("aborted")
+        return EXIT_FAILED
+    except typer.TyperException as exc:  # usage errors: bad flag, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            err.print(f"error: {exc}", markup=False)
+        return EXIT_FAILED
+    except TrackerError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return EXIT_FAILED
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,228 @@
+"""detect() over a whole history and detect_day() for one new day, sharing one pipeline.
+
+Pipeline: log counts -> weekly adjustment (seasonal.py) -> observation packing
+(matrix.py) -> robust scale (scale.py) -> change test and verdicts (shifts.py),
+plus drift (drift.py) on the unadjusted counts. Every stage is causal with a
+bounded past, so detect_day can run the same code on a trailing slice and get
+exactly the rows a full run would give for that day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import drift as drift_mod
+from .matrix import Packed, day_numbers, log_counts, pack, to_timestamps
+from .scale import changes, row_stats
+from .seasonal import _block_days, deseasonalize
+from .settings import DetectSettings
+from .shifts import CONFIRMED, GLITCH, OPEN, Verdicts, change_test, scan, sync_rows
+
+COLUMNS = ["series", "date", "detected_on", "confirmed_on", "kind", "status", "change_pct",
+           "value_before", "value_after", "score", "severity"]
+
+
+def empty_frame() -> pd.DataFrame:
+    """The output schema with no rows (typed, so concatenation and filtering keep dtypes)."""
+    return _frame({c: [] for c in COLUMNS})
+
+
+def _frame(cols: dict[str, object]) -> pd.DataFrame:
+    df = pd.DataFrame(cols, columns=COLUMNS)
+    for c in ("date", "detected_on", "confirmed_on"):
+        df[c] = pd.to_datetime(df[c]).astype("datetime64[ns]")
+    for c in ("change_pct", "value_before", "value_after", "score"):
+        df[c] = df[c].astype(np.float64)
+    df["series"] = df["series"].astype(object)
+    for c in ("kind", "status", "severity"):
+        df[c] = df[c].astype(object)
+    return df
+
+
+def _check(matrix: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Day numbers and float values, with the input contract enforced in one place."""
+    if not isinstance(matrix.index, pd.DatetimeIndex):
+        raise TypeError("detect: matrix.index must be a DatetimeIndex of days")
+    if not matrix.index.is_monotonic_increasing or matrix.index.has_duplicates:
+        raise ValueError("detect: matrix.index must be sorted ascending without duplicate days")
+    values = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
+    return day_numbers(matrix.index), values
+
+
+def _severity(kind: np.ndarray, change: np.ndarray, score: np.ndarray,
+              s: DetectSettings) -> np.ndarray:
+    """Glitches are data-quality notes; shifts and drifts are graded by size and certainty."""
+    big = (np.abs(change) >= s.critical_change_pct) & (np.abs(score) >= s.critical_score)
+    sev = np.where(big, "critical", np.where(np.abs(change) >= s.warning_change_pct,
+                                               "warning", "info"))
+    sev = np.where(np.char.startswith(kind.astype(str), "drift"),
+                   np.where(sev == "critical", "critical", "warning"), sev)
+    return np.where(kind == "glitch", "info", sev).astype(object)
+
+
+@dataclass
+class _Shifts:
+    p: Packed
+    z: np.ndarray
+    v: Verdicts
+
+
+def _shift_rows(names: np.ndarray, r: _Shifts, keep: np.ndarray | None = None) -> dict:
+    v = r.v if keep is None else Verdicts(r.v.col[keep], r.v.row[keep], r.v.decided_row[keep],
+                                          r.v.outcome[keep])
+    c, j = v.col, v.row
+    before = r.p.value[j - 1, c]
+    after = r.p.value[j, c]
+    raw = log_counts(after) - log_counts(before)
+    change = 100.0 * np.expm1(raw)
+    kind = np.where(v.outcome == GLITCH, "glitch", np.where(raw < 0, "drop", "spike"))
+    dec = np.where(v.decided_row >= 0, r.p.day[np.maximum(v.decided_row, 0), c], 2**40)
+    return {"series": names[c], "date": to_timestamps(r.p.day[j, c]),
+            "detected_on": to_timestamps(r.p.day[j, c]), "confirmed_on": to_timestamps(dec),
+            "kind": kind, "status": np.where(v.outcome == OPEN, "provisional", "confirmed"),
+            "change_pct": change, "value_before": before, "value_after": after,
+            "score": np.abs(r.z[j, c])}
+
+
+def _drift_rows(names: np.ndarray, dr: drift_mod.Drifts, s: DetectSettings) -> dict:
+    h, _ = drift_mod.horizons(s)
+    day = dr.day.astype(np.int64)
+    return {"series": names[dr.col.astype(np.int64)], "date": to_timestamps(day - h + 1),
+            "detected_on": to_timestamps(day), "confirmed_on": to_timestamps(day),
+            "kind": np.where(dr.excess < 0, "drift_down", "drift_up"),
+            "status": np.full(day.size, "confirmed"), "change_pct": 100.0 * np.expm1(dr.excess),
+            "value_before": dr.before, "value_after": dr.after, "score": np.abs(dr.score)}
+
+
+def _assemble(parts: list[dict], s: DetectSettings) -> pd.DataFrame:
+    parts = [p for p in parts if len(p["series"])]
+    if not parts:
+        return empty_frame()
+    cols = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in COLUMNS[:-1]}
+    cols["severity"] = _severity(cols["kind"], cols["change_pct"], cols["score"], s)
+    df = _frame(cols)
+    return df.sort_values(["date", "detected_on", "series"], kind="stable",
+                          key=lambda x: x.astype(str) if x.name == "series" else x
+                          ).reset_index(drop=True)
+
+
+def detect(matrix: pd.DataFrame, settings: DetectSettings | None = None) -> pd.DataFrame:
+    """Every anomaly in the history, each in the state it has at the end of the matrix."""
+    s = settings or DetectSettings()
+    days, values = _check(matrix)
+    names = np.asarray(matrix.columns, dtype=object)
+    if values.size == 0:
+        return empty_frame()
+    y_raw = log_counts(values)
+    y_adj, _ = deseasonalize(y_raw, days, s)
+    p = pack(y_adj, values, days)
+    d, g = changes(p)
+    st = row_stats(p, d, g, s)
+    z, exceed, sd = change_test(p, d, g, st, s)
+    v = scan(p, exceed, sd, s)
+    sc_cal = np.full(values.shape, np.nan)
+    real = p.day < 2**40
+    rows = np.searchsorted(days, p.day[real])
+    sc_cal[rows, np.nonzero(real)[1]] = st.scale[real]
+    dr = drift_mod.find_drifts(y_raw, values, days, sc_cal, s)
+    return _assemble([_shift_rows(names, _Shifts(p, z, v)), _drift_rows(names, dr, s)], s)
+
+
+def _tail_sizes(s: DetectSettings) -> tuple[int, int]:
+    """Rows an incremental run re-scans, and observations it needs for their statistics."""
+    scan_rows = 4 * (s.confirm_days + 1) + 4
+    return scan_rows, scan_rows + max(s.window, s.min_history) + 8
+
+
+def _day_shifts(y_adj: np.ndarray, values: np.ndarray, days: np.ndarray, day: int,
+                s: DetectSettings) -> tuple[_Shifts, np.ndarray, np.ndarray]:
+    """Verdicts reached on ``day`` from the last observations of each series.
+
+    Returns the shifts, each series' scale on ``day`` and a mask of series whose
+    recent history never went quiet long enough to start a partial scan.
+    """
+    scan_rows, need = _tail_sizes(s)
+    p = pack(y_adj, values, days, tail=need)
+    m = values.shape[1]
+    if p.n < 2:
+        none = np.zeros(0, dtype=np.int64)
+        return (_Shifts(p, np.zeros_like(p.y), Verdicts(none, none, none, none)),
+                np.full(m, np.nan), np.zeros(m, dtype=bool))
+    d, g = changes(p)
+    from_row = max(1, p.n - scan_rows)
+    st = row_stats(p, d, g, s, from_row=from_row)
+    z, exceed, sd = change_test(p, d, g, st, s)
+    start, ok = sync_rows(exceed, p, from_row, day, s)
+    v = scan(p, exceed, sd, s, start_row=start)
+    last = p.n - 1
+    mine = ok[v.col] & ((v.row == last) | (v.decided_row == last))
+    v = Verdicts(v.col[mine], v.row[mine], v.decided_row[mine], v.outcome[mine])
+    return _Shifts(p, z, v), st.scale[last], ~ok
+
+
+def detect_day(matrix: pd.DataFrame, day: object,
+               settings: DetectSettings | None = None) -> pd.DataFrame:
+    """Anomalies whose verdict is reached on ``day``: new provisional ones, confirmations, glitches.
+
+    Equal to the rows of ``detect(matrix.loc[:day])`` with detected_on or confirmed_on
+    equal to ``day``, but reads only the trailing days it needs (longer only for
+    sparse series), so a daily run over 100,000 series stays within seconds.
+    """
+    s = settings or DetectSettings()
+    ts = pd.Timestamp(day).normalize()
+    m0 = matrix.loc[:ts]
+    if m0.empty or m0.index[-1] != ts:
+        return empty_frame()
+    today = m0.iloc[-1].to_numpy(dtype=np.float64, na_value=np.nan)
+    cols = np.flatnonzero(np.isfinite(today))
+    if cols.size == 0:
+        return empty_frame()
+    sub = m0.iloc[:, cols]
+    names = np.asarray(sub.columns, dtype=object)
+    days_all, values_all = _check(sub)
+    dnum = int(days_all[-1])
+    _, need = _tail_sizes(s)
+    refit, fit = _block_days(s)
+    lcal = need + fit + refit + 21
+    lo = np.searchsorted(days_all, dnum - lcal + 1)
+    days, values = days_all[lo:], values_all[lo:]
+    y_adj, _ = deseasonalize(log_counts(values), days, s)
+    e_start = int(days[0]) + (fit + refit if s.seasonal == "auto" else 0)
+    in_e = days >= e_start
+    count_e = np.isfinite(values[in_e]).sum(axis=0)
+    older = np.isfinite(values_all[: lo + int(np.argmax(in_e))]).any(axis=0)
+    complete = (count_e >= need) | ~older
+    parts: list[dict] = []
+    scale_today = np.full(cols.size, np.nan)
+    fallback = np.zeros(cols.size, dtype=bool)
+    for mask, full in ((complete, False), (~complete, True)):
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            continue
+        if full:
+            ya, _ = deseasonalize(log_counts(values_all[:, idx]), days_all, s)
+            r, sc, bad = _day_shifts(ya, values_all[:, idx], days_all, dnum, s)
+        else:
+            r, sc, bad = _day_shifts(y_adj[in_e][:, idx], values[in_e][:, idx], days[in_e],
+                                     dnum, s)
+        parts.append(_shift_rows(names[idx], r))
+        scale_today[idx] = sc
+        fallback[idx[bad]] = True
+    lo_d = np.searchsorted(days_all, dnum - drift_mod.lookback_days(s) + 1)
+    sc_cal = np.full((days_all.size - lo_d, cols.size), np.nan)
+    sc_cal[-1] = scale_today
+    dr = drift_mod.find_drifts(log_counts(values_all[lo_d:]), values_all[lo_d:], days_all[lo_d:],
+                               sc_cal, s, only_day=dnum)
+    parts.append(_drift_rows(names, dr, s))
+    out = _assemble(parts, s)
+    if fallback.any():
+        bad_names = set(names[fallback].tolist())
+        out = out[~out["series"].isin(bad_names)]
+        full = detect(sub.iloc[:, np.flatnonzero(fallback)], s)
+        hit = (full["detected_on"] == ts) | (full["confirmed_on"] == ts)
+        out = pd.concat([out, full[hit]], ignore_index=True) if hit.any() else out
+        out = _assemble([{k: out[k].to_numpy() for k in COLUMNS[:-1]}], s)
+    return out.reset_index(drop=True)

@@ -1,0 +1,125 @@
+"""Removing weekly patterns before the change test, causally.
+
+Some sources count differently on weekends; left in, that pattern is a weekly
+"drop" and "spike". Every ``seasonal_refit_days`` block (anchored on absolute
+Mondays) gets a weekly profile estimated from the ``seasonal_fit_days`` before the
+block only, so the verdict about day t never uses data after t. A cheap vectorized
+one-way ANOVA of daily changes by weekday picks the (block, series) pairs with a real
+pattern; only those go through statsmodels STL, in worker processes when many.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from statsmodels.tsa.seasonal import STL
+
+from .settings import DetectSettings
+
+#: Day changes larger than this (log) are jumps or glitches, not weekly pattern.
+_JUMP = 0.1
+_MIN_COVERAGE = 0.8
+_PARALLEL_MIN_FITS = 2000
+
+
+def _block_days(settings: DetectSettings) -> tuple[int, int]:
+    """Refit and fit lengths rounded down to whole weeks (weeks are the unit of the pattern)."""
+    return max(7, settings.seasonal_refit_days // 7 * 7), max(28, settings.seasonal_fit_days // 7 * 7)
+
+
+def weekly_test(windows: np.ndarray, settings: DetectSettings) -> np.ndarray:
+    """F test of weekday means of daily log changes; windows are (blocks, fit_days, series), Monday first.
+
+    Works on changes, so a steady trend (same mean every weekday) is not a pattern.
+    """
+    dd = np.full_like(windows, np.nan)
+    dd[:, 1:] = windows[:, 1:] - windows[:, :-1]
+    dd[np.abs(dd) > _JUMP] = np.nan
+    b, f, m = dd.shape
+    wk = dd.reshape(b, f // 7, 7, m)
+    ok = np.isfinite(wk)
+    n_w = ok.sum(axis=1)
+    sum_w = np.where(ok, wk, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_w = sum_w / n_w
+        n = n_w.sum(axis=1)
+        grand = sum_w.sum(axis=1) / n
+        between = (n_w * (mean_w - grand[:, None, :]) ** 2).sum(axis=1) / 6.0
+        within = (np.where(ok, wk - mean_w[:, None], 0.0) ** 2).sum(axis=(1, 2)) / (n - 7)
+        fstat = between / np.maximum(within, 1e-12)
+        profile = np.cumsum(np.nan_to_num(mean_w - grand[:, None, :]), axis=1)
+        amp = profile.max(axis=1) - profile.min(axis=1)
+    return ((n >= _MIN_COVERAGE * f) & (n_w.min(axis=1) >= 3) & (fstat >= settings.seasonal_min_f)
+            & (amp >= settings.seasonal_min_amplitude_pct / 100.0))
+
+
+def _fit_profiles(windows: np.ndarray) -> np.ndarray:
+    """STL weekly profile (7 values, Monday first, mean 0) of each row of ``windows``."""
+    out = np.zeros((windows.shape[0], 7))
+    t = np.arange(windows.shape[1])
+    for k, w in enumerate(windows):
+        good = np.isfinite(w)
+        filled = np.interp(t, t[good], w[good])
+        step = np.diff(filled)
+        step[np.abs(step) > _JUMP] = 0.0
+        clean = np.concatenate([[filled[0]], filled[0] + np.cumsum(step)])
+        seas = STL(clean, period=7, robust=False).fit().seasonal
+        last = seas[-14:].reshape(2, 7).mean(axis=0)
+        out[k] = last - last.mean()
+    return out
+
+
+def _fit_all(windows: np.ndarray, workers: int) -> np.ndarray:
+    if workers <= 1 or len(windows) < _PARALLEL_MIN_FITS or (os.cpu_count() or 1) < 2:
+        return _fit_profiles(windows)
+    parts = np.array_split(windows, workers * 4)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return np.concatenate(list(pool.map(_fit_profiles, parts)))
+
+
+def deseasonalize(y_cal: np.ndarray, days: np.ndarray,
+                  settings: DetectSettings) -> tuple[np.ndarray, int]:
+    """Weekly-adjusted copy of ``y_cal`` (rows = ``days``) and how many series were adjusted."""
+    if settings.seasonal == "off" or y_cal.size == 0:
+        return y_cal, 0
+    refit, fit = _block_days(settings)
+    d0, d1 = int(days[0]), int(days[-1])
+    first_block = (d0 - 4) // refit
+    last_block = (d1 - 4) // refit
+    starts = 4 + refit * np.arange(first_block, last_block + 1, dtype=np.int64)
+    starts = starts[starts - fit >= d0]
+    if starts.size == 0:
+        return y_cal, 0
+    grid0 = int(starts[0]) - fit
+    grid_len = max(d1, int(starts[-1])) - grid0 + 1
+    m = y_cal.shape[1]
+    keep = days >= grid0
+    grid = np.full((grid_len, m), np.nan)
+    grid[days[keep] - grid0] = y_cal[keep]
+    rel = (starts - grid0)[:, None] + np.arange(-fit, 0)[None, :]
+    step = max(1, 4_000_000 // (rel.size or 1))
+    found_b: list[np.ndarray] = []
+    found_c: list[np.ndarray] = []
+    found_w: list[np.ndarray] = []
+    for c0 in range(0, m, step):
+        windows = grid[:, c0:c0 + step][rel]
+        b, c = np.nonzero(weekly_test(windows, settings))
+        found_b.append(b)
+        found_c.append(c + c0)
+        found_w.append(windows[b, :, c])
+    blocks, cols = np.concatenate(found_b), np.concatenate(found_c)
+    if blocks.size == 0:
+        return y_cal, 0
+    profiles = _fit_all(np.ascontiguousarray(np.concatenate(found_w)), settings.workers)
+    out = y_cal.copy()
+    row_block = np.searchsorted(starts, days, side="right") - 1
+    wd = (days - 4) % 7
+    for b in np.unique(blocks):
+        sel = blocks == b
+        rows = np.flatnonzero((row_block == b) & (days < starts[b] + refit))
+        if rows.size:
+            c = cols[sel]
+            out[np.ix_(rows, c)] -= profiles[sel][:, wd[rows]].T
+    return out, int(np.unique(cols).size)

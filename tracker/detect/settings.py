@@ -1,0 +1,187 @@
+"""Tuning knobs of the change detector, validated once and frozen.
+
+The lead puts these under ``[detect]`` in config.toml and documents them from the
+field descriptions, so every description says what the knob trades off.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class DetectSettings(BaseModel):
+    """Every threshold of detection; defaults were tuned on synthetic seeds 0-9 only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(
+        60,
+        ge=7,
+        le=400,
+        description=(
+            "Trailing days whose day-over-day changes give a series' own normal variation "
+            "(robust median/MAD). Longer is steadier but adapts slower to a new noise level."
+        ),
+    )
+    min_history: int = Field(
+        14,
+        ge=3,
+        description=(
+            "Fewest past changes (observations) a series needs before it can alert; "
+            "sparse (monthly) series reach back past `window` days to find them."
+        ),
+    )
+    threshold: float = Field(
+        6.5,
+        gt=0,
+        description=(
+            "Robust z-score a log change must reach to be reported: change divided by "
+            "the series' scale (MAD-based, widened by sqrt(gap) across missing days)."
+        ),
+    )
+    min_change_pct: float = Field(
+        3.0,
+        ge=0,
+        description=(
+            "Smallest relative change (percent) ever reported, so statistically "
+            "significant but tiny moves of huge companies stay quiet."
+        ),
+    )
+    small_count_scale: float = Field(
+        0.3,
+        ge=0,
+        description=(
+            "Poisson-like floor for small counts: the scale is at least this divided by "
+            "sqrt(count), so a 40-person company moving by 2 is never an alarm."
+        ),
+    )
+    min_scale: float = Field(
+        0.001,
+        ge=0,
+        description=(
+            "Absolute floor of the daily log scale; keeps flat stretches (the count did "
+            "not change for weeks) from turning every move into an infinite z-score."
+        ),
+    )
+    confirm_days: int = Field(
+        3,
+        ge=1,
+        le=30,
+        description=(
+            "Days after a provisional shift before it is confirmed; if the count comes "
+            "back before that (first observation on or after this many days) it is a glitch."
+        ),
+    )
+    return_fraction: float = Field(
+        0.33,
+        gt=0,
+        lt=1,
+        description=(
+            "A count has 'come back' when it is within this fraction of the jump (in log "
+            "terms) of its level before the jump; partial recoveries keep the shift open."
+        ),
+    )
+    confirm_threshold: float = Field(
+        3.0,
+        ge=0,
+        description=(
+            "At confirmation the median level since the jump must still differ from the "
+            "median before it by this many scales (and `min_change_pct`); otherwise the "
+            "move faded and is reclassified as a glitch."
+        ),
+    )
+    drift_days: int = Field(
+        60,
+        ge=14,
+        description="Horizon (days) over which a gradual trend change is measured.",
+    )
+    drift_baseline_days: int = Field(
+        120,
+        ge=28,
+        description=(
+            "Days before the drift horizon whose growth rate is the expected trend; the "
+            "drift is the change over `drift_days` beyond that trend."
+        ),
+    )
+    drift_min_pct: float = Field(
+        12.0,
+        ge=0,
+        description="Smallest excess change (percent over `drift_days`) reported as drift.",
+    )
+    drift_threshold: float = Field(
+        4.0,
+        ge=0,
+        description=(
+            "Excess change over the horizon, in units of the series' daily scale times "
+            "`drift_noise_days` ** 0.5, needed for drift (guards noisy series)."
+        ),
+    )
+    drift_noise_days: float = Field(
+        9.0,
+        ge=1,
+        description=(
+            "How many days of daily noise accumulate in a horizon change: counts are "
+            "mostly measurement noise (1) rather than a random walk (`drift_days`)."
+        ),
+    )
+    seasonal: Literal["auto", "off"] = Field(
+        "auto",
+        description=(
+            "'auto' tests each daily series for a weekly pattern and removes it with "
+            "statsmodels STL before testing; 'off' skips the test (faster)."
+        ),
+    )
+    seasonal_fit_days: int = Field(
+        84,
+        ge=28,
+        description="Trailing days used to test for and fit the weekly pattern.",
+    )
+    seasonal_refit_days: int = Field(
+        28,
+        ge=7,
+        description=(
+            "The weekly pattern is re-estimated every this many days from data before the "
+            "block only (causal); smaller follows changes faster, costs more STL fits."
+        ),
+    )
+    seasonal_min_f: float = Field(
+        6.0,
+        gt=0,
+        description="F statistic of weekday means of daily changes needed to call a series weekly.",
+    )
+    seasonal_min_amplitude_pct: float = Field(
+        0.3,
+        ge=0,
+        description="Weekly patterns smaller than this (percent, peak to trough) are ignored.",
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        description="Processes for the per-series STL fits when there are many of them.",
+    )
+    warning_change_pct: float = Field(
+        5.0,
+        ge=0,
+        description="Shifts at least this large (percent) are 'warning' severity, smaller 'info'.",
+    )
+    critical_change_pct: float = Field(
+        20.0,
+        ge=0,
+        description="Shifts at least this large (percent) and `critical_score` are 'critical'.",
+    )
+    critical_score: float = Field(
+        10.0,
+        ge=0,
+        description="Robust z-score a shift needs (with `critical_change_pct`) to be 'critical'.",
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> DetectSettings:
+        if self.critical_change_pct < self.warning_change_pct:
+            raise ValueError(
+                f"critical_change_pct ({self.critical_change_pct}) must be >= "
+                f"warning_change_pct ({self.warning_change_pct})"
+            )
+        return self

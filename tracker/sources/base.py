@@ -1,0 +1,132 @@
+"""The source plugin seam.
+
+A source is deliberately small: a ``name``, a pydantic ``Settings`` model that
+validates its ``[sources.NAME]`` table, and ``fetch(companies, day)``, which yields
+:class:`~tracker.records.Observation` for what it found and
+:class:`~tracker.records.Failure` for what it could not get. Yielding failures
+instead of raising keeps one bad company from stopping the others, and lets the
+collector account for every company in its run record.
+
+Third-party sources register under the entry-point group ``tracker.sources``; the
+built-ins register the same way in this project's pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from tracker.errors import SourceError
+from tracker.records import CompanyRef, Failure, Observation
+
+log = logging.getLogger(__name__)
+
+
+class SourceSettings(BaseModel):
+    """Settings every source accepts; subclasses add their own fields.
+
+    ``extra="forbid"`` makes a misspelt key an error instead of a silent default.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    enabled: bool = True
+    metric: str = "employees"
+    companies: list[str] | None = None
+
+
+@dataclass
+class SourceContext:
+    """What the collector lends a source: where config lives and durable state.
+
+    ``state`` is a small key -> value store persisted by the collector between runs
+    (``csv_folder`` keeps the content hashes of files already imported there).
+    """
+
+    base_dir: Path
+    user_agent: str = "tracker"
+    state: dict[str, str] = field(default_factory=dict)
+
+
+class Source(ABC):
+    """Base class of every data source."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[SourceSettings]] = SourceSettings
+
+    def __init__(self, instance: str, settings: SourceSettings, context: SourceContext) -> None:
+        self.instance = instance
+        self.settings = settings
+        self.context = context
+
+    @classmethod
+    def from_config(cls, instance: str, raw: dict[str, Any], context: SourceContext) -> Source:
+        """Validate a raw config table and build the source (pydantic errors bubble up)."""
+        return cls(instance, cls.Settings.model_validate(raw), context)
+
+    @abstractmethod
+    def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
+        """Yield what this source knows for ``companies`` on ``day``."""
+
+    def fetch_frame(
+        self, companies: Sequence[CompanyRef], day: date
+    ) -> tuple[pd.DataFrame, list[Failure]]:
+        """Bulk form of :meth:`fetch`, which the collector calls.
+
+        Columns: company (id or name as the source spells it), metric, source, as_of,
+        value. Sources that read whole files override this to stay vectorized; the
+        default collects :meth:`fetch` so small plugins only write ``fetch``.
+        """
+        found: list[Observation] = []
+        failures: list[Failure] = []
+        for item in self.fetch(companies, day):
+            (failures if isinstance(item, Failure) else found).append(item)  # type: ignore[arg-type]
+        frame = pd.DataFrame({
+            "company": [o.company for o in found],
+            "metric": [o.metric for o in found],
+            "source": [o.source for o in found],
+            "as_of": pd.to_datetime([o.as_of for o in found]),
+            "value": pd.array([o.value for o in found], dtype="int64"),
+        })
+        return frame, failures
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
+        """Release pooled connections; called once by the collector after a run."""
+
+
+class PerCompanySource(Source):
+    """A source that asks one question per company, concurrently.
+
+    Subclasses implement :meth:`fetch_company`; a :class:`SourceError` it raises
+    becomes a :class:`Failure` for that company only.
+    """
+
+    workers: int = 4
+
+    @abstractmethod
+    def fetch_company(self, company: CompanyRef, day: date) -> Observation:
+        """Return the observation for one company or raise a :class:`SourceError`."""
+
+    def _one(self, company: CompanyRef, day: date) -> Observation | Failure:
+        try:
+            return self.fetch_company(company, day)
+        except SourceError as exc:
+            return Failure(self.instance, company.id, str(exc), exc.retriable)
+        except Exception as exc:  # a plugin bug for one company must not end the run
+            log.exception("source %s failed unexpectedly for %s", self.instance, company.id)
+            return Failure(self.instance, company.id, f"unexpected error: {exc!r}")
+
+    def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
+        workers = max(1, min(self.workers, len(companies) or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.instance) as pool:
+            yield from pool.map(lambda c: self._one(c, day), companies)

@@ -1,0 +1,89 @@
+"""Company identity: stable slugs, aliases, and resolution of free-text names.
+
+Imports name companies however the provider spelt them ("Apple", "Apple Inc.",
+"APPLE INC"). Each name resolves through the alias table first, then through its
+slug; unknown names create a company whose id is the slug, so the same spelling
+always lands on the same series and ids stay readable in URLs and CLIs.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, insert, select
+
+from tracker.store.schema import companies, company_aliases
+
+_NON_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(name: str) -> str:
+    """'Apple Inc.' -> 'apple-inc'; accents folded so 'Nestlé' and 'Nestle' meet."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return _NON_SLUG.sub("-", folded.lower()).strip("-")
+
+
+def alias_key(name: str) -> str:
+    """Case- and space-insensitive key under which aliases are stored."""
+    return " ".join(name.split()).casefold()
+
+
+def now_utc() -> datetime:
+    """Naive UTC 'now': the store keeps every timestamp as naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def resolve(conn: Connection, names: Iterable[str], *, create: bool = True) -> dict[str, str]:
+    """Map each raw name to a company id, creating missing companies in bulk.
+
+    Unknown names are left out of the result when ``create`` is false, so the
+    caller decides whether an unknown company is an error.
+    """
+    wanted = {n for n in names if n}
+    if not wanted:
+        return {}
+    aliases = dict(
+        conn.execute(select(company_aliases.c.alias, company_aliases.c.company_id)).all()
+    )
+    known_ids = set(conn.execute(select(companies.c.id)).scalars())
+    out: dict[str, str] = {}
+    new: dict[str, str] = {}
+    for name in wanted:
+        key = alias_key(name)
+        if key in aliases:
+            out[name] = aliases[key]
+            continue
+        slug = slugify(name)
+        if slug in known_ids or slug in new:
+            out[name] = slug
+        elif create and slug:
+            new[slug] = name.strip()
+            out[name] = slug
+    if new:
+        stamp = now_utc()
+        conn.execute(
+            insert(companies),
+            [
+                {"id": cid, "name": label, "tags": {}, "external_ids": {}, "created_at": stamp}
+                for cid, label in sorted(new.items())
+            ],
+        )
+    return out
+
+
+def find(conn: Connection, name: str) -> str | None:
+    """The id of the company called ``name`` (id, alias, or display name), else None."""
+    key = alias_key(name)
+    hit = conn.execute(
+        select(company_aliases.c.company_id).where(company_aliases.c.alias == key)
+    ).scalar()
+    if hit:
+        return hit
+    for candidate in (name, slugify(name)):
+        hit = conn.execute(select(companies.c.id).where(companies.c.id == candidate)).scalar()
+        if hit:
+            return hit
+    return None

@@ -1,0 +1,302 @@
+"""The observation store: bulk, idempotent writes and point-in-time reads.
+
+Writes stage a whole batch in a temporary table with one executemany (SQLite) or
+COPY (PostgreSQL), then append, in a single INSERT ... SELECT, only the rows whose
+value differs from the latest one already known for that (series, source, day).
+That one rule gives both properties the product needs: importing the same data
+twice adds nothing, and a corrected value becomes a revision with its own
+``collected_at`` instead of overwriting history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Date, DateTime, bindparam, insert, select, text
+
+from tracker.errors import NotFoundError
+from tracker.records import DEFAULT_METRIC
+from tracker.store import companies as company_ops
+from tracker.store import engine as engine_ops
+from tracker.store.schema import companies, company_aliases, series, sources
+
+OBS_COLUMNS = ["company", "metric", "source", "as_of", "value", "collected_at"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """How many rows a write was given and how many were new or revised."""
+
+    received: int
+    inserted: int
+
+    @property
+    def unchanged(self) -> int:
+        return self.received - self.inserted
+
+
+_APPEND_SQL = """
+INSERT INTO observations (series_id, source_id, as_of, value, collected_at, run_id)
+SELECT s.series_id, s.source_id, s.as_of, s.value, :ts, :run
+FROM staging_obs s
+WHERE COALESCE((
+    SELECT o.value FROM observations o
+    WHERE o.series_id = s.series_id AND o.source_id = s.source_id AND o.as_of = s.as_of
+    ORDER BY o.collected_at DESC LIMIT 1), -1) <> s.value
+ORDER BY s.series_id, s.source_id, s.as_of
+"""
+
+
+class Store:
+    """One database, opened and migrated; cheap to keep for a process's lifetime."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = engine_ops.create(url)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            self.migrate()
+
+    def __repr__(self) -> str:
+        return f"Store({engine_ops.redact(self.url)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def migrate(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest migration (no-op when already there)."""
+        with engine_ops.translate(self.engine, "checking the schema version"):
+            current = engine_ops.current_revision(self.engine)
+        if current == engine_ops.head_revision():
+            return current, current
+        return engine_ops.upgrade(self.engine)
+
+    @contextlib.contextmanager
+    def transaction(self, doing: str = "writing") -> Iterator[Connection]:
+        """One transaction; any failure rolls everything in it back."""
+        with engine_ops.translate(self.engine, doing), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def reading(self, doing: str = "reading") -> Iterator[Connection]:
+        with engine_ops.translate(self.engine, doing), self.engine.connect() as conn:
+            yield conn
+
+    # -- companies -----------------------------------------------------------------
+
+    def company_id(self, name: str) -> str:
+        """Resolve a user-typed company (id, alias or name) or raise NotFoundError."""
+        with self.reading() as conn:
+            found = company_ops.find(conn, name)
+        if found is None:
+            raise NotFoundError(f"unknown company {name!r} (see 'tracker companies')")
+        return found
+
+    def upsert_company(
+        self,
+        company_id: str,
+        *,
+        name: str | None = None,
+        aliases: Sequence[str] = (),
+        tags: dict[str, str] | None = None,
+        external_ids: dict[str, str] | None = None,
+        reference_count: int | None = None,
+        reference_date: date | None = None,
+        conn: Connection | None = None,
+    ) -> None:
+        """Create or update a company declared in config; aliases point at it."""
+        with contextlib.ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.transaction("saving a company"))
+            row = conn.execute(select(companies).where(companies.c.id == company_id)).first()
+            values = {
+                "name": name or (row.name if row else company_id),
+                "tags": {**(row.tags if row else {}), **(tags or {})},
+                "external_ids": {**(row.external_ids if row else {}), **(external_ids or {})},
+                "reference_count": reference_count,
+                "reference_date": reference_date,
+            }
+            if row is None:
+                conn.execute(
+                    insert(companies).values(
+                        id=company_id, created_at=company_ops.now_utc(), **values
+                    )
+                )
+            else:
+                conn.execute(
+                    companies.update().where(companies.c.id == company_id).values(**values)
+                )
+            for alias in {*aliases, values["name"]}:
+                key = company_ops.alias_key(alias)
+                conn.execute(company_aliases.delete().where(company_aliases.c.alias == key))
+                conn.execute(insert(company_aliases).values(alias=key, company_id=company_id))
+
+    # -- writes --------------------------------------------------------------------
+
+    def _ids(self, conn: Connection, table, key_cols: list[str], wanted: pd.DataFrame) -> pd.Series:  # type: ignore[no-untyped-def]
+        """Ids for the distinct key rows in ``wanted``, inserting missing ones first."""
+        cols = [table.c[c] for c in key_cols]
+        existing = pd.DataFrame(conn.execute(select(table.c.id, *cols)).all(),
+                                columns=["id", *key_cols])
+        keys = wanted[key_cols].drop_duplicates()
+        merged = keys.merge(existing, on=key_cols, how="left")
+        missing = merged[merged["id"].isna()][key_cols]
+        if len(missing):
+            conn.execute(insert(table), missing.to_dict("records"))
+            existing = pd.DataFrame(conn.execute(select(table.c.id, *cols)).all(),
+                                    columns=["id", *key_cols])
+        ids = wanted[key_cols].merge(existing, on=key_cols, how="left")["id"]
+        return ids.astype("int64").set_axis(wanted.index)
+
+    def write_frame(
+        self,
+        conn: Connection,
+        frame: pd.DataFrame,
+        *,
+        collected_at: datetime | None = None,
+        run_id: int | None = None,
+    ) -> WriteResult:
+        """Append a validated frame (company id, metric, source, as_of, value).
+
+        ``company`` must already hold company ids (see :func:`companies.resolve`).
+        Duplicate keys must have been rejected by the caller; identical duplicates
+        are harmless.
+        """
+        if frame.empty:
+            return WriteResult(0, 0)
+        frame = frame.drop_duplicates(["company", "metric", "source", "as_of"], keep="last")
+        series_ids = self._ids(
+            conn, series, ["company_id", "metric"],
+            frame[["company", "metric"]].rename(columns={"company": "company_id"}),
+        )
+        source_ids = self._ids(conn, sources, ["name"], frame[["source"]].rename(
+            columns={"source": "name"}))
+        days = pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d")
+        values = frame["value"].astype("int64")
+        self._stage(conn, series_ids.to_numpy(), source_ids.to_numpy(), days, values.to_numpy())
+        stamp = collected_at or company_ops.now_utc()
+        result = conn.execute(
+            text(_APPEND_SQL).bindparams(bindparam("ts", type_=DateTime())),
+            {"ts": stamp, "run": run_id},
+        )
+        return WriteResult(len(frame), max(result.rowcount or 0, 0))
+
+    def _stage(
+        self, conn: Connection, series_ids: np.ndarray, source_ids: np.ndarray,
+        days: pd.Series, values: np.ndarray,
+    ) -> None:
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS staging_obs (series_id integer, source_id integer,"
+                " as_of date, value bigint) ON COMMIT DELETE ROWS"
+            )
+            conn.exec_driver_sql("TRUNCATE staging_obs")
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy("COPY staging_obs FROM STDIN") as copy:
+                for row in zip(series_ids.tolist(), source_ids.tolist(), days.tolist(),
+                               values.tolist(), strict=True):
+                    copy.write_row(row)
+            conn.exec_driver_sql("ANALYZE staging_obs")
+            return
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS staging_obs (series_id INTEGER, source_id INTEGER,"
+            " as_of DATE, value INTEGER)"
+        )
+        conn.exec_driver_sql("DELETE FROM staging_obs")
+        rows = list(zip(series_ids.tolist(), source_ids.tolist(), days.tolist(), values.tolist(),
+                        strict=True))
+        conn.exec_driver_sql("INSERT INTO staging_obs VALUES (?, ?, ?, ?)", rows)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def observations(
+        self,
+        companies_: Iterable[str] | None = None,
+        *,
+        metric: str | None = None,
+        source: str | None = None,
+        since: date | None = None,
+        until: date | None = None,
+        known_at: datetime | None = None,
+        revisions: bool = False,
+    ) -> pd.DataFrame:
+        """Observations as a frame with columns ``OBS_COLUMNS``, sorted.
+
+        By default one row per (company, metric, source, day): the latest value, or
+        the latest known at ``known_at`` (naive UTC) for point-in-time replays.
+        ``revisions=True`` returns every stored row instead.
+        """
+        where, params = ["1=1"], {}
+        if companies_ is not None:
+            ids = list(companies_)
+            if not ids:
+                return pd.DataFrame(columns=OBS_COLUMNS)
+            where.append("se.company_id IN :cids")
+            params["cids"] = ids
+        for clause, name, value in (
+            ("se.metric = :metric", "metric", metric),
+            ("so.name = :source", "source", source),
+            ("o.as_of >= :since", "since", since),
+            ("o.as_of <= :until", "until", until),
+            ("o.collected_at <= :known", "known", known_at),
+        ):
+            if value is not None:
+                where.append(clause)
+                params[name] = value
+        sql = text(
+            "SELECT se.company_id, se.metric, so.name, o.as_of, o.value, o.collected_at "
+            "FROM observations o JOIN series se ON se.id = o.series_id "
+            "JOIN sources so ON so.id = o.source_id WHERE " + " AND ".join(where)
+        )
+        binds = [bindparam("cids", expanding=True)] if "cids" in params else []
+        if "known" in params:
+            binds.append(bindparam("known", type_=DateTime()))
+        for name in ("since", "until"):
+            if name in params:
+                binds.append(bindparam(name, type_=Date()))
+        with self.reading("reading observations") as conn:
+            rows = conn.execute(sql.bindparams(*binds), params).all()
+        frame = pd.DataFrame(rows, columns=OBS_COLUMNS)
+        frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[ns]")
+        frame["collected_at"] = pd.to_datetime(frame["collected_at"]).astype("datetime64[ns]")
+        frame["value"] = frame["value"].astype("int64")
+        frame = frame.sort_values(["company", "metric", "source", "as_of", "collected_at"],
+                                  kind="stable")
+        if not revisions:
+            frame = frame.drop_duplicates(["company", "metric", "source", "as_of"], keep="last")
+        return frame.reset_index(drop=True)
+
+    def companies_summary(self) -> pd.DataFrame:
+        """Per company: name, first and last day, last value, number of observations."""
+        sql = text(
+            "SELECT c.id, c.name, MIN(o.as_of), MAX(o.as_of), COUNT(o.id) "
+            "FROM companies c LEFT JOIN series se ON se.company_id = c.id AND se.metric = :m "
+            "LEFT JOIN observations o ON o.series_id = se.id GROUP BY c.id, c.name ORDER BY c.id"
+        )
+        with self.reading("listing companies") as conn:
+            rows = conn.execute(sql, {"m": DEFAULT_METRIC}).all()
+        summary = pd.DataFrame(
+            rows, columns=["id", "name", "first_day", "last_day", "observations"]
+        )
+        latest = self.observations(metric=DEFAULT_METRIC)
+        if not latest.empty:
+            last = (latest.sort_values(["as_of", "source"]).groupby("company").tail(1)
+                    .set_index("company")["value"])
+            summary["last_value"] = summary["id"].map(last).astype("Int64")
+        else:
+            summary["last_value"] = pd.Series(dtype="Int64")
+        for col in ("first_day", "last_day"):
+            summary[col] = pd.to_datetime(summary[col]).dt.date
+        return summary
+

@@ -1,0 +1,160 @@
+"""Tables, as SQLAlchemy Core metadata shared by SQLite and PostgreSQL.
+
+Core rather than ORM: every hot path is a bulk statement, and the tables are read
+into DataFrames, never object graphs. The Alembic migrations in ``migrations/``
+create exactly this schema; a test compares the two so they cannot drift.
+
+Observations are append-only and keyed by (series, source, as_of, collected_at): a
+corrected value is a new row with a later ``collected_at``, so any past state of
+knowledge can be rebuilt. All timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("external_ids", JSON, nullable=False, default=dict),
+    Column("reference_count", BigInteger),
+    Column("reference_date", Date),
+    Column("created_at", DateTime, nullable=False),
+)
+
+company_aliases = Table(
+    "company_aliases",
+    metadata,
+    Column("alias", String(300), primary_key=True),
+    Column("company_id", String(200), ForeignKey("companies.id"), nullable=False, index=True),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", String(200), ForeignKey("companies.id"), nullable=False),
+    Column("metric", String(200), nullable=False),
+    UniqueConstraint("company_id", "metric"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("status", String(20), nullable=False),
+    Column("summary", Text),
+    Column("details", JSON, nullable=False, default=dict),
+)
+
+run_sources = Table(
+    "run_sources",
+    metadata,
+    Column("run_id", BigId, ForeignKey("runs.id"), primary_key=True),
+    Column("source", String(200), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("ok", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("inserted", Integer, nullable=False, default=0),
+    Column("reason", Text),
+    Column("failures", JSON, nullable=False, default=list),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("series_id", Integer, ForeignKey("series.id"), nullable=False),
+    Column("source_id", Integer, ForeignKey("sources.id"), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("collected_at", DateTime, nullable=False),
+    Column("run_id", BigId, ForeignKey("runs.id")),
+    UniqueConstraint("series_id", "source_id", "as_of", "collected_at"),
+    Index("ix_observations_collected_at", "collected_at"),
+)
+
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("key", String(1000), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("owner", String(300), nullable=False),
+    Column("acquired_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("series_id", Integer, ForeignKey("series.id"), nullable=False),
+    Column("source_id", Integer, ForeignKey("sources.id"), nullable=False),
+    Column("date", Date, nullable=False),
+    Column("detected_on", Date, nullable=False),
+    Column("confirmed_on", Date),
+    Column("kind", String(20), nullable=False),
+    Column("change_pct", Float, nullable=False),
+    Column("value_before", Float),
+    Column("value_after", Float),
+    Column("score", Float, nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("event_id", String(64)),
+    Column("sources_agreeing", Integer, nullable=False, default=1),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("notified_at", DateTime),
+    Column("note", Text),
+    Index("ix_alerts_date", "date"),
+)

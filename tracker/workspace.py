@@ -1,0 +1,142 @@
+"""A configured tracker: settings plus the store they point at.
+
+This is the object notebooks and the CLI share, so a command is a few lines over a
+method here and a notebook can do exactly what the CLI does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from tracker.config import Settings, load_settings
+from tracker.errors import InputError, NotFoundError
+from tracker.ingest import ImportOptions, ImportResult, Progress, import_files
+from tracker.records import CompanyRef
+from tracker.store import Store
+from tracker.store.schema import companies
+
+
+@dataclass
+class Workspace:
+    """Settings and an open, migrated store."""
+
+    settings: Settings
+    store: Store
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sync_companies(self) -> int:
+        """Create or update the companies declared under [companies.ID] in config."""
+        declared = self.settings.companies
+        if not declared:
+            return 0
+        with self.store.transaction("saving configured companies") as conn:
+            for cid, spec in declared.items():
+                ref_date = date.fromisoformat(spec.reference_date) if spec.reference_date else None
+                self.store.upsert_company(
+                    cid, name=spec.name, aliases=spec.aliases, tags=spec.tags,
+                    external_ids=spec.external_ids, reference_count=spec.reference_count,
+                    reference_date=ref_date, conn=conn,
+                )
+        return len(declared)
+
+    def company_refs(self) -> list[CompanyRef]:
+        """Every known company, as sources need them."""
+        with self.store.reading("listing companies") as conn:
+            rows = conn.execute(
+                companies.select().order_by(companies.c.id)
+            ).all()
+        return [CompanyRef(r.id, r.name, dict(r.external_ids or {})) for r in rows]
+
+    def import_files(
+        self, paths: list[str | Path], options: ImportOptions | None = None,
+        progress: Progress | None = None,
+    ) -> list[ImportResult]:
+        return import_files(self.store, paths, options, progress=progress)
+
+    def companies(self) -> pd.DataFrame:
+        return self.store.companies_summary()
+
+    def series(
+        self,
+        company: str,
+        *,
+        metric: str = "employees",
+        source: str | None = None,
+        since: date | None = None,
+        known_at: datetime | None = None,
+    ) -> pd.DataFrame:
+        """One company's observations with the day-over-day change per source."""
+        cid = self.store.company_id(company)
+        frame = self.store.observations([cid], metric=metric, source=source, since=since,
+                                        known_at=known_at)
+        if frame.empty:
+            raise NotFoundError(
+                f"no {metric!r} observations for {company!r}"
+                + (f" from source {source!r}" if source else "")
+                + (f" since {since}" if since else "")
+            )
+        frame["change_pct"] = frame.groupby("source")["value"].pct_change() * 100
+        return frame
+
+    def export(
+        self,
+        *,
+        companies_: list[str] | None = None,
+        metric: str | None = None,
+        since: date | None = None,
+        known_at: datetime | None = None,
+        revisions: bool = False,
+    ) -> pd.DataFrame:
+        ids = [self.store.company_id(c) for c in companies_] if companies_ else None
+        return self.store.observations(ids, metric=metric, since=since, known_at=known_at,
+                                       revisions=revisions)
+
+
+def open_workspace(config: str | Path | None = None, db: str | None = None) -> Workspace:
+    """Load config, open (and migrate) the database, sync declared companies."""
+    settings = load_settings(config)
+    store = Store(settings.database_url(db))
+    ws = Workspace(settings, store)
+    ws.sync_companies()
+    return ws
+
+
+def parse_day(value: str | None, flag: str) -> date | None:
+    """A CLI date flag, with an error naming the flag."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{flag}: {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def parse_timestamp(value: str | None, flag: str) -> datetime | None:
+    """A CLI timestamp flag (ISO 8601; an offset is converted to naive UTC)."""
+    if value is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"{flag}: {value!r} is not a timestamp (expected e.g. 2022-10-12T00:00:00Z)"
+        ) from None
+    if stamp.tzinfo is not None:
+        from datetime import UTC
+
+        stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+    if len(value) == 10:  # a bare date means the end of that day
+        stamp = stamp.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return stamp
