@@ -1,0 +1,193 @@
+"""One collection run: every configured source, concurrently, accounted for.
+
+Each source runs in its own thread and is written in its own transaction, together
+with its state (csv_folder's file hashes) and its line in the run record. So one
+failing source, or one failing company inside a source, never stops the others; a
+run killed part-way leaves complete sources written and the rest untouched, and
+running it again stores each observation once (writes are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from tracker.errors import ConfigError, InputError, SourceError, TrackerError
+from tracker.records import CompanyRef, Failure
+from tracker.sources.base import Source, SourceContext
+from tracker.sources.registry import load_source_class
+from tracker.store import companies as company_ops
+from tracker.store import runs as run_ops
+from tracker.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceOutcome:
+    """What one source did in a run."""
+
+    source: str
+    status: str  # ok, partial, failed, skipped
+    ok: int = 0
+    inserted: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    reason: str | None = None
+
+
+@dataclass
+class CollectResult:
+    run_id: int
+    day: date
+    outcomes: list[SourceOutcome]
+
+    @property
+    def inserted(self) -> int:
+        return sum(o.inserted for o in self.outcomes)
+
+    @property
+    def failed_sources(self) -> list[str]:
+        return [o.source for o in self.outcomes if o.status == "failed"]
+
+    def summary(self) -> str:
+        parts = [f"{o.source}: {o.status} ({o.ok} ok, {len(o.failures)} failed, "
+                 f"{o.inserted} new)" for o in self.outcomes]
+        return "; ".join(parts) or "no sources configured"
+
+
+def today(ws: Workspace) -> date:
+    """'Today' in the schedule's timezone: the day a daily run collects for."""
+    return datetime.now(ZoneInfo(ws.settings.schedule.timezone)).date()
+
+
+def build_sources(ws: Workspace, only: list[str] | None = None) -> list[Source]:
+    """Instantiate the enabled sources (all, or the named ones)."""
+    configured = ws.settings.sources
+    if only:
+        unknown = sorted(set(only) - configured.keys())
+        if unknown:
+            raise InputError(f"unknown source(s) {', '.join(unknown)}; configured: "
+                             f"{', '.join(sorted(configured)) or 'none'}")
+    built = []
+    for name, table in configured.items():
+        if only and name not in only:
+            continue
+        if not table.get("enabled", True):
+            continue
+        cls = load_source_class(table["type"])
+        context = SourceContext(base_dir=ws.settings.base_dir,
+                                state=run_ops.load_state(ws.store, name))
+        try:
+            built.append(cls.from_config(name, table, context))
+        except ConfigError:
+            raise
+        except Exception as exc:  # pydantic errors were caught by load_settings already
+            raise ConfigError(f"source {name!r} could not be set up: {exc}") from exc
+    return built
+
+
+def _companies_for(source: Source, companies: list[CompanyRef]) -> list[CompanyRef]:
+    wanted = getattr(source.settings, "companies", None)
+    if not wanted:
+        return companies
+    keep = set(wanted)
+    return [c for c in companies if c.id in keep]
+
+
+def _fetch(source: Source, companies: list[CompanyRef], day: date
+           ) -> tuple[pd.DataFrame | None, list[Failure], str | None]:
+    try:
+        frame, failures = source.fetch_frame(_companies_for(source, companies), day)
+        return frame, failures, None
+    except TrackerError as exc:
+        return None, [], str(exc)
+    except Exception as exc:  # a third-party plugin's bug must not stop the other sources
+        log.exception("source %s crashed", source.instance)
+        return None, [], f"unexpected error: {exc!r}"
+    finally:
+        try:
+            source.close()
+        except Exception:  # closing is best effort
+            log.exception("source %s failed to close", source.instance)
+
+
+def _valid_rows(source: Source, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Failure]]:
+    """Guard the store against a plugin yielding negative, fractional or 0 counts."""
+    if frame.empty:
+        return frame, []
+    values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype="float64")
+    bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+    bad |= frame["company"].isna().to_numpy() | pd.to_datetime(frame["as_of"]).isna().to_numpy()
+    failures = [Failure(source.instance, str(c), f"invalid value {v!r} for {d}")
+                for c, v, d in zip(frame["company"][bad], frame["value"][bad],
+                                   frame["as_of"][bad], strict=True)]
+    return frame[~bad], failures
+
+
+def _write(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
+           frame: pd.DataFrame | None, failures: list[Failure], error: str | None
+           ) -> SourceOutcome:
+    store = ws.store
+    if error is not None:
+        outcome = SourceOutcome(source.instance, "failed", reason=error)
+    else:
+        assert frame is not None
+        frame, invalid = _valid_rows(source, frame)
+        failures = failures + invalid
+        status = "ok" if not failures else ("partial" if len(frame) else "failed")
+        reason = failures[0].reason if failures and not len(frame) else None
+        outcome = SourceOutcome(source.instance, status, ok=len(frame), failures=failures,
+                                reason=reason)
+    with store.transaction(f"saving source {source.instance}") as conn:
+        if outcome.ok and frame is not None:
+            ids = company_ops.resolve(conn, frame["company"].astype(str).unique())
+            frame = frame.assign(company=frame["company"].astype(str).map(ids),
+                                 value=frame["value"].astype("int64"))
+            outcome.inserted = store.write_frame(conn, frame, run_id=run_id).inserted
+        if error is None:
+            run_ops.save_state(conn, source.instance, source.context.state, before)
+        run_ops.record_source(
+            conn, run_id, source.instance, outcome.status, ok=outcome.ok,
+            failed=len(outcome.failures), inserted=outcome.inserted, reason=outcome.reason,
+            failures=[{"company": f.company, "reason": f.reason, "retriable": f.retriable}
+                      for f in outcome.failures[:200]],
+        )
+    return outcome
+
+
+def collect(ws: Workspace, day: date | None = None, only: list[str] | None = None,
+            run_id: int | None = None) -> CollectResult:
+    """Run every enabled source once for ``day`` (default: today in the schedule's zone)."""
+    day = day or today(ws)
+    sources = build_sources(ws, only)
+    own_run = run_id is None
+    if run_id is None:
+        run_id = run_ops.start_run(ws.store, "collect")
+    companies = ws.company_refs()
+    outcomes: list[SourceOutcome] = []
+    try:
+        befores = {s.instance: dict(s.context.state) for s in sources}
+        with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
+            futures = [(s, pool.submit(_fetch, s, companies, day)) for s in sources]
+            for source, future in futures:
+                frame, failures, error = future.result()
+                outcomes.append(_write(ws, run_id, source, befores[source.instance], frame,
+                                       failures, error))
+    except BaseException as exc:
+        if own_run:
+            run_ops.finish_run(ws.store, run_id, "failed", f"collect failed: {exc}")
+        raise
+    result = CollectResult(run_id, day, outcomes)
+    if own_run:
+        status = "failed" if sources and len(result.failed_sources) == len(sources) else "ok"
+        run_ops.finish_run(ws.store, run_id, status, result.summary())
+    return result
+
+
+__all__ = ["CollectResult", "SourceError", "SourceOutcome", "build_sources", "collect", "today"]

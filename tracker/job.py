@@ -1,0 +1,153 @@
+"""The main job, ``tracker run``: collect -> detect -> alert -> notify -> report, once.
+
+Its exit code follows the Nagios plugin convention so cron and monitoring systems
+can act on it without parsing output: 0 nothing new, 1 new warning alerts, 2 new
+critical alerts, 3 the run itself failed. Only one run may work at a time across
+processes and hosts: a lease in the database (see ``store.runs``) makes a second
+``tracker run`` or scheduler exit with 3, or wait, as configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import requests
+
+from tracker.collect import CollectResult, collect
+from tracker.errors import LockHeldError, TrackerError
+from tracker.store import runs as run_ops
+from tracker.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "main-job"
+LEASE_TTL = timedelta(minutes=10)
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
+
+#: A step after collection: receives the workspace, the day and the run id and
+#: returns the new alerts it produced (each a dict with at least ``severity``).
+Step = Callable[[Workspace, date, int], list[dict]]
+
+
+@dataclass
+class RunResult:
+    run_id: int | None
+    day: date
+    collected: CollectResult | None = None
+    new_alerts: list[dict] = field(default_factory=list)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return EXIT_FAILED
+        severities = {a.get("severity") for a in self.new_alerts}
+        if "critical" in severities:
+            return EXIT_CRITICAL
+        if "warning" in severities:
+            return EXIT_WARNING
+        return EXIT_OK
+
+    def summary(self) -> str:
+        """The one line cron mails and monitoring systems show."""
+        label = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[self.exit_code]
+        if self.error is not None:
+            return f"{label}: run failed: {self.error}"
+        c = self.collected
+        crit = sum(a.get("severity") == "critical" for a in self.new_alerts)
+        warn = sum(a.get("severity") == "warning" for a in self.new_alerts)
+        parts = [f"{label}: {self.day}"]
+        if c is not None:
+            failed = len(c.failed_sources)
+            parts.append(f"{c.inserted} new observations from {len(c.outcomes)} source(s)"
+                         + (f" ({failed} failed)" if failed else ""))
+        parts.append(f"{crit} new critical, {warn} new warning alert(s)")
+        parts += self.notes
+        return "; ".join(parts)
+
+
+def _ping(url: str | None, ok: bool) -> None:
+    """healthchecks.io-style heartbeat: URL on success, URL/fail on failure."""
+    if not url:
+        return
+    target = url if ok else url.rstrip("/") + "/fail"
+    try:
+        requests.get(target, timeout=10, headers={"User-Agent": "tracker heartbeat"})
+    except requests.RequestException as exc:  # a monitoring hiccup must not fail the run
+        log.warning("heartbeat %s failed: %s", target.split("?")[0], exc)
+
+
+def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
+    """Take the run lease (waiting if configured) and renew it until the event is set."""
+    sched = ws.settings.schedule
+    deadline = time.monotonic() + (sched.lock_wait_seconds if sched.on_lock == "wait" else 0)
+    while True:
+        try:
+            owner = run_ops.acquire_lease(ws.store, LOCK_NAME, LEASE_TTL)
+            break
+        except LockHeldError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_TTL.total_seconds() / 3):
+            try:
+                run_ops.renew_lease(ws.store, LOCK_NAME, owner, LEASE_TTL)
+            except TrackerError:
+                log.exception("could not renew the run lease")
+
+    threading.Thread(target=renew, name="lease-renewer", daemon=True).start()
+    return owner, stop
+
+
+def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = None) -> RunResult:
+    """The whole main job once; never raises for a failed run, it reports it."""
+    from tracker.collect import today
+
+    day = day or today(ws)
+    result = RunResult(None, day)
+    try:
+        owner, stop = _hold_lease(ws)
+    except TrackerError as exc:
+        result.error = str(exc)
+        _ping(ws.settings.run.heartbeat_url, ok=False)
+        return result
+    try:
+        result.run_id = run_ops.start_run(ws.store, "run")
+        result.collected = collect(ws, day, run_id=result.run_id)
+        for step in steps if steps is not None else default_steps():
+            result.new_alerts += step(ws, day, result.run_id)
+        status = "ok"
+    except TrackerError as exc:
+        result.error = str(exc)
+        status = "failed"
+    finally:
+        stop.set()
+        try:
+            if result.run_id is not None:
+                run_ops.finish_run(ws.store, result.run_id,
+                                   "failed" if result.error else "ok", result.summary(),
+                                   {"exit_code": result.exit_code})
+        finally:
+            run_ops.release_lease(ws.store, LOCK_NAME, owner)
+    _ping(ws.settings.run.heartbeat_url, ok=status == "ok")
+    return result
+
+
+def default_steps() -> list[Step]:
+    """Detection and alerting, as far as they are installed in this version."""
+    steps: list[Step] = []
+    try:
+        from tracker.alerts import detect_step
+    except ImportError:
+        return steps
+    steps.append(detect_step)
+    return steps

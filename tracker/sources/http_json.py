@@ -1,0 +1,116 @@
+"""``http_json``: one GET per company against any JSON API, configured not coded.
+
+Most head-count providers (and in-house scrapers exposing a small API) answer a URL
+that contains a company identifier with a JSON document that contains a number
+somewhere. Describing "which URL" as a template and "where the number is" as a
+path covers them without a plugin per provider; presets such as ``pdl`` subclass
+this for the few that need request logic.
+
+Example::
+
+    [sources.acme_api]
+    type = "http_json"
+    url = "https://api.example.com/companies/{external_id}?date={day}"
+    value_path = "data.employee_count"          # or "/data/employee_count"
+    date_path = "data.as_of"                    # optional; else the requested day
+    header_env = { Authorization = { env = "ACME_TOKEN", prefix = "Bearer " } }
+    rate_limit = 5                              # requests per second per host
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from tracker.errors import FatalSourceError
+from tracker.records import CompanyRef, Observation
+from tracker.sources.http import Fetched, HttpSettings, HttpSource
+from tracker.sources.http_values import check_template, clip, expand, lookup, parse_count, parse_day
+
+
+class HttpJsonSettings(HttpSettings):
+    """``[sources.NAME]`` of type ``http_json``; see the module docstring for an example."""
+
+    url: str = Field(min_length=1)
+    value_path: str = Field(min_length=1)
+    date_path: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "{")):
+            raise ValueError(f"url {value!r} must start with http:// or https://")
+        return check_template(value)
+
+    @field_validator("params")
+    @classmethod
+    def _param_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        for template in value.values():
+            check_template(template)
+        return value
+
+
+def decode_json(fetched: Fetched) -> Any:
+    """Parse a body as JSON, saying *why* it is not JSON when it is not.
+
+    "HTML where JSON was expected" usually means a login wall, a captcha or a
+    provider error page, which is a different fix from a truncated transfer.
+    """
+    if not fetched.body.strip():
+        raise FatalSourceError(f"GET {fetched.url}: empty response body, expected JSON")
+    try:
+        return json.loads(fetched.body)
+    except ValueError as exc:
+        head = fetched.text().lstrip()[:200]
+        if "html" in fetched.content_type.lower() or head.startswith("<"):
+            raise FatalSourceError(
+                f"GET {fetched.url}: expected JSON but got HTML "
+                f"(Content-Type {fetched.content_type or 'not set'}), "
+                f"starting {clip(head, 60)!r}; is the URL right, or is a login/captcha page "
+                "in the way?"
+            ) from None
+        raise FatalSourceError(
+            f"GET {fetched.url}: response is not valid JSON ({exc}; "
+            f"{len(fetched.body)} bytes, truncated?)"
+        ) from None
+
+
+class HttpJsonSource(HttpSource):
+    """Reads one count per company from a JSON API described by a URL template and a path."""
+
+    name = "http_json"
+    Settings = HttpJsonSettings
+    settings: HttpJsonSettings
+
+    def request(self, company: CompanyRef, day: date) -> tuple[str, dict[str, str]]:
+        url = expand(self.settings.url, company, day)
+        params = {
+            key: expand(template, company, day, quote_values=False)
+            for key, template in self.settings.params.items()
+        }
+        return url, params
+
+    def parse(self, fetched: Fetched, company: CompanyRef, day: date) -> Observation:
+        return self.read_payload(decode_json(fetched), fetched, company, day)
+
+    def read_payload(
+        self, payload: Any, fetched: Fetched, company: CompanyRef, day: date
+    ) -> Observation:
+        """Pick the count (and the as-of date, if configured) out of a decoded payload."""
+        where = f"GET {fetched.url}: value_path"
+        try:
+            raw = lookup(payload, self.settings.value_path)
+        except FatalSourceError as exc:
+            raise FatalSourceError(f"{where} {exc}") from None
+        value = parse_count(raw, f"{where} {self.settings.value_path!r}")
+        as_of = day
+        if self.settings.date_path:
+            try:
+                found = lookup(payload, self.settings.date_path)
+            except FatalSourceError as exc:
+                raise FatalSourceError(f"GET {fetched.url}: date_path {exc}") from None
+            as_of = parse_day(found, f"date_path {self.settings.date_path!r}")
+        return self.observation(company, as_of, value)
