@@ -9,6 +9,7 @@ code 2 means "new critical alerts" and cron monitors must never confuse the two.
 from __future__ import annotations
 
 import sys
+import traceback
 from contextlib import nullcontext
 from datetime import date, datetime
 from enum import StrEnum
@@ -249,6 +250,80 @@ def status_cmd(
     emit(report.stale, "table")
 
 
+class Status(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    dismissed = "dismissed"
+    resolved = "resolved"
+
+
+class Kind(StrEnum):
+    drop = "drop"
+    spike = "spike"
+    glitch = "glitch"
+    drift_up = "drift_up"
+    drift_down = "drift_down"
+
+
+@app.command("detect")
+def detect_cmd(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="Store anomalies from this day on")] = None,
+    company: Annotated[list[str] | None, typer.Option(help="Only these companies")] = None,
+    known_at: Annotated[
+        str | None, typer.Option(help="Use only what was known at this UTC time (replay)")
+    ] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """Detect abnormal moves in the stored history and store them as alerts."""
+    from tracker.alerts import run_detection
+
+    result = run_detection(_workspace(ctx), companies=company,
+                           since=parse_day(since, "--since"),
+                           known_at=parse_timestamp(known_at, "--known-at"))
+    err.print(f"{result.series:,} series checked: {len(result.anomalies):,} anomalies, "
+              f"{len(result.new):,} new alert(s), {result.updated:,} updated, "
+              f"{len(result.events):,} cross-company event(s)", highlight=False)
+    if len(result.new):
+        cols = ["company", "metric", "source", "date", "detected_on", "kind", "change_pct",
+                "severity", "verdict"]
+        shown = result.new[cols].copy()
+        shown["change_pct"] = shown["change_pct"].round(2)
+        emit(shown, fmt.value)
+
+
+@app.command("alerts")
+def alerts_cmd(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="Alerts from this day on")] = None,
+    status: Annotated[Status | None, typer.Option(help="Only this status")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Only this kind")] = None,
+    company: Annotated[str | None, typer.Option(help="Only this company")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """List stored alerts with the fields of the alert record."""
+    from tracker.alerts import list_alerts
+
+    frame = list_alerts(_workspace(ctx), since=parse_day(since, "--since"),
+                        status=status.value if status else None,
+                        kind=kind.value if kind else None, company=company)
+    emit(frame, fmt.value)
+
+
+@app.command("review")
+def review_cmd(
+    ctx: typer.Context,
+    ids: Annotated[list[int], typer.Argument(help="Alert ids (see 'tracker alerts')")],
+    status: Annotated[Status, typer.Option(help="New status")] = Status.acknowledged,
+    note: Annotated[str | None, typer.Option(help="A note kept with the alert")] = None,
+) -> None:
+    """Mark alerts reviewed: acknowledged, dismissed, resolved (or open again)."""
+    from tracker.alerts import set_status
+
+    count = set_status(_workspace(ctx), ids, status.value, note)
+    typer.echo(f"{count} alert(s) marked {status.value}")
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations (also done automatically on first use)."""
@@ -301,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
+        return EXIT_FAILED
+    except Exception:  # a bug: show it, but still exit 3 so cron reads "UNKNOWN", not 1
+        traceback.print_exc()
+        err.print("error: internal error (a bug in tracker; please report the traceback above)",
+                  markup=False, highlight=False)
         return EXIT_FAILED
     return result if isinstance(result, int) else 0
 

@@ -74,6 +74,16 @@ class AlertSettings(_Strict):
     min_severity: Literal["info", "warning", "critical"] = Field(
         "warning", description="Alerts below this severity are stored but not notified"
     )
+    fresh_days: int = Field(
+        7, ge=0,
+        description="A new alert first detected more than this many days before the run's "
+        "day is backfill: stored, but not notified and not counted in the exit code",
+    )
+    event_min_companies: int = Field(
+        2, ge=2,
+        description="Shifts of the same direction at this many companies within a day of "
+        "each other form a cross-company event (a platform-wide purge)",
+    )
 
 
 class ReportSettings(_Strict):

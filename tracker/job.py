@@ -44,10 +44,15 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def fresh_alerts(self) -> list[dict]:
+        """New alerts that are news (not backfill of old history)."""
+        return [a for a in self.new_alerts if a.get("fresh", True)]
+
+    @property
     def exit_code(self) -> int:
         if self.error is not None:
             return EXIT_FAILED
-        severities = {a.get("severity") for a in self.new_alerts}
+        severities = {a.get("severity") for a in self.fresh_alerts}
         if "critical" in severities:
             return EXIT_CRITICAL
         if "warning" in severities:
@@ -60,14 +65,17 @@ class RunResult:
         if self.error is not None:
             return f"{label}: run failed: {self.error}"
         c = self.collected
-        crit = sum(a.get("severity") == "critical" for a in self.new_alerts)
-        warn = sum(a.get("severity") == "warning" for a in self.new_alerts)
+        crit = sum(a.get("severity") == "critical" for a in self.fresh_alerts)
+        warn = sum(a.get("severity") == "warning" for a in self.fresh_alerts)
+        backfill = len(self.new_alerts) - len(self.fresh_alerts)
         parts = [f"{label}: {self.day}"]
         if c is not None:
             failed = len(c.failed_sources)
             parts.append(f"{c.inserted} new observations from {len(c.outcomes)} source(s)"
                          + (f" ({failed} failed)" if failed else ""))
         parts.append(f"{crit} new critical, {warn} new warning alert(s)")
+        if backfill:
+            parts.append(f"{backfill} alert(s) about older history stored (tracker alerts)")
         parts += self.notes
         return "; ".join(parts)
 
@@ -129,6 +137,10 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
     except TrackerError as exc:
         result.error = str(exc)
         status = "failed"
+    except Exception as exc:  # a bug in a step: record the run as failed, not as ok
+        log.exception("the run crashed")
+        result.error = f"unexpected error: {exc!r}"
+        status = "failed"
     finally:
         stop.set()
         try:
@@ -136,18 +148,21 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
                 run_ops.finish_run(ws.store, result.run_id,
                                    "failed" if result.error else "ok", result.summary(),
                                    {"exit_code": result.exit_code})
+        except TrackerError as exc:  # e.g. the database went away mid-run
+            result.error = result.error or str(exc)
+            status = "failed"
         finally:
-            run_ops.release_lease(ws.store, LOCK_NAME, owner)
+            try:
+                run_ops.release_lease(ws.store, LOCK_NAME, owner)
+            except TrackerError as exc:  # the lease then expires after LEASE_TTL
+                result.error = result.error or str(exc)
+                status = "failed"
     _ping(ws.settings.run.heartbeat_url, ok=status == "ok")
     return result
 
 
 def default_steps() -> list[Step]:
-    """Detection and alerting, as far as they are installed in this version."""
-    steps: list[Step] = []
-    try:
-        from tracker.alerts import detect_step
-    except ImportError:
-        return steps
-    steps.append(detect_step)
-    return steps
+    """The steps after collection, in order."""
+    from tracker.alerts import detect_step
+
+    return [detect_step]

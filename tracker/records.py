@@ -21,6 +21,7 @@ ALERT_FIELDS: tuple[str, ...] = (
     "date",
     "detected_on",
     "confirmed_on",
+    "verdict",
     "kind",
     "change_pct",
     "value_before",

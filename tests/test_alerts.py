@@ -1,0 +1,179 @@
+"""Alerts: detection on stored data, fingerprints, lifecycle, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tracker.alerts import list_alerts, run_detection, set_status
+from tracker.config import Settings
+from tracker.errors import InputError, NotFoundError
+from tracker.ingest import import_file
+from tracker.job import run_once
+from tracker.records import ALERT_FIELDS
+from tracker.store import Store
+from tracker.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
+
+
+@pytest.fixture
+def ws(db_url: str, tmp_path: Path) -> Workspace:
+    store = Store(db_url)
+    import_file(store, SAMPLE)
+    workspace = Workspace(Settings(base_dir=tmp_path), store)
+    yield workspace
+    workspace.close()
+
+
+def by_company(frame: pd.DataFrame) -> dict[str, dict]:
+    return {r["company"]: r for r in frame.to_dict("records")}
+
+
+def test_sample_gives_exactly_the_reported_events(ws: Workspace) -> None:
+    result = run_detection(ws)
+    assert len(result.new) == 4
+    stored = by_company(list_alerts(ws))
+    assert set(stored) == {"apple", "amazon", "binance", "contoso-logistics"}
+    expected = {
+        "apple": ("drop", "2022-10-11", -50.6),
+        "amazon": ("drop", "2022-10-11", -32.9),
+        "binance": ("drop", "2022-09-04", -22.2),
+        "contoso-logistics": ("glitch", "2022-08-17", -69.8),
+    }
+    for company, (kind, day, pct) in expected.items():
+        alert = stored[company]
+        assert alert["kind"] == kind
+        assert str(alert["date"]) == day
+        assert alert["change_pct"] == pytest.approx(pct, abs=0.2)
+        assert alert["verdict"] == "confirmed"
+        assert alert["status"] == "open"
+    assert stored["apple"]["severity"] == "critical"
+    assert stored["apple"]["event_id"] == stored["amazon"]["event_id"] is not None
+    assert pd.isna(stored["binance"]["event_id"])
+
+
+def test_rerunning_never_duplicates(ws: Workspace) -> None:
+    run_detection(ws)
+    again = run_detection(ws)
+    assert len(again.new) == 0 and again.updated == 0
+    assert len(list_alerts(ws)) == 4
+
+
+def test_provisional_shift_is_confirmed_in_place(ws: Workspace) -> None:
+    first = run_detection(ws, until=date(2022, 10, 11))
+    apple = by_company(first.new)["apple"]
+    assert apple["verdict"] == "provisional" and pd.isna(apple["confirmed_on"])
+    before = by_company(list_alerts(ws))["apple"]["id"]
+    later = run_detection(ws, until=date(2022, 10, 20))
+    assert "apple" not in set(later.new["company"])
+    alert = by_company(list_alerts(ws))["apple"]
+    assert alert["id"] == before
+    assert alert["verdict"] == "confirmed"
+    assert date(2022, 10, 12) <= alert["confirmed_on"] <= date(2022, 10, 14)
+
+
+def test_glitch_reclassification_updates_the_same_alert(ws: Workspace) -> None:
+    run_detection(ws, until=date(2022, 8, 17))
+    provisional = by_company(list_alerts(ws))["contoso-logistics"]
+    assert provisional["kind"] == "drop" and provisional["verdict"] == "provisional"
+    run_detection(ws, until=date(2022, 8, 25))
+    rows = list_alerts(ws, company="contoso-logistics")
+    assert len(rows) == 1
+    assert rows.loc[0, "id"] == provisional["id"]
+    assert rows.loc[0, "kind"] == "glitch"
+
+
+def test_review_status_survives_redetection(ws: Workspace) -> None:
+    run_detection(ws)
+    apple = by_company(list_alerts(ws))["apple"]["id"]
+    assert set_status(ws, [apple], "acknowledged", note="LinkedIn purge, known") == 1
+    run_detection(ws)
+    assert by_company(list_alerts(ws))["apple"]["status"] == "acknowledged"
+    assert len(list_alerts(ws, status="acknowledged")) == 1
+    with pytest.raises(NotFoundError, match="no alert with id 999"):
+        set_status(ws, [999], "dismissed")
+    with pytest.raises(InputError, match="not one of"):
+        set_status(ws, [apple], "ignored")
+
+
+def test_filters(ws: Workspace) -> None:
+    run_detection(ws)
+    assert set(list_alerts(ws, kind="glitch")["company"]) == {"contoso-logistics"}
+    assert set(list_alerts(ws, since=date(2022, 10, 1))["company"]) == {"apple", "amazon"}
+    assert list(list_alerts(ws).columns) == list(ALERT_FIELDS)
+
+
+def test_second_source_corroborates(ws: Workspace, tmp_path: Path) -> None:
+    """SignalHire-like second source: smaller but unprecedented drops on the same day."""
+    days = pd.date_range("2022-08-01", "2022-10-31")
+    rng = np.random.default_rng(3)
+    rows = []
+    for company, level in (("Apple", 160000), ("Amazon", 900000)):
+        noise = 1 + rng.normal(0, 0.002, len(days))
+        values = level * noise * np.where(days >= "2022-10-11", 0.91, 1.0)
+        rows += [
+            (company, d.strftime("%Y-%m-%d"), int(v), "signalhire")
+            for d, v in zip(days, values, strict=True)
+        ]
+    path = tmp_path / "signalhire.csv"
+    pd.DataFrame(rows, columns=["company", "date", "employees", "source"]).to_csv(path, index=False)
+    import_file(ws.store, path)
+    run_detection(ws)
+    alerts = list_alerts(ws, since=date(2022, 10, 1))
+    apple = alerts[alerts["company"] == "apple"]
+    assert set(apple["source"]) == {"linkedin", "signalhire"}
+    assert (apple["sources_agreeing"] == 2).all()
+
+
+def test_job_exit_codes_replaying_the_purge_day(ws: Workspace, tmp_path: Path) -> None:
+    ws = Workspace(Settings(base_dir=tmp_path, sources={}), ws.store)
+    day_before = run_once(ws, date(2022, 10, 10))
+    assert day_before.exit_code == 0, day_before.summary()
+    purge = run_once(ws, date(2022, 10, 11))
+    assert purge.exit_code == 2
+    assert purge.summary().startswith("CRITICAL: 2022-10-11")
+    assert "2 new critical" in purge.summary()
+    after = run_once(ws, date(2022, 10, 12))
+    assert after.exit_code == 0  # nothing new: the purge was already reported
+
+
+def test_cli_detect_and_alerts(tmp_path: Path) -> None:
+    tracker = shutil.which("tracker")
+    assert tracker
+    shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
+    (tmp_path / "data" / "samples").mkdir(parents=True)
+    shutil.copy(SAMPLE, tmp_path / "data" / "samples")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [tracker, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+
+    first = run("run")
+    assert first.returncode == 0, first.stderr
+    assert "4 alert(s) about older history stored" in first.stdout
+    assert len(first.stdout.strip().splitlines()) == 1
+    listed = json.loads(run("alerts", "--format", "json").stdout)
+    assert [a["company"] for a in listed] == ["contoso-logistics", "binance", "amazon", "apple"]
+    assert list(listed[0]) == list(ALERT_FIELDS)
+    csv = run("alerts", "--kind", "drop", "--format", "csv").stdout.splitlines()
+    assert csv[0] == ",".join(ALERT_FIELDS) and len(csv) == 4
+    apple = next(a for a in listed if a["company"] == "apple")
+    review = run("review", str(apple["id"]), "--status", "dismissed")
+    assert review.returncode == 0 and "1 alert(s) marked dismissed" in review.stdout
+    dismissed = json.loads(run("alerts", "--status", "dismissed", "--format", "json").stdout)
+    assert [a["company"] for a in dismissed] == ["apple"]
+    bad = run("alerts", "--kind", "wobble")
+    assert bad.returncode == 3 and "Traceback" not in bad.stderr
+    detect = run("detect")
+    assert detect.returncode == 0
+    assert "0 new alert(s)" in detect.stderr
