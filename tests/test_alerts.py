@@ -177,3 +177,11 @@ def test_cli_detect_and_alerts(tmp_path: Path) -> None:
     detect = run("detect")
     assert detect.returncode == 0
     assert "0 new alert(s)" in detect.stderr
+
+
+def test_replaying_an_earlier_day_does_not_undo_a_verdict(ws: Workspace) -> None:
+    run_detection(ws)
+    replay = run_detection(ws, until=date(2022, 10, 11))
+    assert replay.updated == 0
+    apple = by_company(list_alerts(ws))["apple"]
+    assert apple["verdict"] == "confirmed" and not pd.isna(apple["confirmed_on"])

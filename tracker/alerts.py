@@ -167,8 +167,10 @@ def _upsert(ws: Workspace, found: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             .where(alerts.c.fingerprint.in_(bindparam("fps", expanding=True))),
             {"fps": [r["fingerprint"] for r in rows]})}
         fresh = [r for r in rows if r["fingerprint"] not in existing]
-        changed = [r for r in rows if r["fingerprint"] in existing and any(
-            _differs(getattr(existing[r["fingerprint"]], c), r[c]) for c in _UPDATABLE)]
+        changed = [r for r in rows if r["fingerprint"] in existing
+                   and not _regresses(existing[r["fingerprint"]], r)
+                   and any(_differs(getattr(existing[r["fingerprint"]], c), r[c])
+                           for c in _UPDATABLE)]
         if fresh:
             conn.execute(insert(alerts), [{**r, "status": "open", "created_at": stamp,
                                            "updated_at": stamp} for r in fresh])
@@ -180,6 +182,12 @@ def _upsert(ws: Workspace, found: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             )
     fresh_fps = {r["fingerprint"] for r in fresh}
     return found[found["fingerprint"].isin(fresh_fps)].reset_index(drop=True), len(changed)
+
+
+def _regresses(old: object, new: dict) -> bool:
+    """A verdict only moves forward: a replay of an earlier day (less data) must not
+    turn a confirmed alert back into a provisional one."""
+    return getattr(old, "verdict", None) == "confirmed" and new["verdict"] == "provisional"
 
 
 def _num(value: float) -> float | None:

@@ -113,8 +113,10 @@ def find_drifts(y_cal: np.ndarray, v_cal: np.ndarray, days: np.ndarray, scale_ca
             big_all = cov_all & (np.abs(np.expm1(r_all - b_all * (h / b))) * 100.0
                                  >= settings.drift_min_pct) & obs[tt]
         big &= obs[t]
-        sd = np.maximum(sc[t], level_floor(y[t], settings)) * np.sqrt(settings.drift_noise_days)
-        score = excess / sd
+        score = np.zeros(big.shape)
+        br, bc_ = np.nonzero(big)  # only the few big cells need a noise level
+        sd = np.maximum(sc[t[br], bc_], level_floor(y[t[br], bc_], settings))
+        score[br, bc_] = excess[br, bc_] / (sd * np.sqrt(settings.drift_noise_days))
         strong = big & (np.abs(score) >= settings.drift_threshold)
     bc = np.zeros((big_all.shape[0] + 1, m), dtype=np.int64)
     bc[1:] = np.cumsum(big_all, axis=0)

@@ -19,7 +19,7 @@ from .matrix import Packed, day_numbers, log_counts, pack, to_timestamps
 from .scale import changes, row_stats
 from .seasonal import _block_days, deseasonalize
 from .settings import DetectSettings
-from .shifts import CONFIRMED, GLITCH, OPEN, Verdicts, change_test, scan, sync_rows
+from .shifts import GLITCH, OPEN, Verdicts, change_test, scan, sync_rows
 
 COLUMNS = ["series", "date", "detected_on", "confirmed_on", "kind", "status", "change_pct",
            "value_before", "value_after", "score", "severity"]

@@ -88,7 +88,8 @@ def score(detections: pd.DataFrame, labels: pd.DataFrame, matrix: pd.DataFrame,
     big_hit = [lm[j] >= 0 and det["kind"][lm[j]] == lab["kind"][j] for j in np.flatnonzero(big)]
     shift_det = det["kind"].isin(SHIFT_KINDS).to_numpy() & (det["value_before"] >= big_level
                                                             ).to_numpy()
-    ok_det = [dm[i] >= 0 and lab["kind"][dm[i]] == det["kind"][i] for i in np.flatnonzero(shift_det)]
+    ok_det = [dm[i] >= 0 and lab["kind"][dm[i]] == det["kind"][i]
+              for i in np.flatnonzero(shift_det)]
     cls = [(lab["kind"][j] == "glitch") == (det["kind"][lm[j]] == "glitch")
            for j in np.flatnonzero(lab["kind"].isin((*SHIFT_KINDS, "glitch")).to_numpy())
            if lm[j] >= 0]
@@ -104,15 +105,16 @@ def score(detections: pd.DataFrame, labels: pd.DataFrame, matrix: pd.DataFrame,
     quiet = [c for c in matrix.columns if c not in set(lab["series"])]
     quiet_days = int(matrix[quiet].notna().to_numpy().sum()) if quiet else 0
     quiet_alerts = int(det["series"].isin(set(quiet)).sum())
+    nan = float("nan")
     return Scores(
         per_kind=per_kind,
         big_shift_recall=float(np.mean(big_hit)) if big_hit else float("nan"),
         big_shift_precision=float(np.mean(ok_det)) if ok_det else float("nan"),
         classification_accuracy=float(np.mean(cls)) if cls else float("nan"),
         median_alert_delay_days=float(np.median(alert_delay)) if alert_delay else float("nan"),
-        median_verdict_delay_days=float(np.median(verdict_delay)) if verdict_delay else float("nan"),
+        median_verdict_delay_days=float(np.median(verdict_delay)) if verdict_delay else nan,
         median_drift_delay_days=float(np.median(drift_delay)) if drift_delay else float("nan"),
-        false_alerts_per_10k_quiet_days=1e4 * quiet_alerts / quiet_days if quiet_days else float("nan"),
+        false_alerts_per_10k_quiet_days=1e4 * quiet_alerts / quiet_days if quiet_days else nan,
         extra={"big_shift_labels": float(big.sum()), "quiet_series": float(len(quiet)),
                "quiet_days": float(quiet_days), "quiet_alerts": float(quiet_alerts)},
     )

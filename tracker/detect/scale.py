@@ -25,7 +25,7 @@ _CHUNK_ELEMENTS = 6_000_000
 
 @dataclass
 class RowStats:
-    """Per packed row: robust drift per day ``mu``, scale per sqrt(day) ``scale``, ``n`` changes seen."""
+    """Per packed row: robust drift per day ``mu``, scale per sqrt(day), ``n`` changes seen."""
 
     mu: np.ndarray
     scale: np.ndarray
@@ -40,17 +40,6 @@ def changes(p: Packed) -> tuple[np.ndarray, np.ndarray]:
     g[1:] = (p.day[1:] - p.day[:-1]).astype(np.float64)
     g[~np.isfinite(d)] = np.nan
     return d, g
-
-
-def _quantile_sorted(s: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
-    """Linear-interpolated quantile of windows sorted along axis 1 with NaN at the end."""
-    pos = q * np.maximum(n - 1, 0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-    a = np.take_along_axis(s, lo[:, None, :], axis=1)[:, 0, :]
-    b = np.take_along_axis(s, hi[:, None, :], axis=1)[:, 0, :]
-    out = a + (b - a) * (pos - lo)
-    return np.where(n > 0, out, np.nan)
 
 
 def row_stats(p: Packed, d: np.ndarray, g: np.ndarray, settings: DetectSettings,
@@ -79,44 +68,61 @@ def row_stats(p: Packed, d: np.ndarray, g: np.ndarray, settings: DetectSettings,
 
 def _anchor_stats(p: Packed, d: np.ndarray, g: np.ndarray, anchors: np.ndarray,
                   settings: DetectSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median drift and max(MAD, q80)-based scale of the changes before each anchor Monday.
+    """Median drift and a robust scale of the changes before each anchor Monday.
 
-    q80 of absolute deviations backs up the MAD because step-like counts (most days
-    unchanged) have a MAD of 0 although they clearly vary; q90 widens the scale of
-    heavy-tailed series (where a 5-sigma day is not rare) and still ignores the two
-    or three wild days a glitch and a shift leave in a 60-day window.
+    The scale is the largest of MAD/0.674, q80/1.28 and q90/1.64 of absolute
+    deviations. q80 backs up the MAD because step-like counts (most days unchanged)
+    have a MAD of 0 although they clearly vary; q90 widens the scale of heavy-tailed
+    series (where a 5-sigma day is not rare) and still ignores the two or three wild
+    days a glitch and a shift leave in a 60-day window. Windows are gathered from a
+    transposed float32 copy so each one is contiguous: this is the hot loop.
     """
     n_rows, m = p.y.shape
     w = max(settings.window, settings.min_history)
     k_end = first_row_at_or_after(p.day, np.broadcast_to(anchors[:, None], (anchors.size, m)))
+    k_lo = first_row_at_or_after(p.day, np.broadcast_to(anchors[:, None] - settings.window,
+                                                        (anchors.size, m)))
+    k_lo = np.maximum(np.minimum(k_lo, k_end - settings.min_history), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate_t = np.full((m, n_rows + w), np.nan, dtype=np.float32)
+        rate_t[:, w:] = (d / g).T
+        root_t = np.ones((m, n_rows + w), dtype=np.float32)
+        root_t[:, w:] = np.sqrt(np.nan_to_num(g, nan=1.0)).T
     out_mu = np.full((anchors.size, m), np.nan)
     out_sc = np.full((anchors.size, m), np.nan)
     out_n = np.zeros((anchors.size, m), dtype=np.int64)
     step = max(1, _CHUNK_ELEMENTS // (anchors.size * w))
-    offs = np.arange(w)[None, :, None]
+    pos = np.arange(w)[None, None, :]
+    rate_v = np.lib.stride_tricks.sliding_window_view(rate_t, w, axis=1)
+    root_v = np.lib.stride_tricks.sliding_window_view(root_t, w, axis=1)
     for c0 in range(0, m, step):
         c1 = min(m, c0 + step)
-        ke = k_end[:, c0:c1]
-        idx = ke[:, None, :] - w + offs
-        ok = idx >= 1
-        idx = np.clip(idx, 0, n_rows - 1)
-        flat = idx.reshape(-1, c1 - c0)
-        dw = np.take_along_axis(d[:, c0:c1], flat, axis=0).reshape(idx.shape)
-        gw = np.take_along_axis(g[:, c0:c1], flat, axis=0).reshape(idx.shape)
-        dayw = np.take_along_axis(p.day[:, c0:c1], flat, axis=0).reshape(idx.shape)
-        recent = dayw >= (anchors[:, None, None] - settings.window)
-        last_few = idx >= (ke[:, None, :] - settings.min_history)
-        ok &= (recent | last_few) & np.isfinite(dw)
-        cnt = ok.sum(axis=1)
-        rate = np.where(ok, dw / gw, np.nan)
-        rs = np.sort(rate, axis=1)
-        med = _quantile_sorted(rs, cnt, 0.5)
-        dev = np.where(ok, np.abs(dw - med[:, None, :] * gw) / np.sqrt(gw), np.nan)
-        ds = np.sort(dev, axis=1)
-        scale = np.maximum(np.maximum(_quantile_sorted(ds, cnt, 0.5) / _Q50_NORMAL,
-                                      _quantile_sorted(ds, cnt, 0.8) / _Q80_NORMAL),
-                           _quantile_sorted(ds, cnt, 0.9) / _Q90_NORMAL)
-        out_mu[:, c0:c1] = med
-        out_sc[:, c0:c1] = scale
-        out_n[:, c0:c1] = cnt
+        cols = np.arange(c0, c1)[:, None]
+        first = k_end[:, c0:c1].T  # window rows [first - w, first) in shifted coordinates
+        r = rate_v[cols, first]
+        q = root_v[cols, first]
+        keep = pos >= (k_lo[:, c0:c1].T - first + w)[:, :, None]
+        r = np.where(keep, r, np.float32(np.nan))
+        cnt = np.isfinite(r).sum(axis=2)
+        rs = np.sort(r, axis=2)
+        med = _quantile_sorted_last(rs, cnt, 0.5)
+        dev = np.abs(r - med.astype(np.float32)[:, :, None]) * q
+        ds = np.sort(dev, axis=2)
+        scale = np.maximum(np.maximum(_quantile_sorted_last(ds, cnt, 0.5) / _Q50_NORMAL,
+                                      _quantile_sorted_last(ds, cnt, 0.8) / _Q80_NORMAL),
+                           _quantile_sorted_last(ds, cnt, 0.9) / _Q90_NORMAL)
+        out_mu[:, c0:c1] = med.T
+        out_sc[:, c0:c1] = scale.T
+        out_n[:, c0:c1] = cnt.T
     return out_mu, out_sc, out_n
+
+
+def _quantile_sorted_last(s: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolated quantile of windows sorted along the last axis, NaN at the end."""
+    pos = q * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    a = np.take_along_axis(s, lo[..., None], axis=-1)[..., 0].astype(np.float64)
+    b = np.take_along_axis(s, hi[..., None], axis=-1)[..., 0].astype(np.float64)
+    out = a + (b - a) * (pos - lo)
+    return np.where(n > 0, out, np.nan)

@@ -26,11 +26,12 @@ _PARALLEL_MIN_FITS = 2000
 
 def _block_days(settings: DetectSettings) -> tuple[int, int]:
     """Refit and fit lengths rounded down to whole weeks (weeks are the unit of the pattern)."""
-    return max(7, settings.seasonal_refit_days // 7 * 7), max(28, settings.seasonal_fit_days // 7 * 7)
+    refit = max(7, settings.seasonal_refit_days // 7 * 7)
+    return refit, max(28, settings.seasonal_fit_days // 7 * 7)
 
 
 def weekly_test(windows: np.ndarray, settings: DetectSettings) -> np.ndarray:
-    """F test of weekday means of daily log changes; windows are (blocks, fit_days, series), Monday first.
+    """F test of weekday means of daily log changes in (blocks, fit_days, series) windows.
 
     Works on changes, so a steady trend (same mean every weekday) is not a pattern.
     """
@@ -65,7 +66,7 @@ def _fit_profiles(windows: np.ndarray) -> np.ndarray:
         step = np.diff(filled)
         step[np.abs(step) > _JUMP] = 0.0
         clean = np.concatenate([[filled[0]], filled[0] + np.cumsum(step)])
-        seas = STL(clean, period=7, robust=False).fit().seasonal
+        seas = STL(clean, period=7, robust=False).fit(inner_iter=1, outer_iter=0).seasonal
         last = seas[-14:].reshape(2, 7).mean(axis=0)
         out[k] = last - last.mean()
     return out

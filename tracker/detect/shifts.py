@@ -58,7 +58,7 @@ def change_test(p: Packed, d: np.ndarray, g: np.ndarray, st: RowStats,
 
 @dataclass
 class Verdicts:
-    """Candidates found by :func:`scan`: series column, row opened, row decided (-1 open), outcome."""
+    """Candidates from :func:`scan`: column, row opened, row decided (-1: open), outcome."""
 
     col: np.ndarray
     row: np.ndarray

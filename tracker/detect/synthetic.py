@@ -40,7 +40,8 @@ def _trend(rng: np.random.Generator, n_days: int, m: int) -> np.ndarray:
     return np.arange(n_days)[:, None] * growth[None, :] + rw
 
 
-def _free_day(rng: np.random.Generator, busy: np.ndarray, lo: int, hi: int, span: int) -> int | None:
+def _free_day(rng: np.random.Generator, busy: np.ndarray, lo: int, hi: int,
+              span: int) -> int | None:
     if lo >= hi:
         return None
     for _ in range(20):
