@@ -148,3 +148,17 @@ def test_python_dash_m_works(project: Path) -> None:
     )
     assert proc.returncode == 0
     assert "Usage" in proc.stdout
+
+
+def test_plot_writes_a_png(project: Path) -> None:
+    assert tracker("import", str(SAMPLE), cwd=project).returncode == 0
+    out = project / "charts" / "apple.png"
+    proc = tracker("plot", "apple", "--since", "2022-09-01", "-o", str(out), cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    default = tracker("plot", cwd=project)
+    assert default.returncode == 0
+    assert Path(default.stdout.strip()) == project / "reports" / "overview.png"
+    bad = tracker("plot", "nosuchco", cwd=project)
+    assert bad.returncode == 3 and "unknown company" in bad.stderr
+    no_traceback(bad)

@@ -324,6 +324,32 @@ def review_cmd(
     typer.echo(f"{count} alert(s) marked {status.value}")
 
 
+@app.command("plot")
+def plot_cmd(
+    ctx: typer.Context,
+    company: Annotated[
+        str | None, typer.Argument(help="Company id, name or alias (omit for an overview)")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=".png or .svg")] = None,
+    since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day (draw a replay)")] = None,
+    metric: Annotated[str, typer.Option(help="Metric")] = "employees",
+    log: Annotated[bool, typer.Option(help="Logarithmic y axis")] = False,
+) -> None:
+    """Chart a company's series with its alerts, or an overview of companies with alerts."""
+    from tracker.plots import plot_company, plot_overview, save
+
+    ws = _workspace(ctx)
+    first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    if company:
+        fig = plot_company(ws, company, since=first, until=last, metric=metric, log=log)
+    else:
+        fig = plot_overview(ws, since=first, until=last, metric=metric)
+    name = company or "overview"
+    target = output or ws.settings.resolve(ws.settings.report.output_dir) / f"{name}.png"
+    typer.echo(str(save(fig, target)))
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations (also done automatically on first use)."""

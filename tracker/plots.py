@@ -381,7 +381,7 @@ def overview_figure(
     handles = _legend(axes[0], found[found["company"].isin(shown)] if "company" in found
                       else found, sources=False)
     if handles:
-        fig.legend(handles=handles, loc="outside upper right", fontsize=8, ncols=len(handles),
+        fig.legend(handles=handles, loc="outside lower center", fontsize=8, ncols=len(handles),
                    frameon=False)
     return fig
 
