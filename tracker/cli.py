@@ -226,11 +226,34 @@ def run_cmd(
     day: Annotated[str | None, typer.Option(help="Day to run for (default: today)")] = None,
 ) -> int:
     """The main job: collect, detect, alert, notify, report; exit 0/1/2/3 like Nagios."""
-    from tracker.job import run_once
+    from tracker.job import EXIT_FAILED as RUN_FAILED
+    from tracker.job import ping_failure, run_once
 
-    result = run_once(_workspace(ctx), parse_day(day, "--day"))
+    try:
+        ws = _workspace(ctx)
+    except TrackerError as exc:  # cron reads stdout and the exit code: say UNKNOWN there too
+        typer.echo(f"UNKNOWN: run failed: {exc}")
+        ping_failure(ctx.find_root().obj.get("config"))
+        return RUN_FAILED
+    result = run_once(ws, parse_day(day, "--day"))
     typer.echo(result.summary())
     return result.exit_code
+
+
+@app.command("schedule")
+def schedule_cmd(ctx: typer.Context) -> None:
+    """Run the main job daily at [schedule] daily_at until SIGTERM or Ctrl-C."""
+    import logging
+
+    from tracker.schedule import describe_next, serve
+
+    ws = _workspace(ctx)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    typer.echo(describe_next(ws.settings.schedule))
+    sys.stdout.flush()  # seen now under systemd or a terminal, not at exit
+    serve(ws)
 
 
 @app.command("status")

@@ -10,7 +10,7 @@ running it again stores each observation once (writes are idempotent).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -118,12 +118,20 @@ def _fetch(source: Source, companies: list[CompanyRef], day: date
 
 
 def _valid_rows(source: Source, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Failure]]:
-    """Guard the store against a plugin yielding negative, fractional or 0 counts."""
+    """Guard the store against a plugin yielding negative, fractional or 0 counts.
+
+    A 0 from a scraper or an API almost always means "the page did not render" and
+    would read as a -100% purge, so it is a failure; a source that reads files a
+    person prepared (``csv_folder``) sets ``accepts_zero`` to keep the import rules
+    (whole numbers >= 0).
+    """
     if frame.empty:
         return frame, []
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype="float64")
-    bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
-    bad |= frame["company"].isna().to_numpy() | pd.to_datetime(frame["as_of"]).isna().to_numpy()
+    lowest = 0 if getattr(source, "accepts_zero", False) else 1
+    bad = ~np.isfinite(values) | (values < lowest) | (values != np.round(values))
+    bad |= frame["company"].isna().to_numpy()
+    bad |= pd.to_datetime(frame["as_of"], errors="coerce").isna().to_numpy()
     failures = [Failure(source.instance, str(c), f"invalid value {v!r} for {d}")
                 for c, v, d in zip(frame["company"][bad], frame["value"][bad],
                                    frame["as_of"][bad], strict=True)]
@@ -174,11 +182,16 @@ def collect(ws: Workspace, day: date | None = None, only: list[str] | None = Non
     try:
         befores = {s.instance: dict(s.context.state) for s in sources}
         with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
-            futures = [(s, pool.submit(_fetch, s, companies, day)) for s in sources]
-            for source, future in futures:
+            futures = {pool.submit(_fetch, s, companies, day): s for s in sources}
+            # write each source as soon as it is done, so a slow source listed first
+            # neither delays nor (if the run is killed) loses the others' data
+            done: dict[str, SourceOutcome] = {}
+            for future in as_completed(futures):
+                source = futures[future]
                 frame, failures, error = future.result()
-                outcomes.append(_write(ws, run_id, source, befores[source.instance], frame,
-                                       failures, error))
+                done[source.instance] = _write(ws, run_id, source, befores[source.instance],
+                                               frame, failures, error)
+        outcomes = [done[s.instance] for s in sources]
     except BaseException as exc:
         if own_run:
             run_ops.finish_run(ws.store, run_id, "failed", f"collect failed: {exc}")

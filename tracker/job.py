@@ -91,6 +91,21 @@ def _ping(url: str | None, ok: bool) -> None:
         log.warning("heartbeat %s failed: %s", target.split("?")[0], exc)
 
 
+def ping_failure(config: object = None) -> None:
+    """Send the failure heartbeat when the run could not even open its workspace.
+
+    The config may be fine while the database is down; if the config itself is
+    broken there is no URL to ping and nothing more to do.
+    """
+    from tracker.config import load_settings
+
+    try:
+        url = load_settings(config).run.heartbeat_url  # type: ignore[arg-type]
+    except TrackerError:
+        return
+    _ping(url, ok=False)
+
+
 def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
     """Take the run lease (waiting if configured) and renew it until the event is set."""
     sched = ws.settings.schedule
@@ -102,7 +117,7 @@ def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
         except LockHeldError:
             if time.monotonic() >= deadline:
                 raise
-            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+            time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
     stop = threading.Event()
 
     def renew() -> None:

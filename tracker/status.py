@@ -33,7 +33,8 @@ def status(ws: Workspace, last: int = 5, today: date | None = None) -> StatusRep
     summary = ws.companies()
     cutoff = today - timedelta(days=stale_days)
     stale = summary[summary["last_day"].isna() | (summary["last_day"] <= cutoff)]
-    stale = stale.assign(days_since=[(today - d).days if pd.notna(d) else None
-                                     for d in stale["last_day"]])
+    # Int64: whole days, <NA> for a company never observed (not 10.0 / NaN floats)
+    stale = stale.assign(days_since=pd.array([(today - d).days if pd.notna(d) else None
+                                              for d in stale["last_day"]], dtype="Int64"))
     return StatusReport(recent, sources, stale[["id", "name", "last_day", "days_since"]],
                         stale_days)

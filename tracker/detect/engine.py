@@ -21,6 +21,9 @@ from .seasonal import _block_days, deseasonalize
 from .settings import DetectSettings
 from .shifts import GLITCH, OPEN, Verdicts, change_test, scan, sync_rows
 
+#: Cells (days x series) processed at a time; see :func:`_chunks`.
+_CHUNK_CELLS = 1_500_000
+
 COLUMNS = ["series", "date", "detected_on", "confirmed_on", "kind", "status", "change_pct",
            "value_before", "value_after", "score", "severity"]
 
@@ -116,6 +119,23 @@ def detect(matrix: pd.DataFrame, settings: DetectSettings | None = None) -> pd.D
     names = np.asarray(matrix.columns, dtype=object)
     if values.size == 0:
         return empty_frame()
+    parts: list[dict] = []
+    for c0, c1 in _chunks(values.shape[0], values.shape[1]):
+        parts += _detect_block(values[:, c0:c1], days, names[c0:c1], s)
+    return _assemble(parts, s)
+
+
+def _chunks(n_rows: int, m: int) -> list[tuple[int, int]]:
+    """Column ranges of about ``_CHUNK_CELLS`` cells: series are independent, so working on
+    a few thousand at a time bounds peak memory whatever N is and keeps temporaries small
+    enough to be recycled by the allocator instead of being page-faulted in afresh."""
+    step = max(256, _CHUNK_CELLS // max(n_rows, 1))
+    return [(c0, min(m, c0 + step)) for c0 in range(0, m, step)]
+
+
+def _detect_block(values: np.ndarray, days: np.ndarray, names: np.ndarray,
+                  s: DetectSettings) -> list[dict]:
+    """Shift and drift rows of a group of series over their whole history."""
     y_raw = log_counts(values)
     y_adj, _ = deseasonalize(y_raw, days, s)
     p = pack(y_adj, values, days)
@@ -128,7 +148,7 @@ def detect(matrix: pd.DataFrame, settings: DetectSettings | None = None) -> pd.D
     rows = np.searchsorted(days, p.day[real])
     sc_cal[rows, np.nonzero(real)[1]] = st.scale[real]
     dr = drift_mod.find_drifts(y_raw, values, days, sc_cal, s)
-    return _assemble([_shift_rows(names, _Shifts(p, z, v)), _drift_rows(names, dr, s)], s)
+    return [_shift_rows(names, _Shifts(p, z, v)), _drift_rows(names, dr, s)]
 
 
 def _tail_sizes(s: DetectSettings) -> tuple[int, int]:
@@ -176,13 +196,27 @@ def detect_day(matrix: pd.DataFrame, day: object,
     m0 = matrix.loc[:ts]
     if m0.empty or m0.index[-1] != ts:
         return empty_frame()
-    today = m0.iloc[-1].to_numpy(dtype=np.float64, na_value=np.nan)
-    cols = np.flatnonzero(np.isfinite(today))
-    if cols.size == 0:
-        return empty_frame()
-    sub = m0.iloc[:, cols]
-    names = np.asarray(sub.columns, dtype=object)
-    days_all, values_all = _check(sub)
+    days_all, values_all = _check(m0)
+    names_all = np.asarray(m0.columns, dtype=object)
+    seen_today = np.isfinite(values_all[-1])
+    parts: list[dict] = []
+    for c0, c1 in _chunks(min(days_all.size, _day_rows(s)), values_all.shape[1]):
+        cols = c0 + np.flatnonzero(seen_today[c0:c1])
+        if cols.size:
+            parts += _day_block(values_all[:, cols], days_all, names_all[cols], s)
+    return _assemble(parts, s).reset_index(drop=True)
+
+
+def _day_rows(s: DetectSettings) -> int:
+    """Calendar days detect_day reads for a series with regular observations."""
+    _, need = _tail_sizes(s)
+    refit, fit = _block_days(s)
+    return max(need + fit + refit + 21, drift_mod.lookback_days(s))
+
+
+def _day_block(values_all: np.ndarray, days_all: np.ndarray, names: np.ndarray,
+               s: DetectSettings) -> list[dict]:
+    """detect_day's rows for a group of series all observed on the last day."""
     dnum = int(days_all[-1])
     _, need = _tail_sizes(s)
     refit, fit = _block_days(s)
@@ -195,9 +229,10 @@ def detect_day(matrix: pd.DataFrame, day: object,
     count_e = np.isfinite(values[in_e]).sum(axis=0)
     older = np.isfinite(values_all[: lo + int(np.argmax(in_e))]).any(axis=0)
     complete = (count_e >= need) | ~older
+    m = values.shape[1]
     parts: list[dict] = []
-    scale_today = np.full(cols.size, np.nan)
-    fallback = np.zeros(cols.size, dtype=bool)
+    scale_today = np.full(m, np.nan)
+    fallback = np.zeros(m, dtype=bool)
     for mask, full in ((complete, False), (~complete, True)):
         idx = np.flatnonzero(mask)
         if idx.size == 0:
@@ -212,17 +247,22 @@ def detect_day(matrix: pd.DataFrame, day: object,
         scale_today[idx] = sc
         fallback[idx[bad]] = True
     lo_d = np.searchsorted(days_all, dnum - drift_mod.lookback_days(s) + 1)
-    sc_cal = np.full((days_all.size - lo_d, cols.size), np.nan)
+    sc_cal = np.full((days_all.size - lo_d, m), np.nan)
     sc_cal[-1] = scale_today
     dr = drift_mod.find_drifts(log_counts(values_all[lo_d:]), values_all[lo_d:], days_all[lo_d:],
                                sc_cal, s, only_day=dnum)
     parts.append(_drift_rows(names, dr, s))
-    out = _assemble(parts, s)
     if fallback.any():
+        # series whose recent history never went quiet: judge them over all their history
         bad_names = set(names[fallback].tolist())
-        out = out[~out["series"].isin(bad_names)]
-        full = detect(sub.iloc[:, np.flatnonzero(fallback)], s)
-        hit = (full["detected_on"] == ts) | (full["confirmed_on"] == ts)
-        out = pd.concat([out, full[hit]], ignore_index=True) if hit.any() else out
-        out = _assemble([{k: out[k].to_numpy() for k in COLUMNS[:-1]}], s)
-    return out.reset_index(drop=True)
+        parts = [_select(p, ~np.isin(p["series"], list(bad_names))) for p in parts]
+        ts = to_timestamps(np.array([dnum]))[0]
+        idx = np.flatnonzero(fallback)
+        for p in _detect_block(values_all[:, idx], days_all, names[idx], s):
+            parts.append(_select(p, (np.asarray(p["detected_on"]) == ts)
+                                 | (np.asarray(p["confirmed_on"]) == ts)))
+    return parts
+
+
+def _select(part: dict, keep: np.ndarray) -> dict:
+    return {k: np.asarray(v)[keep] for k, v in part.items()}

@@ -66,11 +66,26 @@ class Verdicts:
     outcome: np.ndarray
 
 
+def nanmedian0(a: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(a, axis=0)`` for a few rows, without its masked-array slow path.
+
+    Same values: the middle element, or the mean of the two middle ones; NaN if none.
+    """
+    k = a.shape[0]
+    n = k - np.isnan(a).sum(axis=0)
+    s = np.sort(a, axis=0)  # NaN sort last
+    lo = np.maximum((n - 1) // 2, 0)
+    hi = np.maximum(n // 2, 0)
+    cols = np.arange(a.shape[1])
+    with np.errstate(invalid="ignore"):
+        out = (s[lo, cols] + s[hi, cols]) / 2.0
+    return np.where(n > 0, out, np.nan)
+
+
 def _pre_level(y: np.ndarray, i: int, c: np.ndarray) -> np.ndarray:
     """Median of the last few observations before row i: one noisy day is not the old level."""
-    with np.errstate(all="ignore"):
-        win = y[max(0, i - _PRE_OBS):i, c]
-        out = np.nanmedian(win, axis=0) if win.shape[0] else y[i - 1, c]
+    win = y[max(0, i - _PRE_OBS):i, c]
+    out = nanmedian0(win) if win.shape[0] else y[i - 1, c]
     return np.where(np.isfinite(out), out, y[i - 1, c])
 
 
@@ -113,8 +128,8 @@ def scan(p: Packed, exceed: np.ndarray, sd: np.ndarray, settings: DetectSettings
                 post = p.y[max(lo, 0):i + 1, c]
                 post = np.where(np.arange(max(lo, 0), i + 1)[:, None] >= o_row[c][None, :],
                                 post, np.nan)
-                with np.errstate(all="ignore"):
-                    moved = np.abs(np.nanmedian(post, axis=0) - o_pre[c])
+                with np.errstate(invalid="ignore"):
+                    moved = np.abs(nanmedian0(post) - o_pre[c])
                 held = (moved >= min_log) & (moved >= settings.confirm_threshold * o_sd[c])
                 confirmed[c[held]] = True
                 returned[c[~held]] = True

@@ -53,6 +53,7 @@ class CsvFolderSource(Source):
     name = "csv_folder"
     Settings = CsvFolderSettings
     settings: CsvFolderSettings
+    accepts_zero = True  # files follow the import rules: counts are whole numbers >= 0
 
     @property
     def folder(self) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,9 @@ from tracker.store.schema import locks, run_sources, runs, source_state
 
 
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid plus a random tag: two runs in one process (a scheduler and a notebook
+    thread) must not share an owner, or one could renew or release the other's lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def start_run(store: Store, kind: str) -> int:
