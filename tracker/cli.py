@@ -373,6 +373,35 @@ def plot_cmd(
     typer.echo(str(save(fig, target)))
 
 
+@app.command("replay")
+def replay_cmd(
+    ctx: typer.Context,
+    start: Annotated[str | None, typer.Option(help="First day of the replay")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day (data after it is not used)")]
+    = None,
+    company: Annotated[list[str] | None, typer.Option(help="Only these companies")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="CSV of annotated events (company,date,kind[,end])")
+    ] = None,
+    tolerance: Annotated[int, typer.Option(help="Days a detection may be off a label")] = 3,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """Replay history: each verdict on the day a daily run would have reached it.
+
+    With --labels, score the detector against annotated events instead. Nothing
+    is written to the store.
+    """
+    from tracker.detect.evaluate import report
+    from tracker.replay import evaluate, read_labels, timeline
+
+    ws = _workspace(ctx)
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    if labels is not None:
+        typer.echo(report(evaluate(ws, read_labels(labels), tolerance=tolerance, end=last)))
+        return
+    emit(timeline(ws, start=first, end=last, companies=company), fmt.value)
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations (also done automatically on first use)."""
