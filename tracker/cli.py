@@ -402,6 +402,23 @@ def replay_cmd(
     emit(timeline(ws, start=first, end=last, companies=company), fmt.value)
 
 
+@app.command("report")
+def report_cmd(
+    ctx: typer.Context,
+    day: Annotated[str | None, typer.Option(help="Day of the report (default: today)")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Folder (default: [report] output_dir)")
+    ] = None,
+) -> None:
+    """Write the HTML report (alerts, events, charts) for a day; prints its path."""
+    from tracker.collect import today
+    from tracker.report import build_report
+
+    ws = _workspace(ctx)
+    report = build_report(ws, parse_day(day, "--day") or today(ws), output_dir=output_dir)
+    typer.echo(str(report.path))
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations (also done automatically on first use)."""
