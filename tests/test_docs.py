@@ -63,6 +63,20 @@ def test_every_builtin_source_setting_is_in_the_readme() -> None:
     assert not missing, f"source settings not documented in README.md: {missing}"
 
 
+def test_every_builtin_notifier_setting_is_in_the_readme() -> None:
+    from tracker.notify.base import available_notifiers, load_notifier_class
+
+    text = _section("notify.NAME")
+    missing = []
+    for kind, ep in sorted(available_notifiers().items()):
+        if ep.dist is None or ep.dist.name != "headcount-tracker":
+            continue
+        assert f"`{kind}`" in text, f"notifier type {kind} not documented in README.md"
+        settings = load_notifier_class(kind).Settings
+        missing += [f"{kind}.{k}" for k in settings.model_fields if f"`{k}`" not in text]
+    assert not missing, f"notifier settings not documented in README.md: {missing}"
+
+
 def test_readme_test_command_is_what_ci_runs() -> None:
     blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
     quick = [b.strip() for b in blocks[:2]]

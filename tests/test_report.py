@@ -42,9 +42,17 @@ def _browser():  # type: ignore[no-untyped-def]
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,2000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
@@ -52,8 +60,13 @@ def _browser():  # type: ignore[no-untyped-def]
 def test_report_content(ws: Workspace, tmp_path: Path) -> None:
     run_detection(ws, until=date(2022, 10, 11))
     new_ids = list_alerts(ws, since=date(2022, 10, 11))["id"].tolist()
-    report = build_report(ws, date(2022, 10, 11), new_ids=new_ids,
-                          summary="CRITICAL: 2 new critical", output_dir=tmp_path / "r")
+    report = build_report(
+        ws,
+        date(2022, 10, 11),
+        new_ids=new_ids,
+        summary="CRITICAL: 2 new critical",
+        output_dir=tmp_path / "r",
+    )
     assert report.path == tmp_path / "r" / "2022-10-11" / "index.html"
     assert report.new == 2
     html = report.path.read_text()
@@ -97,3 +110,25 @@ def test_report_in_headless_chromium(ws: Workspace, tmp_path: Path) -> None:
             shutil.copy(shot, keep)
     finally:
         browser.quit()
+
+
+def test_main_job_writes_the_report(ws: Workspace, tmp_path: Path) -> None:
+    from tracker.config import ReportSettings
+    from tracker.job import run_once
+
+    settings = Settings(
+        base_dir=tmp_path, sources={}, report=ReportSettings(output_dir=str(tmp_path / "out"))
+    )
+    result = run_once(Workspace(settings, ws.store), date(2022, 10, 11))
+    page = tmp_path / "out" / "2022-10-11" / "index.html"
+    assert result.exit_code == 2
+    assert f"report {page}" in result.summary()
+    html = page.read_text()
+    assert html.count("<td>apple</td>") == 2  # new today, and still open
+    off = Settings(
+        base_dir=tmp_path,
+        sources={},
+        report=ReportSettings(enabled=False, output_dir=str(tmp_path / "off")),
+    )
+    run_once(Workspace(off, ws.store), date(2022, 10, 12))
+    assert not (tmp_path / "off").exists()

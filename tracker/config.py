@@ -87,6 +87,7 @@ class AlertSettings(_Strict):
 
 
 class ReportSettings(_Strict):
+    enabled: bool = Field(True, description="Write the HTML report at the end of tracker run")
     output_dir: str = Field("reports", description="Where HTML reports and charts are written")
 
 
@@ -181,6 +182,38 @@ def _validate_sources(path: str, sources: dict[str, dict[str, Any]]) -> list[str
     return problems
 
 
+def _validate_notify(path: str, tables: dict[str, dict[str, Any]]) -> list[str]:
+    """Each [notify.NAME] table against its notifier's own settings model."""
+    from tracker.notify.base import available_notifiers
+
+    registry = available_notifiers()
+    problems: list[str] = []
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            problems.append(f"{path}: 'notify.{name}' must be a table")
+            continue
+        kind = table.get("type")
+        if kind is None:
+            problems.append(
+                f"{path}: 'notify.{name}.type' is required (one of {sorted(registry)})"
+            )
+            continue
+        if kind not in registry:
+            problems.append(
+                f"{path}: 'notify.{name}.type': unknown notifier type {kind!r}; "
+                f"installed: {', '.join(sorted(registry))}"
+            )
+            continue
+        try:
+            registry[kind].load().Settings.model_validate(table)
+        except ValidationError as exc:
+            problems += _format_errors(path, exc, prefix=f"notify.{name}.")
+        except Exception as exc:  # a third-party plugin may fail in any way on import
+            problems.append(f"{path}: 'notify.{name}.type': notifier {kind!r} failed to "
+                            f"load: {exc}")
+    return problems
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Load and validate a config file; without one, defaults anchored at the cwd.
 
@@ -215,6 +248,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
     sources = raw.get("sources", {})
     if isinstance(sources, dict):
         problems += _validate_sources(str(cfg), sources)
+    notify = raw.get("notify", {})
+    if isinstance(notify, dict):
+        problems += _validate_notify(str(cfg), notify)
     if problems:
         raise ConfigError(
             f"{cfg}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems

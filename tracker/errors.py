@@ -12,9 +12,11 @@ catch a failure.
     │   └── NotFoundError           an unknown company, series or alert
     ├── StoreError             the database could not be opened, migrated or written
     ├── LockHeldError          another run holds the run lock
-    └── SourceError            a data source failed for one company or as a whole
-        ├── RetriableSourceError   429, 5xx, timeouts: worth trying again later
-        └── FatalSourceError       401/403/404, unparseable payloads: retrying will not help
+    ├── SourceError            a data source failed for one company or as a whole
+    │   ├── RetriableSourceError   429, 5xx, timeouts: worth trying again later
+    │   └── FatalSourceError       401/403/404, unparseable payloads: retrying will not help
+    └── NotifyError            a notifier (webhook, email) could not deliver; the alerts
+                               stay unnotified and are sent again by the next run
 """
 
 from __future__ import annotations
@@ -83,3 +85,7 @@ class RetriableSourceError(SourceError):
 
 class FatalSourceError(SourceError):
     """A permanent failure for this request (auth, not found, unparseable payload)."""
+
+
+class NotifyError(TrackerError):
+    """A notifier could not deliver a message; the message never names a secret."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 import requests
 
@@ -29,9 +30,22 @@ LOCK_NAME = "main-job"
 LEASE_TTL = timedelta(minutes=10)
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 
+
+@dataclass
+class StepOutcome:
+    """What a step may return instead of a bare list of new alerts: fragments for the
+    summary line and details for the run record (the notify step reports failed sends
+    this way, without failing the run)."""
+
+    new_alerts: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 #: A step after collection: receives the workspace, the day and the run id and
-#: returns the new alerts it produced (each a dict with at least ``severity``).
-Step = Callable[[Workspace, date, int], list[dict]]
+#: returns the new alerts it produced (each a dict with at least ``severity``),
+#: or a StepOutcome carrying them plus notes and details.
+Step = Callable[[Workspace, date, int], "list[dict] | StepOutcome"]
 
 
 @dataclass
@@ -42,6 +56,7 @@ class RunResult:
     new_alerts: list[dict] = field(default_factory=list)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fresh_alerts(self) -> list[dict]:
@@ -147,7 +162,12 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
         result.run_id = run_ops.start_run(ws.store, "run")
         result.collected = collect(ws, day, run_id=result.run_id)
         for step in steps if steps is not None else default_steps():
-            result.new_alerts += step(ws, day, result.run_id)
+            produced = step(ws, day, result.run_id)
+            if isinstance(produced, StepOutcome):
+                result.notes += produced.notes
+                result.details.update(produced.details)
+                produced = produced.new_alerts
+            result.new_alerts += produced
         status = "ok"
     except TrackerError as exc:
         result.error = str(exc)
@@ -162,7 +182,7 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
             if result.run_id is not None:
                 run_ops.finish_run(ws.store, result.run_id,
                                    "failed" if result.error else "ok", result.summary(),
-                                   {"exit_code": result.exit_code})
+                                   {**result.details, "exit_code": result.exit_code})
         except TrackerError as exc:  # e.g. the database went away mid-run
             result.error = result.error or str(exc)
             status = "failed"
@@ -179,5 +199,7 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
 def default_steps() -> list[Step]:
     """The steps after collection, in order."""
     from tracker.alerts import detect_step
+    from tracker.notify import notify_step
+    from tracker.report import report_step
 
-    return [detect_step]
+    return [detect_step, notify_step, report_step]

@@ -74,9 +74,12 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
         events = [{"event_id": eid, "companies": sorted(set(g["company"])), "count": len(g)}
                   for eid, g in grouped]
     wanted = list(dict.fromkeys([*new["company"], *open_["company"]]))[:MAX_CHARTS]
+    shown = pd.concat([new, open_])
+    first_alert = shown.groupby("company")["date"].min() if len(shown) else {}
     charts = []
     for company in wanted:
-        since = pd.Timestamp(day) - pd.Timedelta(days=180)
+        # from a few months before the company's first alert shown, up to the day
+        since = pd.Timestamp(first_alert[company]) - pd.Timedelta(days=120)
         try:
             fig = plot_company(ws, company, since=since.date(), until=day)
         except InputError:  # no data in the window: nothing to draw
@@ -92,3 +95,20 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     path = folder / "index.html"
     path.write_text(html, encoding="utf-8")
     return Report(path, len(charts), len(new), len(open_))
+
+
+def report_step(ws: Workspace, day: date, run_id: int) -> object:
+    """The main job's last step: the report of the run's day, alerts it created marked new."""
+    from sqlalchemy import select
+
+    from tracker.job import StepOutcome
+    from tracker.store.schema import alerts, runs
+
+    if not ws.settings.report.enabled:
+        return StepOutcome()
+    with ws.store.reading("reading the run") as conn:
+        started = conn.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar()
+        new_ids = list(conn.execute(select(alerts.c.id).where(alerts.c.created_at >= started))
+                       .scalars()) if started is not None else []
+    report = build_report(ws, day, new_ids=new_ids)
+    return StepOutcome(notes=[f"report {report.path}"], details={"report": str(report.path)})

@@ -1,0 +1,227 @@
+"""The notifier plugin seam, mirroring the source seam.
+
+A notifier is deliberately small: a ``name``, a pydantic ``Settings`` model that
+validates its ``[notify.NAME]`` table (unknown keys are errors), and
+``send(alerts, context)``, which delivers one message about a list of alerts or
+raises :class:`~tracker.errors.NotifyError`. Choosing *which* alerts to send
+(severity, companies, kinds, fresh and not yet sent) and remembering what was sent
+is the job's business (:mod:`tracker.notify`), so a notifier only formats and
+delivers.
+
+Third-party notifiers register under the entry-point group ``tracker.notifiers``;
+the built-ins (``webhook``, ``email``) register the same way in pyproject.toml.
+The helpers at the end format an alert the same way for every channel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracker.errors import ConfigError
+
+GROUP = "tracker.notifiers"
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+#: The alert kinds (same as ``tracker.alerts.KINDS``; a test keeps them equal).
+Kind = Literal["drop", "spike", "glitch", "drift_up", "drift_down"]
+Severity = Literal["info", "warning", "critical"]
+
+
+class NotifierSettings(BaseModel):
+    """Settings every notifier accepts; subclasses add their own fields.
+
+    ``extra="forbid"`` makes a misspelt key an error instead of a silent default.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    enabled: bool = True
+    min_severity: Severity | None = Field(
+        None, description="Least severity sent; default: [alerts] min_severity"
+    )
+    companies: list[str] | None = Field(None, description="Only alerts about these company ids")
+    kinds: list[Kind] | None = Field(None, description="Only alerts of these kinds")
+    max_alerts: int = Field(
+        25, ge=1, le=40, description="Alerts listed in one message; the rest as 'and N more'"
+    )
+
+
+@dataclass(frozen=True)
+class NotifyContext:
+    """What the job lends a notifier: the run's day and id, and the environment."""
+
+    day: date
+    run_id: int | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+class Notifier(ABC):
+    """Base class of every notifier."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[NotifierSettings]] = NotifierSettings
+
+    def __init__(
+        self, instance: str, settings: NotifierSettings, environ: Mapping[str, str] | None = None
+    ) -> None:
+        """Build the notifier; secrets are read from ``environ`` here (ConfigError if missing)."""
+        self.instance = instance
+        self.settings = settings
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+
+    @classmethod
+    def from_config(
+        cls, instance: str, raw: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> Notifier:
+        """Validate a raw ``[notify.NAME]`` table and build the notifier."""
+        return cls(instance, cls.Settings.model_validate(dict(raw)), environ)
+
+    def wants(self, alert: Mapping[str, Any], default_min_severity: str) -> bool:
+        """Whether this notifier's filters (severity, companies, kinds) select ``alert``."""
+        s = self.settings
+        least = SEVERITY_RANK[s.min_severity or default_min_severity]
+        if SEVERITY_RANK.get(str(alert.get("severity")), -1) < least:
+            return False
+        if s.companies is not None and alert.get("company") not in s.companies:
+            return False
+        return s.kinds is None or alert.get("kind") in s.kinds
+
+    @abstractmethod
+    def send(self, alerts: Sequence[Mapping[str, Any]], context: NotifyContext) -> None:
+        """Deliver one message about ``alerts`` (never empty) or raise NotifyError."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once by the job after sending."""
+
+
+# -- discovery --------------------------------------------------------------------------
+
+
+@cache
+def available_notifiers() -> dict[str, EntryPoint]:
+    """Notifier type -> entry point, loaded lazily so a broken plugin breaks only itself."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def load_notifier_class(kind: str) -> type[Notifier]:
+    """The class registered for ``kind``; a clear error if unknown or broken."""
+    registry = available_notifiers()
+    if kind not in registry:
+        raise ConfigError(
+            f"unknown notifier type {kind!r}; installed: {', '.join(sorted(registry)) or 'none'}"
+        )
+    try:
+        return registry[kind].load()
+    except Exception as exc:  # a third-party plugin may fail in any way on import
+        raise ConfigError(
+            f"notifier type {kind!r} ({registry[kind].value}) failed to load: {exc}"
+        ) from exc
+
+
+# -- formatting shared by the channels ----------------------------------------------------
+
+
+def ordered(alerts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Most severe first, then the largest move first, then by company."""
+    return sorted(alerts, key=lambda a: (-SEVERITY_RANK.get(str(a.get("severity")), -1),
+                                         -abs(_number(a.get("change_pct")) or 0.0),
+                                         str(a.get("company"))))
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def count(value: Any) -> str:
+    """``576562.0`` -> ``576,562``; missing -> ``?``."""
+    number = _number(value)
+    return "?" if number is None else f"{round(number):,}"
+
+
+def pct(value: Any) -> str:
+    number = _number(value)
+    return "?" if number is None else f"{number:+.1f}%"
+
+
+def day_text(value: Any) -> str:
+    """A date, datetime or pandas Timestamp as ``YYYY-MM-DD``."""
+    if value is None:
+        return "?"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return text[:10]
+
+
+def company_label(alert: Mapping[str, Any]) -> str:
+    name, cid = alert.get("company_name"), alert.get("company")
+    return str(name or cid)
+
+
+def alert_details(alert: Mapping[str, Any]) -> list[str]:
+    """Severity, verdict, metric, source, corroboration, event and id of an alert."""
+    parts = [str(alert.get("severity"))]
+    if alert.get("verdict"):
+        parts.append(str(alert["verdict"]))
+    if alert.get("metric") not in (None, "employees"):
+        parts.append(f"metric {alert['metric']}")
+    parts.append(f"source {alert.get('source')}")
+    agreeing = _number(alert.get("sources_agreeing")) or 1
+    parts.append(f"{int(agreeing)} source(s) agreeing")
+    if alert.get("event_id"):
+        parts.append(f"event {alert['event_id']}")
+    if alert.get("id") is not None:
+        parts.append(f"alert #{alert['id']}")
+    return parts
+
+
+def alert_line(alert: Mapping[str, Any]) -> str:
+    """One alert in one plain-text line, every field an analyst needs to triage it."""
+    return ", ".join([
+        f"{company_label(alert)}: {alert.get('kind')} {pct(alert.get('change_pct'))}",
+        f"{count(alert.get('value_before'))} -> {count(alert.get('value_after'))} "
+        f"on {day_text(alert.get('date'))}",
+        *alert_details(alert),
+    ])
+
+
+def events(alerts: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Cross-company events among ``alerts``: event id -> company labels (2 or more)."""
+    grouped: dict[str, list[str]] = {}
+    for alert in ordered(alerts):
+        if alert.get("event_id"):
+            grouped.setdefault(str(alert["event_id"]), []).append(company_label(alert))
+    return {k: v for k, v in grouped.items() if len(v) > 1}
+
+
+def headline(alerts: Sequence[Mapping[str, Any]]) -> str:
+    """``3 new alert(s) on 2022-10-11 (2 critical, 1 warning): Apple, Amazon, ...``.
+
+    The day is when the alerts were first detected, not the run's day, so a message
+    retried by a later run still says when the move was seen.
+    """
+    by = {s: sum(a.get("severity") == s for a in alerts) for s in ("critical", "warning", "info")}
+    counts = ", ".join(f"{n} {s}" for s, n in by.items() if n)
+    days = sorted({day_text(a.get("detected_on") or a.get("date")) for a in alerts})
+    when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    names = list(dict.fromkeys(company_label(a) for a in ordered(alerts)))
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{len(alerts)} new alert(s) on {when} ({counts}): {shown}"
+
+
+def join_names(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
