@@ -442,12 +442,12 @@ def db_upgrade(ctx: typer.Context) -> None:
 def plugins_cmd(
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
-    """List installed source plugins with their versions."""
+    """List installed plugins (sources, notifiers) with their versions."""
     from dataclasses import asdict
 
-    from tracker.sources.registry import plugins
+    from tracker.plugins import installed
 
-    emit(pd.DataFrame([asdict(p) for p in plugins()]), fmt.value)
+    emit(pd.DataFrame([asdict(p) for p in installed()]), fmt.value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,64 +153,34 @@ def _format_errors(path: str, exc: ValidationError, prefix: str = "") -> list[st
     return problems
 
 
-def _validate_sources(path: str, sources: dict[str, dict[str, Any]]) -> list[str]:
-    """Each [sources.NAME] table against its plugin's own settings model."""
-    from tracker.sources.registry import available_sources
+def _validate_plugins(path: str, section: str, kind: str,
+                      tables: dict[str, dict[str, Any]]) -> list[str]:
+    """Each [SECTION.NAME] table against its plugin's own settings model."""
+    from tracker.plugins import available
 
-    registry = available_sources()
-    problems: list[str] = []
-    for name, table in sources.items():
-        if not isinstance(table, dict):
-            problems.append(f"{path}: 'sources.{name}' must be a table")
-            continue
-        kind = table.get("type")
-        if kind is None:
-            problems.append(
-                f"{path}: 'sources.{name}.type' is required (one of {sorted(registry)})"
-            )
-            continue
-        if kind not in registry:
-            problems.append(
-                f"{path}: 'sources.{name}.type': unknown source type {kind!r}; "
-                f"installed: {', '.join(sorted(registry))}"
-            )
-            continue
-        try:
-            registry[kind].load().Settings.model_validate(table)
-        except ValidationError as exc:
-            problems += _format_errors(path, exc, prefix=f"sources.{name}.")
-    return problems
-
-
-def _validate_notify(path: str, tables: dict[str, dict[str, Any]]) -> list[str]:
-    """Each [notify.NAME] table against its notifier's own settings model."""
-    from tracker.notify.base import available_notifiers
-
-    registry = available_notifiers()
+    registry = available(kind)
     problems: list[str] = []
     for name, table in tables.items():
+        where = f"{section}.{name}"
         if not isinstance(table, dict):
-            problems.append(f"{path}: 'notify.{name}' must be a table")
+            problems.append(f"{path}: '{where}' must be a table")
             continue
-        kind = table.get("type")
-        if kind is None:
-            problems.append(
-                f"{path}: 'notify.{name}.type' is required (one of {sorted(registry)})"
-            )
+        plugin = table.get("type")
+        if plugin is None:
+            problems.append(f"{path}: '{where}.type' is required (one of {sorted(registry)})")
             continue
-        if kind not in registry:
+        if plugin not in registry:
             problems.append(
-                f"{path}: 'notify.{name}.type': unknown notifier type {kind!r}; "
+                f"{path}: '{where}.type': unknown {kind} type {plugin!r}; "
                 f"installed: {', '.join(sorted(registry))}"
             )
             continue
         try:
-            registry[kind].load().Settings.model_validate(table)
+            registry[plugin].load().Settings.model_validate(table)
         except ValidationError as exc:
-            problems += _format_errors(path, exc, prefix=f"notify.{name}.")
+            problems += _format_errors(path, exc, prefix=f"{where}.")
         except Exception as exc:  # a third-party plugin may fail in any way on import
-            problems.append(f"{path}: 'notify.{name}.type': notifier {kind!r} failed to "
-                            f"load: {exc}")
+            problems.append(f"{path}: '{where}.type': {kind} {plugin!r} failed to load: {exc}")
     return problems
 
 
@@ -247,10 +217,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         problems += _format_errors(str(cfg), exc)
     sources = raw.get("sources", {})
     if isinstance(sources, dict):
-        problems += _validate_sources(str(cfg), sources)
+        problems += _validate_plugins(str(cfg), "sources", "source", sources)
     notify = raw.get("notify", {})
     if isinstance(notify, dict):
-        problems += _validate_notify(str(cfg), notify)
+        problems += _validate_plugins(str(cfg), "notify", "notifier", notify)
     if problems:
         raise ConfigError(
             f"{cfg}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems

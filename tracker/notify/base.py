@@ -21,15 +21,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tracker.errors import ConfigError
+from tracker.plugins import GROUPS, available, load
 
-GROUP = "tracker.notifiers"
+GROUP = GROUPS["notifier"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 #: The alert kinds (same as ``tracker.alerts.KINDS``; a test keeps them equal).
 Kind = Literal["drop", "spike", "glitch", "drift_up", "drift_down"]
@@ -107,25 +106,14 @@ class Notifier(ABC):
 # -- discovery --------------------------------------------------------------------------
 
 
-@cache
 def available_notifiers() -> dict[str, EntryPoint]:
-    """Notifier type -> entry point, loaded lazily so a broken plugin breaks only itself."""
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    """Notifier type -> entry point (the ``tracker.notifiers`` seam of tracker.plugins)."""
+    return available("notifier")
 
 
 def load_notifier_class(kind: str) -> type[Notifier]:
     """The class registered for ``kind``; a clear error if unknown or broken."""
-    registry = available_notifiers()
-    if kind not in registry:
-        raise ConfigError(
-            f"unknown notifier type {kind!r}; installed: {', '.join(sorted(registry)) or 'none'}"
-        )
-    try:
-        return registry[kind].load()
-    except Exception as exc:  # a third-party plugin may fail in any way on import
-        raise ConfigError(
-            f"notifier type {kind!r} ({registry[kind].value}) failed to load: {exc}"
-        ) from exc
+    return load("notifier", kind)
 
 
 # -- formatting shared by the channels ----------------------------------------------------
