@@ -215,3 +215,44 @@ def test_point_in_time_sql_on_raw_rows(store: Store) -> None:
     with store.engine.connect() as conn:
         stamp = conn.execute(text("SELECT collected_at FROM observations")).scalar()
     assert pd.Timestamp(stamp) == pd.Timestamp(t1)
+
+
+def _parallel(cmds: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds
+    ]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=180)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def test_concurrent_imports_store_each_value_once(db_url: str, tmp_path: Path) -> None:
+    """Two imports of the same file at once: both succeed, nothing is stored twice."""
+    csv = tmp_path / "same.csv"
+    days = pd.date_range("2020-01-01", periods=300).strftime("%Y-%m-%d")
+    pd.DataFrame(
+        {
+            "company": [f"C{i}" for i in range(100)] * 300,
+            "date": [d for d in days for _ in range(100)],
+            "count": 7,
+        }
+    ).to_csv(csv, index=False)
+    Store(db_url).close()  # migrate first; the migration race has its own test
+    cmd = [sys.executable, "-m", "tracker", "--db", db_url, "import", str(csv)]
+    results = _parallel([cmd, cmd, cmd])
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    news = sorted(
+        int(r.stdout.split(" new")[0].rsplit(" ", 1)[1].replace(",", "")) for r in results
+    )
+    assert news == [0, 0, 30_000]
+    store = Store(db_url)
+    assert len(store.observations(revisions=True)) == 30_000
+    store.close()
+
+
+def test_concurrent_first_use_migrates_once(db_url: str) -> None:
+    cmd = [sys.executable, "-m", "tracker", "--db", db_url, "companies"]
+    results = _parallel([cmd, cmd, cmd])
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]

@@ -84,8 +84,16 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self, doing: str = "writing") -> Iterator[Connection]:
-        """One transaction; any failure rolls everything in it back."""
-        with engine_ops.translate(self.engine, doing), self.engine.begin() as conn:
+        """One writing transaction; any failure rolls everything in it back.
+
+        Writers are serialized (BEGIN IMMEDIATE on SQLite, an advisory lock on
+        PostgreSQL): the "append only what is new" rule reads before it writes, and
+        two concurrent imports must not both find the same value new.
+        """
+        with (engine_ops.translate(self.engine, doing),
+              self.engine.connect().execution_options(tracker_write=True) as conn,
+              conn.begin()):
+            engine_ops.lock_for_writing(conn)
             yield conn
 
     @contextlib.contextmanager

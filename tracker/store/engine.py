@@ -33,13 +33,39 @@ def _alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+#: Key of the PostgreSQL advisory lock that serializes writing transactions, so two
+#: concurrent imports cannot both decide that the same value is new.
+PG_WRITE_LOCK = 0x7472_6163_6B65_72  # "tracker"
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (see _sqlite_begin) instead of
+    # pysqlite's implicit, deferred transactions.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Writing transactions take the write lock up front (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads first and writes later cannot upgrade its
+    lock once another process has committed (SQLITE_BUSY_SNAPSHOT, which no busy
+    timeout cures); taking the lock at BEGIN makes concurrent writers queue.
+    Readers stay deferred so they never block behind a writer (WAL).
+    """
+    immediate = conn.get_execution_options().get("tracker_write")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def lock_for_writing(conn: Connection) -> None:
+    """Serialize writers on PostgreSQL, as BEGIN IMMEDIATE does on SQLite."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")
 
 
 def redact(url: str) -> str:
@@ -54,8 +80,14 @@ def create(url: str) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created if missing."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"database URL {url!r} is not valid: {exc}") from exc
+        parsed.port  # noqa: B018 - a non-numeric port only fails when read
+    except (ArgumentError, ValueError) as exc:
+        scheme = url.split(":", 1)[0] if ":" in url else "?"
+        # never echo the URL: it may hold a password
+        raise StoreError(
+            f"database URL (scheme {scheme!r}) is not valid: expected e.g. "
+            "sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/db"
+        ) from exc
     backend = parsed.get_backend_name()
     kwargs: dict = {}
     if backend == "postgresql" and parsed.drivername == "postgresql":
@@ -63,7 +95,10 @@ def create(url: str) -> Engine:
     if backend == "sqlite":
         db = parsed.database
         if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"database {db}: cannot create its folder: {exc}") from exc
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     try:
         engine = create_engine(parsed, **kwargs)
@@ -76,6 +111,7 @@ def create(url: str) -> Engine:
         ) from exc
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -90,7 +126,10 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     """Apply pending migrations; returns (before, after) revisions."""
-    with translate(engine, "migrating"), engine.begin() as conn:
+    with (translate(engine, "migrating"),
+          engine.connect().execution_options(tracker_write=True) as conn, conn.begin()):
+        # two processes starting on an empty database must not both create tables
+        lock_for_writing(conn)
         before = MigrationContext.configure(conn).get_current_revision()
         command.upgrade(_alembic_config(conn), "head")
         after = MigrationContext.configure(conn).get_current_revision()
