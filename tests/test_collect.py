@@ -236,11 +236,21 @@ class SloppySource(Source):
             yield Observation(c.id, day, values[c.id], source=self.instance)
 
 
+class LongMetricSource(Source):
+    """Emits a metric name longer than the column: PostgreSQL refuses it, SQLite does not."""
+
+    name = "longmetric"
+
+    def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
+        for c in companies:
+            yield Observation(c.id, day, 10, metric="m" * 300, source=self.instance)
+
+
 @pytest.fixture
 def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register this module's sources the way an installed plugin registers."""
     registry = available_sources()
-    for cls in (BoomSource, SloppySource):
+    for cls in (BoomSource, SloppySource, LongMetricSource):
         ep = EntryPoint(name=cls.name, value=f"{__name__}:{cls.__name__}", group=GROUP)
         monkeypatch.setitem(registry, cls.name, ep)
 
@@ -340,3 +350,20 @@ def test_killed_collect_then_rerun_stores_each_observation_once(
     assert collect(ws, DAY).inserted == 0
     assert count_obs(ws) == 7
     assert ws.export(since=DAY - timedelta(days=5))["as_of"].nunique() == 3
+
+
+@pytest.mark.usefixtures("plugins")
+def test_a_source_the_database_refuses_does_not_stop_another(
+        tmp_path: Path, db_url: str, workspaces: list[Workspace]) -> None:
+    (tmp_path / "drop").mkdir()
+    (tmp_path / "drop" / "a.csv").write_text(ROWS_A)
+    cfg = write_config(tmp_path, db_url, '[sources.long]\ntype = "longmetric"\n'
+                       + folder_source(), COMPANIES)
+    ws = open_ws(cfg, workspaces)
+    result = collect(ws, DAY)
+    assert outcome(result, "files").inserted == 3
+    long = outcome(result, "long")
+    if db_url.startswith("postgresql"):
+        assert long.status == "failed" and "could not be stored" in (long.reason or "")
+    else:
+        assert long.status == "ok"

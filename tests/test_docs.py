@@ -84,3 +84,10 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
     assert ci[-1].strip() == quick[1], "the last line of .ci/run must be the README test command"
     assert "tracker run" in quick[0]
+
+
+def test_public_api_names_resolve() -> None:
+    import tracker
+
+    missing = [n for n in tracker.__all__ if getattr(tracker, n, None) is None]
+    assert not missing

@@ -157,12 +157,12 @@ def test_held_lease_exits_3_naming_the_holder(
     assert "holds the lock" in (result.error or "") and "otherhost:4242" in (result.error or "")
     assert run_rows(ws) == []  # nothing started
     assert [r.owner for r in lock_rows(ws)] == ["otherhost:4242:cafe"]  # not stolen
-    assert [r.path for r in fake_http.log] == ["/ping/abc/fail"]
+    assert fake_http.log == []  # the holder reports for itself; /fail would mark it down
 
     with ws.store.transaction() as conn:  # the other run finishes
         conn.execute(locks.delete())
     assert run_once(ws, TODAY, steps=[]).exit_code == 0
-    assert [r.path for r in fake_http.log] == ["/ping/abc/fail", "/ping/abc"]
+    assert [r.path for r in fake_http.log] == ["/ping/abc"]
 
 
 def test_on_lock_wait_waits_for_the_holder_then_runs(
@@ -313,6 +313,23 @@ def test_status_lists_stale_companies_and_failing_sources(
     assert stale.loc["globex", "days_since"] == 10
     assert stale.loc["initech", "days_since"] is pd.NA  # never observed
     assert str(stale["days_since"].dtype) == "Int64"  # printed as 10, not 10.0
+
+
+def test_every_source_failing_is_a_failed_run(
+    project: Path,
+    sqlite_url: str,
+    fake_http: FakeHttpServer,  # noqa: F811
+    workspaces: list[Workspace],
+) -> None:
+    sources = '[sources.gone]\ntype = "csv_folder"\npath = "missing"\n'
+    cfg = write_config(project, sqlite_url, sources=sources,
+                       run=f'heartbeat_url = "{fake_http.url}/hb"')
+    ws = open_ws(cfg, workspaces)
+    result = run_once(ws, TODAY, steps=[])
+    assert result.exit_code == 3
+    assert result.summary().startswith("UNKNOWN: run failed: every source failed (gone: folder")
+    assert [r.path for r in fake_http.log] == ["/hb/fail"]
+    assert run_rows(ws)[0].status == "failed"
 
 
 # -- the real CLI ------------------------------------------------------------------

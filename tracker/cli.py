@@ -259,7 +259,7 @@ def schedule_cmd(ctx: typer.Context) -> None:
 @app.command("status")
 def status_cmd(
     ctx: typer.Context,
-    runs: Annotated[int, typer.Option(help="How many recent runs to show")] = 5,
+    runs: Annotated[int, typer.Option(min=1, help="How many recent runs to show")] = 5,
 ) -> None:
     """Recent runs, failing sources and companies whose data is stale."""
     from tracker.status import status
@@ -343,7 +343,7 @@ def review_cmd(
     """Mark alerts reviewed: acknowledged, dismissed, resolved (or open again)."""
     from tracker.alerts import set_status
 
-    count = set_status(_workspace(ctx), ids, status.value, note)
+    count = set_status(_workspace(ctx), sorted(set(ids)), status.value, note)
     typer.echo(f"{count} alert(s) marked {status.value}")
 
 
@@ -396,6 +396,8 @@ def replay_cmd(
 
     ws = _workspace(ctx)
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    if first and last and first > last:
+        raise TrackerError(f"--start {first} is after --end {last}")
     if labels is not None:
         typer.echo(report(evaluate(ws, read_labels(labels), tolerance=tolerance, end=last)))
         return

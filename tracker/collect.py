@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from tracker.errors import ConfigError, InputError, SourceError, TrackerError
+from tracker.errors import ConfigError, InputError, SourceError, StoreError, TrackerError
 from tracker.records import CompanyRef, Failure
 from tracker.sources.base import Source, SourceContext
 from tracker.sources.registry import load_source_class
@@ -130,6 +130,7 @@ def _valid_rows(source: Source, frame: pd.DataFrame) -> tuple[pd.DataFrame, list
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype="float64")
     lowest = 0 if getattr(source, "accepts_zero", False) else 1
     bad = ~np.isfinite(values) | (values < lowest) | (values != np.round(values))
+    bad |= np.abs(values) > 2**62  # beyond int64: a parsing accident, not a headcount
     bad |= frame["company"].isna().to_numpy()
     bad |= pd.to_datetime(frame["as_of"], errors="coerce").isna().to_numpy()
     failures = [Failure(source.instance, str(c), f"invalid value {v!r} for {d}")
@@ -152,6 +153,24 @@ def _write(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
         reason = failures[0].reason if failures and not len(frame) else None
         outcome = SourceOutcome(source.instance, status, ok=len(frame), failures=failures,
                                 reason=reason)
+    try:
+        _save(ws, run_id, source, before, frame, outcome, error)
+    except StoreError as exc:
+        # this source's data could not be written (e.g. a value the database
+        # refuses): the others still are; its file hashes are not saved, so it is
+        # read again next run
+        outcome = SourceOutcome(source.instance, "failed", failures=outcome.failures,
+                                reason=f"could not be stored: {exc}")
+        with store.transaction(f"recording source {source.instance}") as conn:
+            run_ops.record_source(conn, run_id, source.instance, "failed",
+                                  reason=outcome.reason)
+    return outcome
+
+
+def _save(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
+          frame: pd.DataFrame | None, outcome: SourceOutcome, error: str | None) -> None:
+    """One transaction: the source's rows, its state and its line in the run record."""
+    store = ws.store
     with store.transaction(f"saving source {source.instance}") as conn:
         if outcome.ok and frame is not None:
             ids = company_ops.resolve(conn, frame["company"].astype(str).unique())
@@ -166,7 +185,6 @@ def _write(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
             failures=[{"company": f.company, "reason": f.reason, "retriable": f.retriable}
                       for f in outcome.failures[:200]],
         )
-    return outcome
 
 
 def collect(ws: Workspace, day: date | None = None, only: list[str] | None = None,

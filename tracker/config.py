@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -97,7 +97,7 @@ class CompanySettings(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     external_ids: dict[str, str] = Field(default_factory=dict)
     reference_count: int | None = Field(None, ge=0)
-    reference_date: str | None = None
+    reference_date: date | None = None
 
 
 class Settings(_Strict):
@@ -196,6 +196,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
             return Settings(base_dir=Path.cwd())
         path = candidate
     cfg = Path(path).expanduser()
+    if cfg.is_dir():
+        raise ConfigError(f"config file {cfg} is a folder; pass the path of config.toml")
     if not cfg.is_file():
         raise ConfigError(f"config file {cfg} does not exist (pass --config PATH)")
     try:

@@ -138,7 +138,8 @@ def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
     def renew() -> None:
         while not stop.wait(LEASE_TTL.total_seconds() / 3):
             try:
-                run_ops.renew_lease(ws.store, LOCK_NAME, owner, LEASE_TTL)
+                if not run_ops.renew_lease(ws.store, LOCK_NAME, owner, LEASE_TTL):
+                    log.error("the run lease was lost (expired and taken by another run)")
             except TrackerError:
                 log.exception("could not renew the run lease")
 
@@ -154,6 +155,11 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
     result = RunResult(None, day)
     try:
         owner, stop = _hold_lease(ws)
+    except LockHeldError as exc:
+        # the run holding the lock reports for itself: pinging /fail here would mark a
+        # healthy job down
+        result.error = str(exc)
+        return result
     except TrackerError as exc:
         result.error = str(exc)
         _ping(ws.settings.run.heartbeat_url, ok=False)
@@ -169,6 +175,13 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
                 produced = produced.new_alerts
             result.new_alerts += produced
         status = "ok"
+        outcomes = result.collected.outcomes
+        if outcomes and all(o.status == "failed" for o in outcomes):
+            # detection still ran on what was stored, but no new data came in: the
+            # run did not do its job, and cron must hear it (exit 3), not "OK"
+            reasons = "; ".join(f"{o.source}: {o.reason or 'failed'}" for o in outcomes)
+            result.error = f"every source failed ({reasons})"
+            status = "failed"
     except TrackerError as exc:
         result.error = str(exc)
         status = "failed"

@@ -43,11 +43,10 @@ class Workspace:
             return 0
         with self.store.transaction("saving configured companies") as conn:
             for cid, spec in declared.items():
-                ref_date = date.fromisoformat(spec.reference_date) if spec.reference_date else None
                 self.store.upsert_company(
                     cid, name=spec.name, aliases=spec.aliases, tags=spec.tags,
                     external_ids=spec.external_ids, reference_count=spec.reference_count,
-                    reference_date=ref_date, conn=conn,
+                    reference_date=spec.reference_date, conn=conn,
                 )
         return len(declared)
 
