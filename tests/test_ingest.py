@@ -8,14 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import insert
 
 from tracker.errors import ImportValidationError, InputError
-from tracker.ingest import ImportOptions, import_file
+from tracker.ingest import ImportOptions, import_file, write_parsed
+from tracker.ingest.csvfile import parse
 from tracker.store import Store
+from tracker.store import companies as company_ops
+from tracker.store.schema import company_aliases
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "purge_2022.csv"
 
@@ -80,6 +85,50 @@ EDGE_CASES = [
         "company,date,count\nApple,2022-10-10,5.0\n",
         {("apple", "2022-10-10"): 5},
         id="integral-float",
+    ),
+    pytest.param(
+        "\ufeffcompany,date,count\nApple,2022-10-10,5\n\ufeffcompany,date,count\nApple,2022-10-11,6\n",
+        {("apple", "2022-10-10"): 5, ("apple", "2022-10-11"): 6},
+        id="concatenated-files-with-boms",
+    ),
+    # The calendar day is the date as written; a time part and its offset are ignored.
+    pytest.param(
+        "company,date,count\nApple,2022-01-01T23:00:00-05:00,5\nAmazon,2022-01-01T01:00:00+02:00,6\n",
+        {("apple", "2022-01-01"): 5, ("amazon", "2022-01-01"): 6},
+        id="mixed-timezone-offsets",
+    ),
+    pytest.param(
+        "company,date,count\nApple,2022-01-01 23:59:59,5\nAmazon,2022-01-02T00:00:00Z,6\n"
+        "Binance,2022-01-03T10:00:00.123456+05:30,7\n",
+        {("apple", "2022-01-01"): 5, ("amazon", "2022-01-02"): 6, ("binance", "2022-01-03"): 7},
+        id="date-times-of-every-shape",
+    ),
+    pytest.param(
+        "company,date,count\nApple,1677-09-22,5\nApple,2262-04-11T10:00:00+01:00,6\n",
+        {("apple", "1677-09-22"): 5, ("apple", "2262-04-11"): 6},
+        id="first-and-last-supported-days",
+    ),
+    pytest.param(
+        "company,date,count\nA,2022-10-10,1'234\nB,2022-10-10,1\u00a0234\nC,2022-10-10,1\u202f234\n"
+        'D,2022-10-10,"1,234,567"\nE,2022-10-10,"1,234.0"\nF,2022-10-10,123\n',
+        {("a", "2022-10-10"): 1234, ("b", "2022-10-10"): 1234, ("c", "2022-10-10"): 1234,
+         ("d", "2022-10-10"): 1234567, ("e", "2022-10-10"): 1234, ("f", "2022-10-10"): 123},
+        id="every-thousands-separator",
+    ),
+    pytest.param(
+        "company,date,count\nA,2022-10-10,4611686018427387904\nB,2022-10-10,4611686018427387903\n",
+        {("a", "2022-10-10"): 2**62, ("b", "2022-10-10"): 2**62 - 1},
+        id="largest-counts-kept-exactly",
+    ),
+    pytest.param(
+        "date,count,Apple\n2022-10-10,5,6\n",
+        {("count", "2022-10-10"): 5, ("apple", "2022-10-10"): 6},
+        id="wide-company-called-count",
+    ),
+    pytest.param(
+        "company,date,count\n" + "A" * 200 + ",2022-10-10,5\n",
+        {("a" * 200, "2022-10-10"): 5},
+        id="company-name-of-200-characters",
     ),
 ]
 
@@ -199,6 +248,206 @@ def test_validation_lists_every_problem_and_writes_nothing(store: Store, write_c
         assert fragment in message
     assert "nothing from this file was written" in message
     assert store.observations().empty
+
+
+LONG_NAME = "x" * 201
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("company,date,count\nApple,10/11/2022,5\n",
+         "column 'date': value '10/11/2022' is not a date (expected YYYY-MM-DD)"),
+        ("company,date,count\nApple,2022-13-01,5\n", "value '2022-13-01' is not a date"),
+        ("company,date,count\nApple,2022-02-30,5\n", "value '2022-02-30' is not a date"),
+        ("company,date,count\nApple,someday,5\n", "value 'someday' is not a date"),
+        ("company,date,count\nApple,2022-01-01junk,5\n", "value '2022-01-01junk' is not a date"),
+        ("company,date,count\nApple,2022-1-1,5\n", "value '2022-1-1' is not a date"),
+        ("company,date,count\nApple,0202-10-10,5\n",
+         "value '0202-10-10' is outside the supported dates (1677-09-22 to 2262-04-11)"),
+        ("company,date,count\nApple,9999-12-31T00:00:00Z,5\n",
+         "value '9999-12-31T00:00:00Z' is outside the supported dates"),
+        ('company,date,count\nApple,2022-10-10,"12,5"\n',
+         "column 'count': value '12,5' is not a whole number >= 0"),
+        ('company,date,count\nApple,2022-10-10,"1,2345"\n', "value '1,2345' is not a whole"),
+        ('company,date,count\nApple,2022-10-10,"1,23"\n', "value '1,23' is not a whole"),
+        ('company,date,count\nApple,2022-10-10,"1,234 567"\n', "value '1,234 567' is not a"),
+        ("company,date,count\nApple,2022-10-10,1__000\n", "value '1__000' is not a whole"),
+        ("company,date,count\nApple,2022-10-10,1'2'3\n", "value \"1'2'3\" is not a whole"),
+        ('company,date,count\nApple,2022-10-10,"1,234.5"\n', "value '1,234.5' is not a whole"),
+        ("company,date,count\nApple,2022-10-10,99999999999999999999\n",
+         "value '99999999999999999999' is too large for a count"),
+        ("company,date,count\nApple,2022-10-10,4611686018427387905\n",
+         "value '4611686018427387905' is too large"),
+        ('company,date,count\nApple,2022-10-10,"9,223,372,036,854,775,808"\n',
+         "is too large"),
+        ("company,date,count\nApple,2022-10-10,1e300\n", "value '1e300' is too large"),
+        (f"company,date,count\n{LONG_NAME},2022-10-10,5\n",
+         "column 'company': company name longer than 200 characters"),
+        (f"company,date,count,metric\nApple,2022-10-10,5,{LONG_NAME}\n",
+         "column 'metric': metric name longer than 200 characters"),
+        (f"company,date,count,source\nApple,2022-10-10,5,{LONG_NAME}\n",
+         "column 'source': source name longer than 200 characters"),
+        (f"date,{LONG_NAME}\n2022-10-10,5\n", "company name longer than 200 characters"),
+        ("company,date,count\n!!!,2022-10-10,5\n",
+         "column 'company': no company id can be made from '!!!'"),
+    ],
+)
+def test_bad_rows_name_line_column_and_reason(
+    store: Store, write_csv, content: str, fragment: str
+) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("bad.csv", content)
+    with pytest.raises(ImportValidationError) as info:
+        import_file(store, path)
+    assert info.value.total == 1
+    assert info.value.problems[0].startswith(f"{path}:2: ")
+    assert fragment in info.value.problems[0]
+    assert store.observations().empty
+    assert store.companies_summary().empty
+
+
+@pytest.mark.parametrize(
+    "count", ["99999999999999999999", "1e400", "inf", "-inf", "nan", "-1", "1.5", "x"]
+)
+def test_bad_counts_warn_nothing(sqlite_url: str, write_csv, count: str) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("bad.csv", f"company,date,count\nApple,2022-10-10,{count}\nB,2022-10-10,1\n")
+    with warnings.catch_warnings(), Store(sqlite_url) as store:
+        warnings.simplefilter("error")
+        with pytest.raises(ImportValidationError, match=f"value '{count}'"):
+            import_file(store, path)
+
+
+THINKNUM_HEADER = "dataset_id,as_of_date,company_name,followers_count,employees_on_platform\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "error"),
+    [
+        ("company,date,count\nApple,2022-10-10,5\n", ImportOptions(layout="thinknum"),
+         "not a Thinknum file: no column as_of_date, company_name, employees_on_platform "
+         "(columns: company, date, count)"),
+        ("date,Apple\n2022-10-10,5\n", ImportOptions(layout="thinknum"),
+         "not a Thinknum file: no column as_of_date, company_name"),
+        ("as_of_date,company_name,followers_count\n2022-10-10,Apple,5\n",
+         ImportOptions(layout="thinknum"), "not a Thinknum file: no column employees_on_platform"),
+        ("date,Apple,Apple\n2022-10-10,1,2\n", ImportOptions(),
+         "column 'Apple' appears more than once in the header"),
+        ("date,Apple,Amazon,Apple\n2022-10-10,1,2,3\n", ImportOptions(layout="wide"),
+         "column 'Apple' appears more than once in the header"),
+        ("company,date,count,count\nApple,2022-10-10,1,2\n", ImportOptions(),
+         "column 'count' appears more than once in the header"),
+        ("firm,date,count\nApple,2022-10-10,5\n", ImportOptions(),
+         "no company column found (looked for company, company_name, name, organization, "
+         "organisation, org); name it with --company-col, or use --format wide for one column "
+         "per company (column 'firm' holds text, not counts)"),
+        ("date,Apple,\n2022-10-10,5,6\n", ImportOptions(),
+         "column 3 has values but no name in the header"),
+        ("company,date,count\nApple,2022-10-10,5\n", ImportOptions(source="s" * 201),
+         "source name longer than 200 characters"),
+    ],
+)
+def test_unusable_layouts(store: Store, write_csv, content: str, options: ImportOptions,
+                          error: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InputError) as info:
+        import_file(store, write_csv("in.csv", content), options)
+    assert error in str(info.value)
+    assert store.observations().empty
+
+
+def test_explicit_wide_still_reads_text_columns_as_cells(store: Store, write_csv) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("firm.csv", "firm,date,count\nApple,2022-10-10,5\n")
+    with pytest.raises(ImportValidationError, match="column 'firm': value 'Apple' is not a whole"):
+        import_file(store, path, ImportOptions(layout="wide"))
+
+
+#: Rows whose names differ but resolve to one company: (file, bad lines, good values).
+RESOLVED_CONFLICTS = [
+    pytest.param(
+        'company,date,count\n"Apple Inc.",2022-10-10,100\n"Apple, Inc",2022-10-10,999\n'
+        "Amazon,2022-10-10,5\n",
+        [2, 3], {("amazon", "2022-10-10"): 5},
+        id="two-spellings",
+    ),
+    pytest.param(
+        'company,date,count\n"Apple Inc.",2022-10-10,100\n"Apple, Inc",2022-10-10,100\n'
+        "APPLE INC,2022-10-11,7\n",
+        [], {("apple-inc", "2022-10-10"): 100, ("apple-inc", "2022-10-11"): 7},
+        id="same-value-is-fine",
+    ),
+    pytest.param(
+        "company,date,count\nApple Inc,2022-10-10,100\nApple Inc,2022-10-10,200\n"
+        '"Apple, Inc.",2022-10-10,300\nAmazon,2022-10-10,5\n',
+        [2, 3, 4], {("amazon", "2022-10-10"): 5},
+        id="joins-an-already-conflicting-group",
+    ),
+    pytest.param(
+        "company,date,count,metric\nApple Inc,2022-10-10,100,employees\n"
+        '"Apple, Inc.",2022-10-10,300,followers\n',
+        [], {("apple-inc", "2022-10-10"): 300},
+        id="different-metrics-do-not-clash",
+    ),
+    pytest.param(
+        "date,Apple Inc,\"Apple, Inc\",Amazon\n2022-10-10,1,2,3\n2022-10-11,4,4,5\n",
+        [2, 2], {("amazon", "2022-10-10"): 3, ("apple-inc", "2022-10-11"): 4,
+                 ("amazon", "2022-10-11"): 5},
+        id="wide",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "bad_lines", "kept"), RESOLVED_CONFLICTS)
+def test_conflicts_are_found_after_company_resolution(
+    store: Store, write_csv, content: str, bad_lines: list[int], kept: dict
+) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("dup.csv", content)
+    if bad_lines:
+        with pytest.raises(ImportValidationError) as info:
+            import_file(store, path)
+        assert info.value.total == len(bad_lines)
+        assert all("conflicting duplicate rows for" in p for p in info.value.problems)
+        assert store.observations().empty
+        assert store.companies_summary().empty
+    result = import_file(store, path, ImportOptions(skip_bad=True))
+    assert values(store) == kept
+    assert result.rejected == len(bad_lines)
+    if bad_lines:
+        rejects = pd.read_csv(result.rejects_path, dtype=str, keep_default_na=False)
+        assert rejects["line"].astype(int).tolist() == bad_lines
+        assert rejects["reason"].str.contains("conflicting duplicate rows for company").any()
+
+
+def test_conflict_message_names_company_and_spellings(store: Store, write_csv) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("dup.csv", 'company,date,count\n"Apple Inc.",2022-10-10,100\n'
+                                '"Apple, Inc",2022-10-10,999\n')
+    with pytest.raises(ImportValidationError) as info:
+        import_file(store, path)
+    assert info.value.problems[0] == (
+        f"{path}:2: conflicting duplicate rows for company 'apple-inc' (written 'Apple Inc.' "
+        "and 'Apple, Inc') on 2022-10-10: values 100 (line 2), 999 (line 3)"
+    )
+
+
+def test_an_alias_can_make_names_clash(store: Store, write_csv) -> None:  # type: ignore[no-untyped-def]
+    with store.transaction() as conn:
+        ids = company_ops.resolve(conn, ["Meta"])
+        conn.execute(insert(company_aliases), [{"alias": "facebook", "company_id": ids["Meta"]}])
+    path = write_csv("fb.csv", "company,date,count\nMeta,2022-10-10,1\nFacebook,2022-10-10,2\n")
+    with pytest.raises(ImportValidationError) as info:
+        import_file(store, path)
+    assert "company 'meta' (written 'Meta' and 'Facebook')" in str(info.value)
+
+
+def test_write_parsed_refuses_resolved_conflicts_inside_the_transaction(
+    store: Store, write_csv
+) -> None:  # type: ignore[no-untyped-def]
+    parsed = parse(write_csv("dup.csv", 'company,date,count\n"Apple Inc.",2022-10-10,100\n'
+                                        '"Apple, Inc",2022-10-10,999\nAmazon,2022-10-10,5\n'))
+    assert parsed.rejects.empty  # the labels differ: parse alone cannot see it
+    with (pytest.raises(ImportValidationError, match="conflicting duplicate rows for company"),
+          store.transaction() as conn):
+        write_parsed(store, conn, parsed)
+    assert store.observations().empty
+    assert store.companies_summary().empty
 
 
 def test_only_first_twenty_problems_are_listed(store: Store, write_csv) -> None:  # type: ignore[no-untyped-def]

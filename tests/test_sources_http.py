@@ -361,6 +361,27 @@ def test_missing_env_var_is_a_config_error_naming_it(srv: FakeHttpServer) -> Non
         build(PeopleDataLabsSource, {}, api_key_env="MY_PDL_KEY")
 
 
+@pytest.mark.parametrize(
+    ("spec", "where"),
+    [
+        ("sk-live-4f9a8b7c6d5e", "header_env.Authorization"),
+        ("Bearer abcdef123456", "header_env.Authorization"),
+        ({"env": "tok.en/with+chars==", "prefix": "Bearer "}, "header_env.Authorization"),
+        ("12345678901234567890", "params_env.api_key"),
+    ],
+)
+def test_a_secret_pasted_instead_of_an_env_var_name_is_not_echoed(
+    srv: FakeHttpServer, spec: Any, where: str
+) -> None:
+    pasted = spec["env"] if isinstance(spec, dict) else spec
+    section, key = where.split(".")
+    with pytest.raises(ConfigError) as info:
+        json_source(srv, {}, **{section: {key: spec}})
+    message = str(info.value)
+    assert pasted not in message
+    assert where in message and "not an environment variable name" in message
+
+
 # -- html_page -------------------------------------------------------------------------------
 
 

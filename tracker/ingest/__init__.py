@@ -17,7 +17,13 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from tracker.errors import ImportValidationError, InputError
-from tracker.ingest.csvfile import MAX_SHOWN, Layout, ParsedFile, parse
+from tracker.ingest.csvfile import (
+    MAX_SHOWN,
+    Layout,
+    ParsedFile,
+    parse,
+    reject_resolved_conflicts,
+)
 from tracker.store import Store
 from tracker.store import companies as company_ops
 
@@ -71,13 +77,22 @@ def write_parsed(
 ) -> tuple[int, int]:
     """Resolve companies and append the good rows inside the caller's transaction.
 
-    Returns (inserted, companies). Shared by ``tracker import`` and the csv_folder
-    source so both paths validate and write identically.
+    Returns (inserted, companies). Rows that turn out to be the same company and day
+    with different values once names are resolved (``Apple Inc.`` and ``Apple, Inc``)
+    raise ImportValidationError before any observation is written; raised inside
+    the caller's transaction, it also rolls back the companies created here.
+    Callers that want such rows rejected instead run :func:`resolve_conflicts` first.
     """
     good = parsed.good
     if good.empty:
         return 0, 0
     ids = company_ops.resolve(conn, good["company"].unique())
+    checked = reject_resolved_conflicts(parsed, {**preview_ids(conn, _rejected_names(parsed)),
+                                                 **ids})
+    if checked is not parsed:
+        known = set(parsed.problems)
+        problems = [p for p in checked.problems if p not in known]
+        raise ImportValidationError(str(parsed.path), problems[:MAX_SHOWN], len(problems))
     for name, tags in parsed.company_tags.items():
         if name in ids:
             store.upsert_company(ids[name], tags=tags, conn=conn)
@@ -87,6 +102,32 @@ def write_parsed(
     frame = good.assign(company=good["company"].map(ids))
     result = store.write_frame(conn, frame, collected_at=collected_at, run_id=run_id)
     return result.inserted, frame["company"].nunique()
+
+
+def preview_ids(conn: Connection, names: Iterable[str]) -> dict[str, str | None]:
+    """The company id each name will resolve to, without creating anything.
+
+    Same rules as :func:`tracker.store.companies.resolve`: an alias, else the slug
+    (an existing company or the one that would be created); None when the name has
+    no letters or digits to make an id from.
+    """
+    wanted = set(names)
+    known = company_ops.resolve(conn, wanted, create=False)
+    return {n: known.get(n) or company_ops.slugify(n) or None for n in wanted}
+
+
+def _rejected_names(parsed: ParsedFile) -> set[str]:
+    """Names of rows already rejected as conflicting: a good row may join their group."""
+    return set() if parsed.conflicts is None else set(parsed.conflicts["company"].unique())
+
+
+def resolve_conflicts(store: Store, parsed: ParsedFile) -> ParsedFile:
+    """``parsed`` with rows that clash after company resolution moved to the rejects."""
+    if parsed.good.empty:
+        return parsed
+    with store.reading(f"reading companies for {parsed.path}") as conn:
+        ids = preview_ids(conn, {*parsed.good["company"].unique(), *_rejected_names(parsed)})
+    return reject_resolved_conflicts(parsed, ids)
 
 
 def import_file(
@@ -110,6 +151,7 @@ def import_file(
         metric=options.metric,
         source=options.source,
     )
+    parsed = resolve_conflicts(store, parsed)
     rejected = len(parsed.rejects)
     if rejected and not options.skip_bad:
         raise ImportValidationError(str(path), parsed.problems[:MAX_SHOWN], rejected)
@@ -146,4 +188,7 @@ def import_files(
     return [import_file(store, p, options, progress=progress) for p in paths]
 
 
-__all__ = ["ImportOptions", "ImportResult", "import_file", "import_files", "write_parsed"]
+__all__ = [
+    "ImportOptions", "ImportResult", "import_file", "import_files", "preview_ids",
+    "resolve_conflicts", "write_parsed",
+]

@@ -10,7 +10,9 @@ the error can point at it.
 from __future__ import annotations
 
 import csv
+import lzma
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,8 +30,25 @@ DATE_NAMES = ("date", "as_of_date", "as_of", "day", "snapshot_date")
 COUNT_NAMES = (
     "count", "employees", "employee_count", "employees_on_platform", "headcount", "value",
 )
-THINKNUM_MARKERS = {"as_of_date", "company_name", "employees_on_platform"}
-_SEPARATORS = re.compile(r"[,_\s'\u00a0\u202f]")
+THINKNUM_MARKERS = ("as_of_date", "company_name", "employees_on_platform")
+#: Thousands separators: comma, underscore, space, apostrophe, NBSP, narrow NBSP, thin space.
+_SEPARATOR_CHARS = ",_ '\u00a0\u202f\u2009"
+_SEPARATORS = re.compile(f"[{_SEPARATOR_CHARS}]")
+#: A count written with thousands separators: groups of exactly three digits, one
+#: separator throughout ("1,234", "1 234 567", "1'234"), optionally ".0". "12,5" (a
+#: decimal comma) and "1,2,3" do not match. Character classes, not escapes, so the
+#: pattern means the same to RE2 (pyarrow strings) and to Python's re.
+_GROUPED = (
+    r"\d{1,3}(?:"
+    + "|".join(f"(?:[{c}]\\d{{3}})+" for c in _SEPARATOR_CHARS)
+    + r")(?:\.\d+)?"
+)
+#: A date cell: YYYY-MM-DD, optionally followed by a time part (ignored).
+_DATE_SHAPE = r"\d{4}-\d{2}-\d{2}(?:[T ].*)?"
+#: Counts above this are rejected: they cannot be real and would overflow int64 maths.
+MAX_COUNT = 2**62
+#: Size of the database columns holding company ids, metric and source names.
+MAX_NAME = 200
 MAX_SHOWN = 20
 
 
@@ -39,6 +58,11 @@ class ParsedFile:
 
     ``good`` has columns company (as written), metric, source, as_of, value, line;
     ``rejects`` holds the raw fields of bad rows plus ``line`` and ``reason``.
+    ``good_raw`` holds the raw fields of the good rows (row i of it is row i of
+    ``good``), so rows found bad later (after company resolution) can still be saved
+    as written; ``conflicts`` keeps the rows already rejected as conflicting
+    duplicates (columns of ``good``), so a good row that turns out to be the same
+    company and day once names are resolved is rejected with them.
     """
 
     path: Path
@@ -48,6 +72,8 @@ class ParsedFile:
     problems: list[str] = field(default_factory=list)
     company_tags: dict[str, dict[str, str]] = field(default_factory=dict)
     company_ids: dict[str, dict[str, str]] = field(default_factory=dict)
+    good_raw: pd.DataFrame | None = None
+    conflicts: pd.DataFrame | None = None
 
 
 def _norm(name: str) -> str:
@@ -67,61 +93,141 @@ def _pick(columns: dict[str, str], names: tuple[str, ...], given: str | None, wh
     return next((columns[n] for n in names if n in columns), None)
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """All fields as strings, blank lines kept so row i sits on file line i + 2."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; pass the CSV files inside it")
+_READ_OPTIONS = {
+    "dtype": str, "keep_default_na": False, "encoding": "utf-8-sig", "compression": "infer",
+    "skipinitialspace": True,
+}
+
+
+def _read(path: Path, **options: object) -> pd.DataFrame:
     try:
-        return pd.read_csv(
-            path, dtype=str, keep_default_na=False, skip_blank_lines=False,
-            encoding="utf-8-sig", compression="infer", skipinitialspace=True,
-        )
+        return pd.read_csv(path, **_READ_OPTIONS, **options)  # type: ignore[call-overload]
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path}: the file is empty (expected a header line)") from exc
     except pd.errors.ParserError as exc:
         raise InputError(f"{path}: not a readable CSV: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except (OSError, EOFError, csv.Error) as exc:
+    except (OSError, EOFError, csv.Error, lzma.LZMAError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from exc
+    except ValueError as exc:  # e.g. a .zip holding several files
         raise InputError(f"{path}: cannot read: {exc}") from exc
 
 
-def _parse_counts(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Values and a bad-mask: whole numbers >= 0, thousands separators allowed.
+def read_raw(path: Path) -> pd.DataFrame:
+    """All fields as strings, blank lines kept so row i sits on file line i + 2."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; pass the CSV files inside it")
+    return _read(path, skip_blank_lines=False)
 
-    Plain digits take the fast path; only cells that fail it (separators, junk)
-    go through the regex clean-up.
+
+def _duplicated_columns(path: Path, columns: pd.Index) -> list[str]:
+    """Header names that appear more than once (pandas renames the copies ``X.1``)."""
+    if not any(re.fullmatch(r".+\.\d+", str(c)) for c in columns):
+        return []
+    header = _read(path, header=None, nrows=1).iloc[0].astype(str).str.strip()
+    return header[header.duplicated()].unique().tolist()
+
+
+def _parse_counts(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values, a bad-mask and a too-large mask (a subset of bad).
+
+    Counts are whole numbers >= 0, optionally with thousands separators in groups
+    of three. Plain digits take the fast path; only cells that fail it go through
+    the grouping check. Only valid cells are cast to int64.
     """
     numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan,
                                                            copy=True)
     retry = np.flatnonzero(np.isnan(numbers))
     if len(retry):
-        cleaned = raw.iloc[retry].str.replace(_SEPARATORS, "", regex=True)
-        numbers[retry] = pd.to_numeric(cleaned, errors="coerce").to_numpy(
-            dtype="float64", na_value=np.nan)
-    bad = ~np.isfinite(numbers) | (numbers < 0) | (numbers != np.round(numbers))
-    return np.where(bad, 0, numbers).astype("int64"), bad
+        cells = raw.iloc[retry].str.strip()
+        grouped = cells.str.fullmatch(_GROUPED).to_numpy(dtype=bool, na_value=False)
+        if grouped.any():
+            cleaned = cells[grouped].str.replace(_SEPARATORS, "", regex=True)
+            numbers[retry[grouped]] = pd.to_numeric(cleaned, errors="coerce").to_numpy(
+                dtype="float64", na_value=np.nan)
+    finite = np.isfinite(numbers)
+    whole = np.zeros(len(numbers), dtype=bool)
+    seen = numbers[finite]
+    whole[finite] = (seen >= 0) & (seen == np.round(seen))
+    too_large = np.zeros(len(numbers), dtype=bool)
+    too_large[whole] = numbers[whole] > MAX_COUNT
+    valid = whole & ~too_large
+    values = np.zeros(len(numbers), dtype="int64")
+    values[valid] = numbers[valid].astype("int64")
+    # float64 is exact only up to 2**53: read the (absurd) counts above that as integers.
+    near = np.flatnonzero(valid & (numbers >= 2.0**53))
+    if len(near):
+        exact = pd.to_numeric(raw.iloc[near].str.replace(_SEPARATORS, "", regex=True),
+                              errors="coerce")
+        if exact.dtype.kind in "iu":
+            ints = exact.to_numpy()
+            big = ints > MAX_COUNT
+            too_large[near[big]] = True
+            values[near[big]] = 0
+            values[near[~big]] = ints[~big].astype("int64")
+    return values, ~whole | too_large, too_large
 
 
-def _parse_dates(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    parsed = pd.to_datetime(raw.str.strip(), format="ISO8601", errors="coerce")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    parsed = parsed.dt.normalize()
-    return parsed, parsed.isna().to_numpy()
+#: Days the store can hold: it reads dates as nanosecond timestamps.
+FIRST_DAY = pd.Timestamp.min.ceil("D")
+LAST_DAY = pd.Timestamp.max.floor("D")
+
+
+def _parse_dates(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """The calendar day as written: the leading YYYY-MM-DD, any time or offset ignored.
+
+    Returns the days, a bad mask and an out-of-range mask (a subset of bad). Each
+    distinct string is checked once (a file repeats each date many times).
+    """
+    codes, uniques = pd.factorize(raw)
+    text = pd.Series(uniques, dtype="str").str.strip()
+    shaped = text.str.fullmatch(_DATE_SHAPE).to_numpy(dtype=bool, na_value=False)
+    days = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    days = days.where(shaped)
+    far = ((days < FIRST_DAY) | (days > LAST_DAY)).to_numpy()
+    # A trailing entry for code -1 (a missing cell, should one ever get through).
+    days = np.append(days.where(~far).to_numpy(), np.datetime64("NaT"))
+    far = np.append(far, False)[codes]
+    parsed = pd.Series(days[codes], index=raw.index)
+    return parsed, parsed.isna().to_numpy(), far
 
 
 def _blank_or_header(raw: pd.DataFrame) -> np.ndarray:
-    """Rows to ignore silently: empty lines and a header repeated inside the file."""
+    """Rows to ignore silently: empty lines and a header repeated inside the file.
+
+    A repeated header may start with a BOM: files concatenated with ``cat`` keep
+    the BOM of every part.
+    """
     blank = np.ones(len(raw), dtype=bool)
     header = np.ones(len(raw), dtype=bool)
-    for name in raw.columns:
+    for i, name in enumerate(raw.columns):
         col = raw[name]
         blank &= (col == "").to_numpy()
-        header &= (col == name).to_numpy()
+        same = col == name
+        if i == 0:
+            same |= col == "\ufeff" + name
+        header &= same.to_numpy()
     return blank | header
+
+
+def _text_columns(raw: pd.DataFrame, dcol: str) -> list[str]:
+    """Columns besides the date whose cells are mostly not numbers (first 1000 rows)."""
+    out = []
+    sample = raw.iloc[:1000]
+    for name in raw.columns:
+        if name == dcol:
+            continue
+        cells = sample[name].str.strip()
+        cells = cells[cells != ""]
+        if not len(cells):
+            continue
+        numeric = pd.to_numeric(cells.str.replace(_SEPARATORS, "", regex=True), errors="coerce")
+        if numeric.isna().mean() > 0.5:
+            out.append(str(name))
+    return out
 
 
 def parse(
@@ -137,13 +243,23 @@ def parse(
     """Read and validate one file; nothing touches the database here."""
     raw = read_raw(path)
     columns = {_norm(c): c for c in raw.columns}
+    requested = layout
     if layout == "auto":
-        if columns.keys() >= THINKNUM_MARKERS and company_col is None and count_col is None:
+        if (columns.keys() >= set(THINKNUM_MARKERS) and company_col is None
+                and count_col is None):
             layout = "thinknum"
         elif _pick(columns, COMPANY_NAMES, company_col, "company", path) is None:
             layout = "wide"
         else:
             layout = "long"
+    if layout == "thinknum":
+        missing = [m for m in THINKNUM_MARKERS if m not in columns]
+        if missing:
+            raise InputError(
+                f"{path}: not a Thinknum file: no column {', '.join(missing)} "
+                f"(columns: {', '.join(map(str, raw.columns))}); "
+                "leave out --format thinknum to import it as a long or wide file"
+            )
     lines = pd.Series(np.arange(len(raw)) + 2, index=raw.index)
     keep = ~_blank_or_header(raw)
     raw, lines = raw[keep], lines[keep]
@@ -153,9 +269,25 @@ def parse(
             f"{path}: no date column found (looked for {', '.join(DATE_NAMES)}); "
             "name it with --date-col"
         )
+    duplicated = _duplicated_columns(path, raw.columns)
     if layout == "wide":
+        if duplicated:
+            raise InputError(
+                f"{path}: column {duplicated[0]!r} appears more than once in the header; "
+                "in a wide file each company needs exactly one column"
+            )
+        if requested == "auto":
+            text = _text_columns(raw, dcol)
+            if text:
+                raise InputError(
+                    f"{path}: no company column found (looked for {', '.join(COMPANY_NAMES)}); "
+                    "name it with --company-col, or use --format wide for one column per "
+                    f"company (column {text[0]!r} holds text, not counts)"
+                )
         return _parse_wide(path, raw, lines, dcol, metric, source)
     if layout == "thinknum":
+        _check_unique(path, duplicated, [columns[m] for m in columns if m in (
+            *THINKNUM_MARKERS, "followers_count", "link", "industry")])
         return _parse_thinknum(path, raw, lines, columns, source)
     ccol = _pick(columns, COMPANY_NAMES, company_col, "company", path)
     vcol = _pick(columns, COUNT_NAMES, count_col, "count", path)
@@ -168,6 +300,7 @@ def parse(
         )
     scol = columns.get("source")
     mcol = columns.get("metric")
+    _check_unique(path, duplicated, [c for c in (ccol, dcol, vcol, scol, mcol) if c])
     frame = pd.DataFrame({
         "company": raw[ccol].str.strip(),
         "metric": raw[mcol].str.strip() if mcol and metric is None else (metric or DEFAULT_METRIC),
@@ -176,56 +309,94 @@ def parse(
     return _validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol)
 
 
+def _check_unique(path: Path, duplicated: list[str], used: list[str]) -> None:
+    clash = [c for c in used if c in duplicated]
+    if clash:
+        raise InputError(
+            f"{path}: column {clash[0]!r} appears more than once in the header; "
+            "rename one of them so it is clear which to read"
+        )
+
+
+def _conflict_reasons(rows: pd.DataFrame, key: list[str],
+                      label: Callable[[pd.DataFrame], list[str]]) -> pd.Series:
+    """Reasons for rows sharing ``key`` with different values, indexed like ``rows``.
+
+    ``rows`` needs value and line; ``label`` names the company and day of the
+    conflicting rows for the message. Only duplicated keys are grouped, so this is
+    cheap when the file has none.
+    """
+    dup = rows.duplicated(key, keep=False)
+    if not dup.any():
+        return pd.Series([], dtype=object)
+    candidates = rows[dup]
+    clashes = candidates.groupby(key, sort=False)["value"].transform("nunique") > 1
+    conflicted = candidates[clashes]
+    if conflicted.empty:
+        return pd.Series([], dtype=object)
+    listing = conflicted.groupby(key, sort=False).apply(
+        lambda g: ", ".join(f"{v} (line {ln})" for v, ln in zip(g["value"], g["line"],
+                                                               strict=True)),
+        include_groups=False,
+    )
+    values = conflicted.set_index(key).index.map(listing)
+    return pd.Series(
+        [f"conflicting duplicate rows for {what}: values {lst}"
+         for what, lst in zip(label(conflicted), values, strict=True)],
+        index=conflicted.index, dtype=object,
+    )
+
+
 def _validate(
     path: Path, layout: str, raw: pd.DataFrame, lines: pd.Series, frame: pd.DataFrame,
     dates: pd.Series, counts: pd.Series, dcol: str, vcol: str | pd.Series,
 ) -> ParsedFile:
-    as_of, bad_date = _parse_dates(dates)
-    values, bad_count = _parse_counts(counts)
+    as_of, bad_date, far_date = _parse_dates(dates)
+    values, bad_count, too_large = _parse_counts(counts)
     frame = frame.assign(as_of=as_of.to_numpy(), value=values, line=lines.to_numpy())
     reason = np.full(len(frame), "", dtype=object)
     vnames = vcol if isinstance(vcol, pd.Series) else pd.Series(vcol, index=frame.index)
+    too_long = f"longer than {MAX_NAME} characters"
     for mask, text in (
+        (frame["metric"].str.len().gt(MAX_NAME).to_numpy(),
+         f"column 'metric': metric name {too_long}"),
         (frame["metric"].eq("").to_numpy(), "column 'metric': empty metric name"),
+        (frame["source"].str.len().gt(MAX_NAME).to_numpy(),
+         f"column 'source': source name {too_long}"),
         (frame["source"].eq("").to_numpy(), "column 'source': empty source name"),
-        (bad_count, None),
-        (bad_date, f"column {dcol!r}: value {{}} is not a date (expected YYYY-MM-DD)"),
+        (bad_count & ~too_large, "{col}: value {value} is not a whole number >= 0"),
+        (too_large, f"{{col}}: value {{value}} is too large for a count (at most {MAX_COUNT:,})"),
+        (bad_date & ~far_date,
+         f"column {dcol!r}: value {{}} is not a date (expected YYYY-MM-DD)"),
+        (far_date, f"column {dcol!r}: value {{}} is outside the supported dates "
+                   f"({FIRST_DAY:%Y-%m-%d} to {LAST_DAY:%Y-%m-%d})"),
+        (frame["company"].str.len().gt(MAX_NAME).to_numpy(),
+         f"column 'company': company name {too_long}"),
         (frame["company"].eq("").to_numpy(), "column 'company': empty company name"),
     ):
         if not mask.any():
             continue
-        if text is None:
-            idx = np.flatnonzero(mask)
+        idx = np.flatnonzero(mask)
+        if "{col}" in text:
             reason[idx] = [
-                f"column {c!r}: value {v!r} is not a whole number >= 0"
+                text.format(col=f"column {c!r}", value=repr(v))
                 for c, v in zip(vnames.iloc[idx], counts.iloc[idx], strict=True)
             ]
         elif "{}" in text:
-            idx = np.flatnonzero(mask)
             reason[idx] = [text.format(repr(v)) for v in dates.iloc[idx]]
         else:
-            reason[mask] = text
+            reason[idx] = text
     ok = reason == ""
     key = ["company_key", "metric", "source", "as_of"]
     candidates = frame[ok].assign(company_key=frame.loc[ok, "company"].str.casefold())
-    dup = candidates.duplicated(key, keep=False)
-    if dup.any():
-        clashes = candidates[dup].groupby(key, sort=False)["value"].transform("nunique") > 1
-        conflicted = candidates[dup][clashes]
-        if len(conflicted):
-            listing = conflicted.groupby(key, sort=False).apply(
-                lambda g: ", ".join(f"{v} (line {ln})" for v, ln in zip(g["value"], g["line"],
-                                                                       strict=True)),
-                include_groups=False,
-            )
-            labels = conflicted.set_index(key).index.map(listing)
-            pos = frame.index.get_indexer(conflicted.index)
-            reason[pos] = [
-                f"conflicting duplicate rows for {c!r} on {d:%Y-%m-%d}: values {lst}"
-                for c, d, lst in zip(conflicted["company"], conflicted["as_of"], labels,
-                                     strict=True)
-            ]
-            ok = reason == ""
+    clashing = _conflict_reasons(candidates, key, lambda rows: [
+        f"{c!r} on {d:%Y-%m-%d}" for c, d in zip(rows["company"], rows["as_of"], strict=True)
+    ])
+    conflicts = frame.iloc[:0]
+    if len(clashing):
+        reason[frame.index.get_indexer(clashing.index)] = clashing.to_numpy()
+        conflicts = frame.loc[clashing.index]
+        ok = reason == ""
     bad = ~ok
     rejects = raw[bad].copy()
     rejects.insert(0, "line", frame["line"].to_numpy()[bad])
@@ -233,7 +404,15 @@ def _validate(
     problems = [f"{path}:{ln}: {why}" for ln, why in zip(rejects["line"], rejects["reason"],
                                                         strict=True)]
     good = frame[ok].reset_index(drop=True)
-    return ParsedFile(path, layout, good, rejects.reset_index(drop=True), problems)
+    good_raw = raw if ok.all() else raw[ok]
+    return ParsedFile(path, layout, good, rejects.reset_index(drop=True), problems,
+                      good_raw=good_raw, conflicts=conflicts.reset_index(drop=True))
+
+
+def _free_name(taken: pd.Index, name: str) -> str:
+    while name in taken:
+        name += "_"
+    return name
 
 
 def _parse_wide(path: Path, raw: pd.DataFrame, lines: pd.Series, dcol: str,
@@ -241,20 +420,30 @@ def _parse_wide(path: Path, raw: pd.DataFrame, lines: pd.Series, dcol: str,
     companies = [c for c in raw.columns if c != dcol]
     if not companies:
         raise InputError(f"{path}: wide layout needs one column per company besides {dcol!r}")
-    long = raw.melt(id_vars=[dcol], value_vars=companies, var_name="company",
-                    value_name="count", ignore_index=False)
-    long = long[long["count"].str.strip() != ""]
+    # Melt into private names: a company may be called "company" or "count".
+    cname, vname = _free_name(raw.columns, "__company__"), _free_name(raw.columns, "__count__")
+    long = raw.melt(id_vars=[dcol], value_vars=companies, var_name=cname,
+                    value_name=vname, ignore_index=False)
+    long = long[long[vname].str.strip() != ""]
+    unnamed = long[cname].astype(str).str.fullmatch(r"Unnamed: \d+")
+    if unnamed.any():
+        position = raw.columns.get_loc(long[cname][unnamed].iloc[0])
+        raise InputError(
+            f"{path}: column {position + 1} has values but no name in the header; "
+            "in a wide file each column is named after its company"
+        )
     long_lines = lines.loc[long.index]
     long = long.reset_index(drop=True)
     long_lines = long_lines.reset_index(drop=True)
     frame = pd.DataFrame({
-        "company": long["company"].astype(str).str.strip(),
+        "company": long[cname].astype(str).str.strip(),
         "metric": metric or DEFAULT_METRIC,
         "source": source or "csv",
     })
-    cells = long.rename(columns={dcol: "date"})
-    return _validate(path, "wide", cells, long_lines, frame, long["date"], long["count"], dcol,
-                     long["company"].astype(str))
+    cells = pd.DataFrame({"date": long[dcol], "company": long[cname].astype(str),
+                          "count": long[vname]})
+    return _validate(path, "wide", cells, long_lines, frame, long[dcol], long[vname], dcol,
+                     long[cname].astype(str))
 
 
 def _parse_thinknum(path: Path, raw: pd.DataFrame, lines: pd.Series, columns: dict[str, str],
@@ -274,9 +463,16 @@ def _parse_thinknum(path: Path, raw: pd.DataFrame, lines: pd.Series, columns: di
         parts.append(_validate(path, "thinknum", rows, lines.loc[rows.index], frame,
                                rows[columns["as_of_date"]], rows[col], columns["as_of_date"], col))
     good = pd.concat([p.good for p in parts], ignore_index=True)
-    rejects = pd.concat([p.rejects for p in parts], ignore_index=True).sort_values("line")
-    problems = [p for part in parts for p in part.problems]
-    result = ParsedFile(path, "thinknum", good, rejects, problems)
+    rejects = (pd.concat([p.rejects for p in parts], ignore_index=True)
+               .sort_values("line", kind="stable").reset_index(drop=True))
+    problems = [f"{path}:{ln}: {why}" for ln, why in zip(rejects["line"], rejects["reason"],
+                                                        strict=True)]
+    result = ParsedFile(
+        path, "thinknum", good, rejects, problems,
+        good_raw=pd.concat([p.good_raw for p in parts if p.good_raw is not None]),
+        conflicts=pd.concat([p.conflicts for p in parts if p.conflicts is not None],
+                            ignore_index=True),
+    )
     latest = raw.drop_duplicates(columns["company_name"], keep="last")
     names = latest[columns["company_name"]].str.strip()
     if "industry" in columns:
@@ -290,3 +486,67 @@ def _parse_thinknum(path: Path, raw: pd.DataFrame, lines: pd.Series, columns: di
             for n, u in zip(names, latest[columns["link"]], strict=True) if n and u.strip()
         }
     return result
+
+
+def reject_resolved_conflicts(parsed: ParsedFile, ids: Mapping[str, str | None]) -> ParsedFile:
+    """Move good rows that clash once company names are resolved to ids into the rejects.
+
+    ``Apple Inc.`` = 100 and ``Apple, Inc`` = 999 on one day are different labels but
+    one company: both rows are rejected, as are good rows that resolve to a company
+    and day already rejected as conflicting. A name that yields no company id is a
+    bad row too. ``ids`` maps each name in ``parsed.good`` to its company id. Only
+    rows of names sharing an id with another name are examined, so the common case
+    (every name its own company) costs a pass over the distinct names.
+    """
+    good = parsed.good
+    if good.empty:
+        return parsed
+    conflicts = parsed.conflicts if parsed.conflicts is not None else good.iloc[:0]
+    mapped = pd.Series({n: i for n, i in ids.items() if i}, dtype=object)
+    reason = np.full(len(good), "", dtype=object)
+    resolvable = good["company"].isin(mapped.index).to_numpy()
+    if not resolvable.all():
+        missing = np.flatnonzero(~resolvable)
+        reason[missing] = (
+            "column 'company': no company id can be made from "
+            + good["company"].iloc[missing].map(repr).astype(object)
+            + " (ids are made of its letters a-z and digits)"
+        ).to_numpy()
+    shared = mapped[mapped.groupby(mapped).transform("size").to_numpy() > 1].index
+    if len(shared):
+        mine = np.flatnonzero(good["company"].isin(shared).to_numpy())
+        cols = ["company", "metric", "source", "as_of", "value", "line"]
+        pool = pd.concat([
+            good.iloc[mine][cols].assign(pos=mine),
+            conflicts.loc[conflicts["company"].isin(shared), cols].assign(pos=-1),
+        ], ignore_index=True).sort_values("line", kind="stable")
+        pool["company_id"] = pool["company"].map(mapped)
+        spellings = pool.groupby("company_id")["company"].agg(
+            lambda names: " and ".join(repr(n) for n in pd.unique(names)))
+        clashing = _conflict_reasons(pool, ["company_id", "metric", "source", "as_of"],
+                                     lambda rows: [
+            f"company {cid!r} (written {spellings[cid]}) on {d:%Y-%m-%d}"
+            for cid, d in zip(rows["company_id"], rows["as_of"], strict=True)
+        ])
+        pos = pool.loc[clashing.index, "pos"].to_numpy()
+        fresh = (pos >= 0)
+        fresh[fresh] = reason[pos[fresh]] == ""
+        reason[pos[fresh]] = clashing.to_numpy()[fresh]
+    bad = reason != ""
+    if not bad.any():
+        return parsed
+    good_raw = parsed.good_raw
+    if good_raw is None:  # parsed elsewhere: save what is known
+        good_raw = good.drop(columns=["line"])
+    new = good_raw.iloc[np.flatnonzero(bad)].copy()
+    new.insert(0, "line", good["line"].to_numpy()[bad])
+    new["reason"] = reason[bad]
+    rejects = (pd.concat([parsed.rejects, new], ignore_index=True)
+               .sort_values("line", kind="stable").reset_index(drop=True))
+    problems = [f"{parsed.path}:{ln}: {why}"
+                for ln, why in zip(rejects["line"], rejects["reason"], strict=True)]
+    return ParsedFile(
+        parsed.path, parsed.layout, good[~bad].reset_index(drop=True), rejects, problems,
+        parsed.company_tags, parsed.company_ids, good_raw.iloc[np.flatnonzero(~bad)],
+        pd.concat([conflicts, good[bad]], ignore_index=True),
+    )

@@ -204,9 +204,20 @@ for _name in (
     logging.getLogger(_name).addFilter(REDACTOR)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def read_secret(spec: str | EnvSecret, environ: Mapping[str, str], where: str) -> str:
     """Resolve an env-var reference; a missing variable is a ConfigError naming it."""
     secret = spec if isinstance(spec, EnvSecret) else EnvSecret(env=spec)
+    if not _ENV_NAME.fullmatch(secret.env):
+        # Probably the secret itself pasted into the config: never repeat it.
+        REDACTOR.add(secret.env)
+        raise ConfigError(
+            f"{where}: the value given is not an environment variable name (letters, digits "
+            "and _, e.g. ACME_TOKEN); put the secret in an environment variable and give "
+            "its name here"
+        )
     value = environ.get(secret.env)
     if not value:
         raise ConfigError(
