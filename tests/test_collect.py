@@ -367,3 +367,17 @@ def test_a_source_the_database_refuses_does_not_stop_another(
         assert long.status == "failed" and "could not be stored" in (long.reason or "")
     else:
         assert long.status == "ok"
+
+
+def test_two_spellings_of_one_company_with_different_values_are_not_guessed(
+        tmp_path: Path, sqlite_url: str, workspaces: list[Workspace]) -> None:
+    (tmp_path / "drop").mkdir()
+    (tmp_path / "drop" / "x.csv").write_text(
+        "company,date,employees\nApple Inc.,2022-10-10,100\n\"Apple, Inc\",2022-10-10,999\n"
+        "Apple Inc.,2022-10-11,101\n")
+    ws = open_ws(write_config(tmp_path, sqlite_url, folder_source()), workspaces)
+    files = outcome(collect(ws, DAY), "files")
+    assert files.status == "partial" and files.inserted == 1
+    assert len(files.failures) == 2
+    assert all("conflicting values for company 'apple-inc'" in f.reason for f in files.failures)
+    assert ws.export()["value"].tolist() == [101]

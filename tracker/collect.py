@@ -167,6 +167,34 @@ def _write(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
     return outcome
 
 
+def _drop_conflicts(source: Source, frame: pd.DataFrame, outcome: SourceOutcome
+                    ) -> pd.DataFrame:
+    """Rows the store must not guess about become failures instead of being written.
+
+    Two spellings that resolve to one company ("Apple Inc." and "Apple, Inc") with
+    different values for the same day would otherwise be stored as whichever came
+    last; a name that yields no company id cannot be stored at all.
+    """
+    key = ["company", "metric", "source", "as_of"]
+    unresolved = frame["company"].isna().to_numpy()
+    clash = np.zeros(len(frame), dtype=bool)
+    ok = ~unresolved
+    if ok.any():
+        counts = frame[ok].groupby(key)["value"].transform("nunique").to_numpy()
+        clash[np.flatnonzero(ok)] = counts > 1
+    bad = unresolved | clash
+    if not bad.any():
+        return frame
+    for row in frame[bad].itertuples():
+        why = ("no company id can be made from this name" if pd.isna(row.company) else
+               f"conflicting values for company {row.company!r} on {row.as_of:%Y-%m-%d} "
+               f"(this row: {row.value})")
+        outcome.failures.append(Failure(source.instance, row.written, why))
+    outcome.ok -= int(bad.sum())
+    outcome.status = "partial" if outcome.ok else "failed"
+    return frame[~bad]
+
+
 def _save(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
           frame: pd.DataFrame | None, outcome: SourceOutcome, error: str | None) -> None:
     """One transaction: the source's rows, its state and its line in the run record."""
@@ -174,9 +202,12 @@ def _save(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
     with store.transaction(f"saving source {source.instance}") as conn:
         if outcome.ok and frame is not None:
             ids = company_ops.resolve(conn, frame["company"].astype(str).unique())
-            frame = frame.assign(company=frame["company"].astype(str).map(ids),
+            frame = frame.assign(written=frame["company"].astype(str),
+                                 company=frame["company"].astype(str).map(ids),
                                  value=frame["value"].astype("int64"))
-            outcome.inserted = store.write_frame(conn, frame, run_id=run_id).inserted
+            frame = _drop_conflicts(source, frame, outcome)
+            outcome.inserted = store.write_frame(conn, frame.drop(columns="written"),
+                                                 run_id=run_id).inserted
         if error is None:
             run_ops.save_state(conn, source.instance, source.context.state, before)
         run_ops.record_source(
