@@ -96,3 +96,14 @@ def test_default_database_is_beside_the_config_file(tmp_path: Path) -> None:
     settings = load_settings(write(sub, '[schedule]\ndaily_at = "07:30"\n'))
     assert settings.database_url().endswith(f"{sub.as_posix()}/data/tracker.db")
     assert settings.schedule.daily_at.hour == 7 and settings.schedule.daily_at.minute == 30
+
+
+def test_shipped_config_spells_out_every_detect_default() -> None:
+    """Issue 3: the defaults live in config.toml [detect]; they must match the code."""
+    import tomllib
+
+    from tracker.detect.settings import DetectSettings
+
+    shipped = tomllib.loads((ROOT / "config.toml").read_text())["detect"]
+    defaults = DetectSettings().model_dump()
+    assert shipped == defaults

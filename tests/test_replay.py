@@ -35,6 +35,10 @@ def ws(sqlite_url: str, tmp_path: Path) -> Workspace:
 def test_timeline_orders_verdicts_by_the_day_they_were_reached(ws: Workspace) -> None:
     events = timeline(ws, start=date(2022, 8, 1), end=date(2022, 10, 31))
     got = [(str(r.day.date()), r.event, r.company, r.kind) for r in events.itertuples()]
+    severities = {(r.event, r.company): r.severity for r in events.itertuples()}
+    # the glitch looked like a critical 70% drop on its day; info once reclassified
+    assert severities[("reported", "contoso-logistics")] == "critical"
+    assert severities[("reclassified", "contoso-logistics")] == "info"
     assert got == [
         ("2022-08-17", "reported", "contoso-logistics", "drop"),
         ("2022-08-18", "reclassified", "contoso-logistics", "glitch"),

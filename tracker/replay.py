@@ -21,6 +21,7 @@ import pandas as pd
 
 from tracker.alerts import build_matrix
 from tracker.detect import detect
+from tracker.detect.engine import severity
 from tracker.detect.evaluate import KINDS, Scores, score
 from tracker.errors import InputError
 from tracker.ingest.csvfile import read_raw
@@ -52,7 +53,12 @@ def timeline(ws: Workspace, *, start: date | None = None, end: date | None = Non
     shift_like = ~found["kind"].str.startswith("drift")
     first_kind = np.where(shift_like, np.where(found["change_pct"] < 0, "drop", "spike"),
                           found["kind"])
-    reported = found.assign(day=found["detected_on"], event="reported", kind=first_kind)
+    # the severity a daily run showed on the day of the report: a move later found to
+    # be a glitch was, that day, a provisional drop or spike graded by its size
+    first_severity = severity(first_kind, found["change_pct"].to_numpy(),
+                               found["score"].to_numpy(), ws.settings.detect)
+    reported = found.assign(day=found["detected_on"], event="reported", kind=first_kind,
+                            severity=first_severity)
     decided = found[found["confirmed_on"].notna() & shift_like]
     decided = decided.assign(day=decided["confirmed_on"], event=np.where(
         decided["kind"] == "glitch", "reclassified", "confirmed"))

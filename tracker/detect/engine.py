@@ -5,21 +5,31 @@ Pipeline: log counts -> weekly adjustment (seasonal.py) -> observation packing
 plus drift (drift.py) on the unadjusted counts. Every stage is causal with a
 bounded past, so detect_day can run the same code on a trailing slice and get
 exactly the rows a full run would give for that day.
+
+Series are independent, so both entry points work on column chunks of a few
+thousand series (bounded memory whatever N is; forked workers when many) and
+statistics are computed only where a change is big enough to need them. detect_day
+also skips the whole shift pipeline for series that cannot have a verdict today.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import drift as drift_mod
-from .matrix import Packed, day_numbers, log_counts, pack, to_timestamps
-from .scale import changes, row_stats
+from .matrix import Packed, day_numbers, log_counts, pack, rows_at_or_after, to_timestamps
+from .scale import cell_stats, changes, row_stats
 from .seasonal import _block_days, deseasonalize
 from .settings import DetectSettings
-from .shifts import GLITCH, OPEN, Verdicts, change_test, scan, sync_rows
+from .shifts import GLITCH, OPEN, Verdicts, big_moves, change_test, scan, sync_rows
 
 #: Cells (days x series) processed at a time; see :func:`_chunks`.
 _CHUNK_CELLS = 1_500_000
@@ -55,7 +65,7 @@ def _check(matrix: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return day_numbers(matrix.index), values
 
 
-def _severity(kind: np.ndarray, change: np.ndarray, score: np.ndarray,
+def severity(kind: np.ndarray, change: np.ndarray, score: np.ndarray,
               s: DetectSettings) -> np.ndarray:
     """Glitches are data-quality notes; shifts and drifts are graded by size and certainty."""
     big = (np.abs(change) >= s.critical_change_pct) & (np.abs(score) >= s.critical_score)
@@ -105,7 +115,7 @@ def _assemble(parts: list[dict], s: DetectSettings) -> pd.DataFrame:
     if not parts:
         return empty_frame()
     cols = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in COLUMNS[:-1]}
-    cols["severity"] = _severity(cols["kind"], cols["change_pct"], cols["score"], s)
+    cols["severity"] = severity(cols["kind"], cols["change_pct"], cols["score"], s)
     df = _frame(cols)
     return df.sort_values(["date", "detected_on", "series"], kind="stable",
                           key=lambda x: x.astype(str) if x.name == "series" else x
@@ -119,17 +129,59 @@ def detect(matrix: pd.DataFrame, settings: DetectSettings | None = None) -> pd.D
     names = np.asarray(matrix.columns, dtype=object)
     if values.size == 0:
         return empty_frame()
-    parts: list[dict] = []
-    for c0, c1 in _chunks(values.shape[0], values.shape[1]):
-        parts += _detect_block(values[:, c0:c1], days, names[c0:c1], s)
-    return _assemble(parts, s)
+
+    def block(c0: int, c1: int) -> list[dict]:
+        return _detect_block(values[:, c0:c1], days, names[c0:c1], s)
+
+    chunks = _chunks(values.shape[0], values.shape[1], s.workers)
+    return _assemble(_run_chunks(block, chunks, s), s)
 
 
-def _chunks(n_rows: int, m: int) -> list[tuple[int, int]]:
-    """Column ranges of about ``_CHUNK_CELLS`` cells: series are independent, so working on
-    a few thousand at a time bounds peak memory whatever N is and keeps temporaries small
-    enough to be recycled by the allocator instead of being page-faulted in afresh."""
+#: The job forked workers run (inherited, not pickled: the data never gets copied).
+_JOB: Callable[[int, int], list[dict]] | None = None
+_PARALLEL_MIN_CHUNKS = 4
+
+
+def _run_job(bounds: tuple[int, int]) -> list[dict]:
+    assert _JOB is not None
+    return _JOB(*bounds)
+
+
+def _run_chunks(block: Callable[[int, int], list[dict]], chunks: list[tuple[int, int]],
+                s: DetectSettings) -> list[dict]:
+    """Rows of every column chunk, in chunk order, in ``s.workers`` forked processes if many.
+
+    Forked workers see the caller's arrays without copying them and return only the
+    (few) anomaly rows. Fork is only safe in a single-threaded process (a lock held by
+    another thread would stay locked in the child), so inside a threaded caller (a
+    scheduler), a daemon process or where fork does not exist the chunks run here, one
+    after the other, with the same result.
+    """
+    global _JOB
+    workers = min(s.workers, os.cpu_count() or 1, len(chunks))
+    if workers > 1 and len(chunks) >= _PARALLEL_MIN_CHUNKS and _JOB is None and \
+            "fork" in multiprocessing.get_all_start_methods() and \
+            not multiprocessing.current_process().daemon and threading.active_count() == 1:
+        _JOB = block
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
+                done = list(ex.map(_run_job, chunks))
+            return [p for parts in done for p in parts]
+        finally:
+            _JOB = None
+    return [p for c0, c1 in chunks for p in block(c0, c1)]
+
+
+def _chunks(n_rows: int, m: int, workers: int = 1) -> list[tuple[int, int]]:
+    """Column ranges of at most about ``_CHUNK_CELLS`` cells, as many as a multiple of
+    ``workers`` (balanced work). Series are independent, so working on a few thousand
+    at a time bounds peak memory whatever N is and keeps temporaries small enough to be
+    recycled by the allocator instead of being page-faulted in afresh."""
     step = max(256, _CHUNK_CELLS // max(n_rows, 1))
+    n = -(-m // step)
+    if n >= _PARALLEL_MIN_CHUNKS and workers > 1:
+        n = -(-n // workers) * workers
+    step = max(1, -(-m // max(n, 1)))
     return [(c0, min(m, c0 + step)) for c0 in range(0, m, step)]
 
 
@@ -140,14 +192,19 @@ def _detect_block(values: np.ndarray, days: np.ndarray, names: np.ndarray,
     y_adj, _ = deseasonalize(y_raw, days, s)
     p = pack(y_adj, values, days)
     d, g = changes(p)
-    st = row_stats(p, d, g, s)
+    st = row_stats(p, d, g, s, need=big_moves(p, d, s))
     z, exceed, sd = change_test(p, d, g, st, s)
     v = scan(p, exceed, sd, s)
-    sc_cal = np.full(values.shape, np.nan)
-    real = p.day < 2**40
-    rows = np.searchsorted(days, p.day[real])
-    sc_cal[rows, np.nonzero(real)[1]] = st.scale[real]
-    dr = drift_mod.find_drifts(y_raw, values, days, sc_cal, s)
+
+    def long_scale(cell_days: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The `window` scale at a few observed cells: what drift needs, on demand."""
+        rows = rows_at_or_after(p.day, cols, cell_days)
+        out = np.full(rows.size, np.nan)
+        ok = rows >= 1  # like row_stats: the first observation has no statistics
+        out[ok] = cell_stats(p, d, g, rows[ok], cols[ok], s).long_scale
+        return out
+
+    dr = drift_mod.find_drifts(y_raw, values, days, long_scale, s)
     return [_shift_rows(names, _Shifts(p, z, v)), _drift_rows(names, dr, s)]
 
 
@@ -173,14 +230,16 @@ def _day_shifts(y_adj: np.ndarray, values: np.ndarray, days: np.ndarray, day: in
                 np.full(m, np.nan), np.zeros(m, dtype=bool))
     d, g = changes(p)
     from_row = max(1, p.n - scan_rows)
-    st = row_stats(p, d, g, s, from_row=from_row)
+    need = big_moves(p, d, s)
+    need[-1] = True  # today's scale, for drift
+    st = row_stats(p, d, g, s, from_row=from_row, need=need)
     z, exceed, sd = change_test(p, d, g, st, s)
     start, ok = sync_rows(exceed, p, from_row, day, s)
     v = scan(p, exceed, sd, s, start_row=start)
     last = p.n - 1
     mine = ok[v.col] & ((v.row == last) | (v.decided_row == last))
     v = Verdicts(v.col[mine], v.row[mine], v.decided_row[mine], v.outcome[mine])
-    return _Shifts(p, z, v), st.scale[last], ~ok
+    return _Shifts(p, z, v), st.long_scale[last], ~ok
 
 
 def detect_day(matrix: pd.DataFrame, day: object,
@@ -199,12 +258,13 @@ def detect_day(matrix: pd.DataFrame, day: object,
     days_all, values_all = _check(m0)
     names_all = np.asarray(m0.columns, dtype=object)
     seen_today = np.isfinite(values_all[-1])
-    parts: list[dict] = []
-    for c0, c1 in _chunks(min(days_all.size, _day_rows(s)), values_all.shape[1]):
+
+    def block(c0: int, c1: int) -> list[dict]:
         cols = c0 + np.flatnonzero(seen_today[c0:c1])
-        if cols.size:
-            parts += _day_block(values_all[:, cols], days_all, names_all[cols], s)
-    return _assemble(parts, s).reset_index(drop=True)
+        return _day_block(values_all[:, cols], days_all, names_all[cols], s) if cols.size else []
+
+    chunks = _chunks(min(days_all.size, _day_rows(s)), values_all.shape[1], s.workers)
+    return _assemble(_run_chunks(block, chunks, s), s).reset_index(drop=True)
 
 
 def _day_rows(s: DetectSettings) -> int:
@@ -216,29 +276,88 @@ def _day_rows(s: DetectSettings) -> int:
 
 def _day_block(values_all: np.ndarray, days_all: np.ndarray, names: np.ndarray,
                s: DetectSettings) -> list[dict]:
-    """detect_day's rows for a group of series all observed on the last day."""
+    """detect_day's rows for a group of series all observed on the last day.
+
+    The shift pipeline runs only for series that can have a verdict today (see
+    :func:`may_shift_today`) plus those whose drift test needs today's scale; the
+    drift test runs for all.
+    """
     dnum = int(days_all[-1])
+    y_all = log_counts(values_all)
+    cand = np.flatnonzero(may_shift_today(y_all, s))
+    shifts: list[list[dict]] = []
+
+    def scale_today(_days: np.ndarray, big_cols: np.ndarray) -> np.ndarray:
+        idx = np.union1d(cand, big_cols).astype(np.int64)
+        parts, sc = _day_shift_parts(values_all[:, idx], y_all[:, idx], days_all, names[idx], s)
+        shifts.append(parts)
+        return sc[np.searchsorted(idx, big_cols)]
+
+    lo_d = np.searchsorted(days_all, dnum - drift_mod.lookback_days(s) + 1)
+    dr = drift_mod.find_drifts(y_all[lo_d:], values_all[lo_d:], days_all[lo_d:], scale_today, s,
+                               only_day=dnum)
+    if not shifts:
+        scale_today(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    shift_parts, fallback = shifts[0]
+    parts = [*shift_parts, _drift_rows(names, dr, s)]
+    if fallback.size:
+        # series whose recent history never went quiet: judge them over all their history
+        parts = [_select(p, ~np.isin(p["series"], fallback)) for p in parts]
+        ts = to_timestamps(np.array([dnum]))[0]
+        idx = np.flatnonzero(np.isin(names, fallback))
+        for p in _detect_block(values_all[:, idx], days_all, names[idx], s):
+            parts.append(_select(p, (np.asarray(p["detected_on"]) == ts)
+                                 | (np.asarray(p["confirmed_on"]) == ts)))
+    return parts
+
+
+def may_shift_today(y_all: np.ndarray, s: DetectSettings) -> np.ndarray:
+    """Series that can have a shift verdict on the last row of ``y_all`` (log counts).
+
+    A candidate decided today was opened at most ``confirm_days`` observations ago
+    (until then every observation found it not yet due), and opening needs a raw
+    change of at least ``min_change_pct``. So a series whose last ``confirm_days`` + 1
+    changes are all smaller cannot have a row today, whatever its history: the rest
+    of the pipeline can skip it. Conservative where fewer observations are at hand.
+    """
+    k = s.confirm_days + 2
+    tail = y_all[-min(y_all.shape[0], 8 * k):]
+    valid = ~np.isnan(tail)
+    order = np.argsort(valid, axis=0, kind="stable")[-k:]
+    last = np.take_along_axis(tail, order, axis=0)
+    with np.errstate(invalid="ignore"):
+        moved = (np.abs(np.diff(last, axis=0)) >= np.log1p(s.min_change_pct / 100.0)).any(axis=0)
+    return moved | (valid.sum(axis=0) < k)
+
+
+def _day_shift_parts(values_all: np.ndarray, y_all: np.ndarray, days_all: np.ndarray,
+                     names: np.ndarray, s: DetectSettings) -> tuple[list[dict], np.ndarray]:
+    """Shift rows of ``day`` from the trailing days, each series' scale today, and the
+    names of series that need their whole history instead (returned as the 2nd part)."""
+    dnum = int(days_all[-1])
+    m = values_all.shape[1]
+    scale_today = np.full(m, np.nan)
+    if m == 0:
+        return [[], np.zeros(0, dtype=object)], scale_today
     _, need = _tail_sizes(s)
     refit, fit = _block_days(s)
     lcal = need + fit + refit + 21
     lo = np.searchsorted(days_all, dnum - lcal + 1)
     days, values = days_all[lo:], values_all[lo:]
-    y_adj, _ = deseasonalize(log_counts(values), days, s)
     e_start = int(days[0]) + (fit + refit if s.seasonal == "auto" else 0)
+    y_adj, _ = deseasonalize(y_all[lo:], days, s, from_day=e_start)
     in_e = days >= e_start
     count_e = np.isfinite(values[in_e]).sum(axis=0)
     older = np.isfinite(values_all[: lo + int(np.argmax(in_e))]).any(axis=0)
     complete = (count_e >= need) | ~older
-    m = values.shape[1]
     parts: list[dict] = []
-    scale_today = np.full(m, np.nan)
     fallback = np.zeros(m, dtype=bool)
     for mask, full in ((complete, False), (~complete, True)):
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             continue
         if full:
-            ya, _ = deseasonalize(log_counts(values_all[:, idx]), days_all, s)
+            ya, _ = deseasonalize(y_all[:, idx], days_all, s)
             r, sc, bad = _day_shifts(ya, values_all[:, idx], days_all, dnum, s)
         else:
             r, sc, bad = _day_shifts(y_adj[in_e][:, idx], values[in_e][:, idx], days[in_e],
@@ -246,22 +365,7 @@ def _day_block(values_all: np.ndarray, days_all: np.ndarray, names: np.ndarray,
         parts.append(_shift_rows(names[idx], r))
         scale_today[idx] = sc
         fallback[idx[bad]] = True
-    lo_d = np.searchsorted(days_all, dnum - drift_mod.lookback_days(s) + 1)
-    sc_cal = np.full((days_all.size - lo_d, m), np.nan)
-    sc_cal[-1] = scale_today
-    dr = drift_mod.find_drifts(log_counts(values_all[lo_d:]), values_all[lo_d:], days_all[lo_d:],
-                               sc_cal, s, only_day=dnum)
-    parts.append(_drift_rows(names, dr, s))
-    if fallback.any():
-        # series whose recent history never went quiet: judge them over all their history
-        bad_names = set(names[fallback].tolist())
-        parts = [_select(p, ~np.isin(p["series"], list(bad_names))) for p in parts]
-        ts = to_timestamps(np.array([dnum]))[0]
-        idx = np.flatnonzero(fallback)
-        for p in _detect_block(values_all[:, idx], days_all, names[idx], s):
-            parts.append(_select(p, (np.asarray(p["detected_on"]) == ts)
-                                 | (np.asarray(p["confirmed_on"]) == ts)))
-    return parts
+    return [parts, names[fallback]], scale_today
 
 
 def _select(part: dict, keep: np.ndarray) -> dict:

@@ -37,9 +37,8 @@ def to_timestamps(days: np.ndarray) -> pd.DatetimeIndex:
 def log_counts(values: np.ndarray) -> np.ndarray:
     """Log of counts; negative or non-finite counts are treated as missing."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        bad = ~np.isfinite(values) | (values < 0)
-        out = np.log(np.maximum(np.where(bad, 1.0, values), LOG_FLOOR))
-    out[bad] = np.nan
+        out = np.log(np.maximum(values, LOG_FLOOR))  # NaN stays NaN, inf becomes inf
+        out[~np.isfinite(out) | (values < 0)] = np.nan
     return out
 
 
@@ -103,15 +102,14 @@ def is_real(day: np.ndarray) -> np.ndarray:
     return np.abs(day) < PAD_DAY
 
 
-def first_row_at_or_after(day: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per column, the first packed row whose day is >= each target (vectorized searchsorted).
+def rows_at_or_after(day: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """First packed row of column ``cols[k]`` whose day is >= ``targets[k]``, for every k.
 
-    ``targets`` has shape (k, m); the answer has the same shape. Columns of ``day``
-    are sorted, so offsetting column c by c * BIG makes one flat sorted array.
+    Columns of ``day`` are sorted, so offsetting column c by c * BIG makes one flat
+    sorted array: a single vectorized searchsorted answers all the questions.
     """
     n, m = day.shape
     big = np.int64(2**42)
-    offs = np.arange(m, dtype=np.int64) * big
-    flat = (day + offs[None, :]).T.ravel()
-    pos = np.searchsorted(flat, (targets + offs[None, :]).ravel(), side="left")
-    return pos.reshape(targets.shape) - (np.arange(m, dtype=np.int64) * n)[None, :]
+    flat = (day + np.arange(m, dtype=np.int64)[None, :] * big).T.ravel()
+    pos = np.searchsorted(flat, targets + cols * big, side="left")
+    return pos - cols * n

@@ -5,7 +5,11 @@ Some sources count differently on weekends; left in, that pattern is a weekly
 Mondays) gets a weekly profile estimated from the ``seasonal_fit_days`` before the
 block only, so the verdict about day t never uses data after t. A cheap vectorized
 one-way ANOVA of daily changes by weekday picks the (block, series) pairs with a real
-pattern; only those go through statsmodels STL, in worker processes when many.
+pattern; only those get a statsmodels STL profile. STL as configured here (no
+robustness iterations) is linear in its input, so its profile is one cached matrix
+(built from statsmodels' own STL, one fit per window position) applied to all the
+windows at once: the numbers of a fit per window (to rounding, ~1e-15), at a tiny
+fraction of the cost.
 """
 
 from __future__ import annotations
@@ -28,25 +32,38 @@ def _block_days(settings: DetectSettings) -> tuple[int, int]:
     return refit, max(28, settings.seasonal_fit_days // 7 * 7)
 
 
-def weekly_test(windows: np.ndarray, settings: DetectSettings) -> np.ndarray:
+def day_changes(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Daily log changes of a calendar grid (0 where unknown or a jump) and where they are known.
+
+    Computed once per grid: every block's window is then a gather of these rows.
+    """
+    dd = np.full_like(grid, np.nan)
+    np.subtract(grid[1:], grid[:-1], out=dd[1:])
+    with np.errstate(invalid="ignore"):
+        ok = np.abs(dd) <= _JUMP  # False for NaN
+    return np.where(ok, dd, 0.0), ok
+
+
+def weekly_test(dz: np.ndarray, ok: np.ndarray, settings: DetectSettings) -> np.ndarray:
     """F test of weekday means of daily log changes in (blocks, fit_days, series) windows.
 
-    Works on changes, so a steady trend (same mean every weekday) is not a pattern.
+    ``dz``/``ok`` are the windows' changes (0 where unknown) and where they are known;
+    the first day of a window has no change inside it. Works on changes, so a steady
+    trend (same mean every weekday) is not a pattern.
     """
-    dd = np.full_like(windows, np.nan)
-    dd[:, 1:] = windows[:, 1:] - windows[:, :-1]
-    dd[np.abs(dd) > _JUMP] = np.nan
-    b, f, m = dd.shape
-    wk = dd.reshape(b, f // 7, 7, m)
-    ok = np.isfinite(wk)
-    n_w = ok.sum(axis=1)
-    sum_w = np.where(ok, wk, 0.0).sum(axis=1)
+    b, f, m = dz.shape
+    ok[:, 0] = False
+    dz[:, 0] = 0.0
+    wk = dz.reshape(b, f // 7, 7, m)
+    okw = ok.reshape(b, f // 7, 7, m)
+    n_w = okw.sum(axis=1)
+    sum_w = wk.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_w = sum_w / n_w
         n = n_w.sum(axis=1)
         grand = sum_w.sum(axis=1) / n
         between = (n_w * (mean_w - grand[:, None, :]) ** 2).sum(axis=1) / 6.0
-        within = (np.where(ok, wk - mean_w[:, None], 0.0) ** 2).sum(axis=(1, 2)) / (n - 7)
+        within = (np.where(okw, wk - mean_w[:, None], 0.0) ** 2).sum(axis=(1, 2)) / (n - 7)
         fstat = between / np.maximum(within, 1e-12)
         profile = np.cumsum(np.nan_to_num(mean_w - grand[:, None, :]), axis=1)
         amp = profile.max(axis=1) - profile.min(axis=1)
@@ -125,9 +142,13 @@ def fit_profiles_stl(windows: np.ndarray) -> np.ndarray:
     return np.array([_stl_profile(c) for c in clean]).reshape(-1, 7)
 
 
-def deseasonalize(y_cal: np.ndarray, days: np.ndarray,
-                  settings: DetectSettings) -> tuple[np.ndarray, int]:
-    """Weekly-adjusted copy of ``y_cal`` (rows = ``days``) and how many series were adjusted."""
+def deseasonalize(y_cal: np.ndarray, days: np.ndarray, settings: DetectSettings,
+                  from_day: int | None = None) -> tuple[np.ndarray, int]:
+    """Weekly-adjusted copy of ``y_cal`` (rows = ``days``) and how many series were adjusted.
+
+    With ``from_day`` only blocks reaching that day or later are tested and adjusted
+    (rows before it may be left unadjusted): what an incremental run needs.
+    """
     if settings.seasonal == "off" or y_cal.size == 0:
         return y_cal, 0
     refit, fit = _block_days(settings)
@@ -136,6 +157,8 @@ def deseasonalize(y_cal: np.ndarray, days: np.ndarray,
     last_block = (d1 - 4) // refit
     starts = 4 + refit * np.arange(first_block, last_block + 1, dtype=np.int64)
     starts = starts[starts - fit >= d0]
+    if from_day is not None:
+        starts = starts[starts + refit > from_day]
     if starts.size == 0:
         return y_cal, 0
     grid0 = int(starts[0]) - fit
@@ -145,20 +168,19 @@ def deseasonalize(y_cal: np.ndarray, days: np.ndarray,
     grid = np.full((grid_len, m), np.nan)
     grid[days[keep] - grid0] = y_cal[keep]
     rel = (starts - grid0)[:, None] + np.arange(-fit, 0)[None, :]
+    dz_grid, ok_grid = day_changes(grid)
     step = max(1, 4_000_000 // (rel.size or 1))
     found_b: list[np.ndarray] = []
     found_c: list[np.ndarray] = []
-    found_w: list[np.ndarray] = []
     for c0 in range(0, m, step):
-        windows = grid[:, c0:c0 + step][rel]
-        b, c = np.nonzero(weekly_test(windows, settings))
+        sl = slice(c0, c0 + step)
+        b, c = np.nonzero(weekly_test(dz_grid[:, sl][rel], ok_grid[:, sl][rel], settings))
         found_b.append(b)
         found_c.append(c + c0)
-        found_w.append(windows[b, :, c])
     blocks, cols = np.concatenate(found_b), np.concatenate(found_c)
     if blocks.size == 0:
         return y_cal, 0
-    profiles = fit_profiles(np.concatenate(found_w))
+    profiles = fit_profiles(grid[rel[blocks], cols[:, None]])
     out = y_cal.copy()
     row_block = np.searchsorted(starts, days, side="right") - 1
     wd = (days - 4) % 7

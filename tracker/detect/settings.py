@@ -25,6 +25,16 @@ class DetectSettings(BaseModel):
             "(robust median/MAD). Longer is steadier but adapts slower to a new noise level."
         ),
     )
+    short_window: int = Field(
+        20,
+        ge=0,
+        le=400,
+        description=(
+            "Most recent changes (observations) whose robust scale replaces the `window` "
+            "scale when larger, so a noise level that just rose is not taken for anomalies; "
+            "0 uses `window` alone."
+        ),
+    )
     min_history: int = Field(
         14,
         ge=3,
@@ -159,7 +169,10 @@ class DetectSettings(BaseModel):
     workers: int = Field(
         2,
         ge=1,
-        description="Processes for the per-series STL fits when there are many of them.",
+        description=(
+            "Processes that share the series of a large run (forked, only from a "
+            "single-threaded process; the result is the same); 1 keeps it in-process."
+        ),
     )
     warning_change_pct: float = Field(
         5.0,

@@ -32,6 +32,18 @@ def level_floor(y_prev: np.ndarray, settings: DetectSettings) -> np.ndarray:
     return np.maximum(settings.small_count_scale / np.sqrt(level), settings.min_scale)
 
 
+def big_moves(p: Packed, d: np.ndarray, settings: DetectSettings) -> np.ndarray:
+    """Changes of at least ``min_change_pct``, adjusted and raw: the only ones that can be
+    exceptional, so the only ones whose statistics the change test needs."""
+    min_log = np.log1p(settings.min_change_pct / 100.0)
+    raw = log_counts(p.value)
+    with np.errstate(invalid="ignore"):
+        out = np.abs(d) >= min_log
+        out[1:] &= np.abs(raw[1:] - raw[:-1]) >= min_log
+    out[0] = False
+    return out
+
+
 def change_test(p: Packed, d: np.ndarray, g: np.ndarray, st: RowStats,
                 settings: DetectSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Robust z-score of each change and whether it is exceptional (both thresholds passed).
