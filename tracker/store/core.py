@@ -322,10 +322,21 @@ class Store:
         summary = pd.DataFrame(
             rows, columns=["id", "name", "first_day", "last_day", "observations"]
         )
-        latest = self.observations(metric=DEFAULT_METRIC)
-        if not latest.empty:
-            last = (latest.sort_values(["as_of", "source"]).groupby("company").tail(1)
-                    .set_index("company")["value"])
+        # only the rows of each series' last day, not the whole table
+        last_sql = text(
+            "SELECT se.company_id, so.name, o.collected_at, o.value "
+            "FROM observations o JOIN series se ON se.id = o.series_id "
+            "JOIN sources so ON so.id = o.source_id "
+            "JOIN (SELECT series_id, MAX(as_of) AS d FROM observations GROUP BY series_id) x "
+            "ON x.series_id = o.series_id AND x.d = o.as_of WHERE se.metric = :m"
+        )
+        with self.reading("listing companies") as conn:
+            last_rows = conn.execute(last_sql, {"m": DEFAULT_METRIC}).all()
+        last = pd.DataFrame(last_rows, columns=["company", "source", "collected_at", "value"])
+        if not last.empty:
+            # several sources on the last day: the latest-learned value, sources by name
+            last = (last.sort_values(["company", "source", "collected_at"])
+                    .groupby("company").tail(1).set_index("company")["value"])
             summary["last_value"] = summary["id"].map(last).astype("Int64")
         else:
             summary["last_value"] = pd.Series(dtype="Int64")
