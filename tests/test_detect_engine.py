@@ -40,26 +40,43 @@ def test_chunked_equals_unchunked(mixed: pd.DataFrame, monkeypatch: pytest.Monke
     assert len(chunked) == 5 * len(whole)
 
 
-def test_parallel_workers_equal_serial(mixed: pd.DataFrame,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    wide = pd.concat([mixed.add_suffix(f"#{k}") for k in range(5)], axis=1)
-    serial = detect(wide, DetectSettings(workers=1))
-    monkeypatch.setattr(engine, "_CHUNK_CELLS", 1)
-    monkeypatch.setattr(engine, "_PARALLEL_MIN_CHUNKS", 2)
-    calls: list[int] = []
-    real = engine.ProcessPoolExecutor
+PARALLEL_CHECK = """
+import pandas as pd
+from tracker.detect import DetectSettings, detect, detect_day, engine
+from tracker.detect.synthetic import generate
 
-    def spy(*a: object, **k: object) -> object:
-        calls.append(1)
-        return real(*a, **k)
+m, _ = generate(60, 400, seed=11, quiet_fraction=0.2, weekly_fraction=0.3,
+                monthly_fraction=0.1, events_per_series=(2, 3))
+wide = pd.concat([m.add_suffix(f"#{k}") for k in range(5)], axis=1)
+serial = detect(wide, DetectSettings(workers=1))
+engine._CHUNK_CELLS = 1
+engine._PARALLEL_MIN_CHUNKS = 2
+calls = []
+real = engine.ProcessPoolExecutor
+def spy(*a, **k):
+    calls.append(1)
+    return real(*a, **k)
+engine.ProcessPoolExecutor = spy
+pd.testing.assert_frame_equal(detect(wide, DetectSettings(workers=2)), serial)
+day = wide.index[-40]
+pd.testing.assert_frame_equal(detect_day(wide, day, DetectSettings(workers=2)),
+                              detect_day(wide, day, DetectSettings(workers=1)))
+assert calls, "the forked path was not exercised"
+print("forked", len(calls))
+"""
 
-    monkeypatch.setattr(engine, "ProcessPoolExecutor", spy)
-    parallel = detect(wide, DetectSettings(workers=2))
-    pd.testing.assert_frame_equal(parallel, serial)
-    day = wide.index[-40]
-    pd.testing.assert_frame_equal(detect_day(wide, day, DetectSettings(workers=2)),
-                                  detect_day(wide, day, DetectSettings(workers=1)))
-    assert calls, "the forked path was not exercised"
+
+def test_parallel_workers_equal_serial() -> None:
+    """In a fresh process: forking is (rightly) refused once other threads exist, and a
+    long test session has some (HTTP servers, lease renewers), so checking it here
+    would depend on test order."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", PARALLEL_CHECK], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("forked")
 
 
 def test_stl_operator_is_statsmodels_stl() -> None:
