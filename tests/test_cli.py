@@ -162,3 +162,20 @@ def test_plot_writes_a_png(project: Path) -> None:
     bad = tracker("plot", "nosuchco", cwd=project)
     assert bad.returncode == 3 and "unknown company" in bad.stderr
     no_traceback(bad)
+
+
+def test_historical_snapshots_with_collected_at(project: Path) -> None:
+    first = project / "snap1.csv"
+    first.write_text("company,date,count\nApple,2022-10-11,290000\n")
+    second = project / "snap2.csv"
+    second.write_text("company,date,count\nApple,2022-10-11,284991\n")
+    assert tracker("import", str(first), "--collected-at", "2022-10-12T06:00:00Z",
+                   cwd=project).returncode == 0
+    assert tracker("import", str(second), "--collected-at", "2022-10-14",
+                   cwd=project).returncode == 0
+    then = tracker("show", "apple", "--known-at", "2022-10-13", "--format", "csv", cwd=project)
+    assert then.stdout.splitlines()[1].startswith("2022-10-11,csv,290000")
+    now = tracker("show", "apple", "--format", "csv", cwd=project)
+    assert now.stdout.splitlines()[1].startswith("2022-10-11,csv,284991")
+    bad = tracker("import", str(first), "--collected-at", "soon", cwd=project)
+    assert bad.returncode == 3 and "--collected-at: 'soon' is not a timestamp" in bad.stderr

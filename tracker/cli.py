@@ -123,11 +123,16 @@ def import_cmd(
     rejects_dir: Annotated[
         Path | None, typer.Option(help="Folder for rejects CSVs (default: beside each file)")
     ] = None,
+    collected_at: Annotated[
+        str | None,
+        typer.Option(help="When these values were learned (UTC; load snapshots in order)"),
+    ] = None,
 ) -> None:
     """Import daily headcount CSVs (long, wide or Thinknum layout); idempotent."""
     ws = _workspace(ctx)
     options = ImportOptions(layout.value, company_col, date_col, count_col, metric, source,
-                            skip_bad, rejects_dir)
+                            skip_bad, rejects_dir,
+                            parse_timestamp(collected_at, "--collected-at"))
     interactive = err.is_terminal
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                    TimeElapsedColumn(), console=err, transient=True)

@@ -43,6 +43,10 @@ class ImportOptions:
     source: str | None = None
     skip_bad: bool = False
     rejects_dir: Path | None = None
+    #: When the values were learned (naive UTC). Default: now. Set it to load
+    #: historical snapshots, in chronological order, so point-in-time reads and
+    #: replays see them as they were known then.
+    collected_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,8 @@ def import_file(
             raise InputError(f"{rejects_path}: cannot write the rejects file: {exc}") from exc
     notify(path, "writing")
     with store.transaction(f"importing {path}") as conn:
-        inserted, n_companies = write_parsed(store, conn, parsed)
+        inserted, n_companies = write_parsed(store, conn, parsed,
+                                             collected_at=options.collected_at)
     notify(path, "done")
     return ImportResult(path, parsed.layout, len(parsed.good), inserted, rejected, n_companies,
                         rejects_path)
