@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +13,7 @@ import pytest
 from tracker.alerts import list_alerts, run_detection
 from tracker.config import Settings
 from tracker.errors import InputError
-from tracker.ingest import import_file
+from tracker.ingest import ImportOptions, import_file
 from tracker.replay import evaluate, read_labels, timeline
 from tracker.store import Store
 from tracker.workspace import Workspace
@@ -114,3 +114,31 @@ def test_cli_replay(tmp_path: Path) -> None:
     assert len(lines) == 3 and all(",reported," in line for line in lines[1:])
     scored = run("replay", "--labels", str(LABELS))
     assert "glitch-vs-shift classification accuracy: 1.000" in scored.stdout
+
+
+def test_as_known_replay_reports_late_data_when_it_arrived(tmp_path: Path) -> None:
+    """Apple's purge-day value reached us two days late: the replay says so."""
+    rows = pd.read_csv(SAMPLE)
+    late = (rows["company"] == "Apple") & (rows["date"] >= "2022-10-11")
+    early_csv, late_csv = tmp_path / "early.csv", tmp_path / "late.csv"
+    rows[~late].to_csv(early_csv, index=False)
+    rows[late].to_csv(late_csv, index=False)
+    store = Store(f"sqlite:///{tmp_path / 'k.db'}")
+    ws = Workspace(Settings(base_dir=tmp_path), store)
+    import_file(store, early_csv, ImportOptions(collected_at=datetime(2022, 6, 1)))
+    import_file(store, late_csv, ImportOptions(collected_at=datetime(2022, 10, 13, 7)))
+    known = timeline(ws, start=date(2022, 10, 9), end=date(2022, 10, 16), as_known=True)
+    got = [(str(r.day.date()), r.event, r.company, str(r.date.date()))
+           for r in known.itertuples()]
+    assert got == [
+        ("2022-10-11", "reported", "amazon", "2022-10-11"),
+        ("2022-10-13", "reported", "apple", "2022-10-11"),
+        ("2022-10-14", "confirmed", "amazon", "2022-10-11"),
+        ("2022-10-14", "confirmed", "apple", "2022-10-11"),
+    ]
+    hindsight = timeline(ws, start=date(2022, 10, 9), end=date(2022, 10, 16))
+    assert ("2022-10-11", "apple") in {(str(r.day.date()), r.company)
+                                       for r in hindsight.itertuples()}
+    with pytest.raises(InputError, match="needs --start and --end"):
+        timeline(ws, as_known=True)
+    store.close()

@@ -389,6 +389,9 @@ def replay_cmd(
         Path | None, typer.Option(help="CSV of annotated events (company,date,kind[,end])")
     ] = None,
     tolerance: Annotated[int, typer.Option(help="Days a detection may be off a label")] = 3,
+    as_known: Annotated[
+        bool, typer.Option("--as-known", help="Each day from only what was known by then")
+    ] = False,
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
     """Replay history: each verdict on the day a daily run would have reached it.
@@ -406,7 +409,7 @@ def replay_cmd(
     if labels is not None:
         typer.echo(report(evaluate(ws, read_labels(labels), tolerance=tolerance, end=last)))
         return
-    emit(timeline(ws, start=first, end=last, companies=company), fmt.value)
+    emit(timeline(ws, start=first, end=last, companies=company, as_known=as_known), fmt.value)
 
 
 @app.command("report")

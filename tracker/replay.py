@@ -40,29 +40,40 @@ def _detections(ws: Workspace, companies: list[str] | None, until: date | None
     return matrix, keys, detect(matrix, ws.settings.detect).join(keys, on="series")
 
 
-def timeline(ws: Workspace, *, start: date | None = None, end: date | None = None,
-             companies: list[str] | None = None) -> pd.DataFrame:
-    """Every verdict in [start, end], on the day a daily run would have reached it.
-
-    ``event`` is ``reported`` (a provisional drop or spike, or a drift), then
-    ``confirmed`` (the shift held) or ``reclassified`` (it came back: a glitch).
-    """
-    _, _, found = _detections(ws, companies, end)
-    if found.empty:
-        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+def _verdicts(found: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
+    """Detections -> one row per verdict (reported, then confirmed or reclassified)."""
     shift_like = ~found["kind"].str.startswith("drift")
     first_kind = np.where(shift_like, np.where(found["change_pct"] < 0, "drop", "spike"),
                           found["kind"])
     # the severity a daily run showed on the day of the report: a move later found to
     # be a glitch was, that day, a provisional drop or spike graded by its size
     first_severity = severity(first_kind, found["change_pct"].to_numpy(),
-                               found["score"].to_numpy(), ws.settings.detect)
+                              found["score"].to_numpy(), ws.settings.detect)
     reported = found.assign(day=found["detected_on"], event="reported", kind=first_kind,
                             severity=first_severity)
     decided = found[found["confirmed_on"].notna() & shift_like]
     decided = decided.assign(day=decided["confirmed_on"], event=np.where(
         decided["kind"] == "glitch", "reclassified", "confirmed"))
-    out = pd.concat([reported, decided], ignore_index=True)
+    return pd.concat([reported, decided], ignore_index=True)
+
+
+def timeline(ws: Workspace, *, start: date | None = None, end: date | None = None,
+             companies: list[str] | None = None, as_known: bool = False) -> pd.DataFrame:
+    """Every verdict in [start, end], on the day a daily run would have reached it.
+
+    ``event`` is ``reported`` (a provisional drop or spike, or a drift), then
+    ``confirmed`` (the shift held) or ``reclassified`` (it came back: a glitch).
+    By default one pass over today's best data; ``as_known`` rebuilds each day from
+    only the observations known by the end of that day (loaded with their own
+    ``collected_at``), so late or corrected data shows up when it arrived.
+    """
+    if as_known:
+        out = _as_known(ws, start, end, companies)
+    else:
+        _, _, found = _detections(ws, companies, end)
+        out = _verdicts(found, ws) if len(found) else pd.DataFrame(columns=TIMELINE_COLUMNS)
+    if out.empty:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
     if start is not None:
         out = out[out["day"] >= pd.Timestamp(start)]
     if end is not None:
@@ -70,6 +81,41 @@ def timeline(ws: Workspace, *, start: date | None = None, end: date | None = Non
     out = out.sort_values(["day", "company", "event"], kind="stable")
     out["change_pct"] = out["change_pct"].round(2)
     return out[TIMELINE_COLUMNS].reset_index(drop=True)
+
+
+MAX_AS_KNOWN_DAYS = 366
+
+
+def _as_known(ws: Workspace, start: date | None, end: date | None,
+              companies: list[str] | None) -> pd.DataFrame:
+    if start is None or end is None:
+        raise InputError("a replay as known needs --start and --end")
+    days = pd.date_range(start, end)
+    if len(days) > MAX_AS_KNOWN_DAYS:
+        raise InputError(f"a replay as known covers at most {MAX_AS_KNOWN_DAYS} days "
+                         f"(one detection per day); got {len(days)}")
+    ids = [ws.store.company_id(c) for c in companies] if companies else None
+    parts, seen = [], set()
+    for day in days:
+        # everything known by the end of that day, and nothing dated after it
+        known = (day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)).to_pydatetime()
+        matrix, keys = build_matrix(ws, companies=ids, known_at=known, until=day.date())
+        if matrix.empty:
+            continue
+        found = detect(matrix, ws.settings.detect).join(keys, on="series")
+        if found.empty:
+            continue
+        rows = _verdicts(found, ws)
+        rows = rows[rows["day"] <= day]  # a verdict cannot be reached before its day
+        key = list(zip(rows["company"], rows["metric"], rows["source"], rows["date"],
+                       rows["event"], strict=True))
+        fresh = np.array([k not in seen for k in key], dtype=bool)
+        if day == days[0]:  # verdicts reached before the first day were known already
+            fresh &= (rows["day"] == day).to_numpy()
+        seen.update(key)
+        # reached today, possibly about an earlier date whose data arrived late
+        parts.append(rows[fresh].assign(day=day))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
