@@ -134,6 +134,21 @@ def test_drift(total: float, kind: str) -> None:
     assert 150 <= (out.detected_on[0] - IDX[0]).days <= 215
 
 
+def test_slow_drift_needs_the_long_horizon() -> None:
+    """+18% over 120 days: too slow for `drift_days`, found over `drift_long_days`."""
+    n = 500
+    idx = pd.date_range("2021-01-01", periods=n, freq="D")
+    rng = np.random.default_rng(1)
+    ramp = np.clip((np.arange(n) - 250) / 120, 0, 1) * np.log1p(0.18)
+    v = 40_000 * np.exp(0.0001 * np.arange(n) + rng.normal(0, 0.002, n) + ramp)
+    m = pd.DataFrame({"s": np.round(v)}, index=idx)
+    out = detect(m)
+    assert out.kind.tolist() == ["drift_up"]
+    assert 250 <= (out.detected_on[0] - idx[0]).days <= 430
+    assert (out.detected_on[0] - out.date[0]).days == 90  # the 91-day horizon found it
+    assert detect(m, DetectSettings(drift_long_days=0)).empty
+
+
 def test_output_schema_and_input_validation() -> None:
     out = detect(pd.DataFrame({"s": history(1000)}, index=IDX))
     assert list(out.columns) == COLUMNS and out.empty
@@ -163,7 +178,7 @@ def test_day_by_day_equals_batch() -> None:
     """Replaying history one day at a time gives exactly the batch anomalies."""
     m, _ = generate(24, 330, seed=7, quiet_fraction=0.2, weekly_fraction=0.3,
                     monthly_fraction=0.1, events_per_series=(2, 3))
-    s = DetectSettings(drift_days=28, drift_baseline_days=56)
+    s = DetectSettings(drift_days=28, drift_long_days=42, drift_baseline_days=56)
     batch = detect(m, s).sort_values(["series", "date", "kind"]).reset_index(drop=True)
     assert len(batch) >= 20 and batch.kind.nunique() >= 4
     pd.testing.assert_frame_equal(_replay(m, s), batch, check_dtype=False)

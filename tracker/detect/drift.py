@@ -1,11 +1,15 @@
 """Drift: a sustained change of trend over weeks rather than an overnight jump.
 
-The excess over ``drift_days`` is the change of the log count beyond what the
-growth rate of the ``drift_baseline_days`` before it predicts. Jumps and glitches
-are cut out first (changes too big to be ordinary are set to 0), so a purge is not
-also a drift. Horizons are whole weeks, so a weekly pattern cancels out without
-seasonal adjustment. Sums use integer fixed point: a window sum is then exactly the
-same whether history starts two years or eight months back (detect_day equals detect).
+The excess over a horizon is the change of the log count beyond what the growth
+rate of the ``drift_baseline_days`` before it predicts, and no larger than the
+change itself (a trend that merely stops is not a drift the other way). Two
+horizons are tested, ``drift_days`` and ``drift_long_days`` (slow drifts), the
+longer one against a noise that grows as the square root of the horizon. Jumps and
+glitches are cut out first (changes too big to be ordinary are set to 0), so a purge
+is not also a drift. An episode alarms once, on its first strong day. Horizons are
+whole weeks, so a weekly pattern cancels out without seasonal adjustment. Sums use
+integer fixed point: a window sum is then exactly the same whether history starts
+two years or eight months back (detect_day equals detect).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ _MAX_GAP = 35
 
 @dataclass
 class Drifts:
-    """Drift alarms: series column, alarm day, excess (log), score, values at both ends."""
+    """Drift alarms: series column, alarm day, excess (log), score, values at both ends,
+    horizon (days) of the excess."""
 
     col: np.ndarray
     day: np.ndarray
@@ -34,6 +39,7 @@ class Drifts:
     score: np.ndarray
     before: np.ndarray
     after: np.ndarray
+    horizon: np.ndarray
 
 
 def horizons(settings: DetectSettings) -> tuple[int, int]:
@@ -41,10 +47,17 @@ def horizons(settings: DetectSettings) -> tuple[int, int]:
     return max(14, settings.drift_days // 7 * 7), max(28, settings.drift_baseline_days // 7 * 7)
 
 
+def all_horizons(settings: DetectSettings) -> list[int]:
+    """Every horizon tested, in whole weeks: ``drift_days`` and ``drift_long_days``."""
+    h, _ = horizons(settings)
+    long = settings.drift_long_days // 7 * 7
+    return sorted({h, long} if long > h else {h})
+
+
 def lookback_days(settings: DetectSettings) -> int:
     """Calendar days of history a drift verdict on one day depends on."""
-    h, b = horizons(settings)
-    return 2 * h + b + 40
+    _, b = horizons(settings)
+    return 2 * max(all_horizons(settings)) + b + 40
 
 
 def _last_finite(v_cal: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -115,8 +128,17 @@ def _trend(win: Callable[[str, int, int], np.ndarray], t: np.ndarray, h: int, b:
 
     ``win(key, lo, hi)`` sums the fixed-point changes ("d") or observation flags ("o")
     over grid days (t - hi, t - lo], rows before the grid counting as 0.
+
+    The expected change is ambiguous: the baseline trend carried on, or no change at
+    all. A drift must be abnormal under both, so the excess is the smaller of the
+    change beyond the trend and the change itself, and 0 when their signs differ: a
+    trend that stops (growth ending after a drift up, a decline levelling out) is not
+    a drift the other way.
     """
-    excess = win("d", 0, h) / _FIX - win("d", h, h + b) / _FIX * (h / b)
+    raw = win("d", 0, h) / _FIX
+    beyond = raw - win("d", h, h + b) / _FIX * (h / b)
+    excess = np.where(np.sign(raw) == np.sign(beyond),
+                      np.sign(raw) * np.minimum(np.abs(raw), np.abs(beyond)), 0.0)
     covered = ((win("o", 0, h) >= 2) & (win("o", h, h + b) >= 3)
                & (win("o", h + b - 35, h + b) >= 1) & (t[:, None] - h - b >= 0))
     with np.errstate(invalid="ignore", over="ignore"):
@@ -150,17 +172,55 @@ def _day_windows(dq: np.ndarray, obs: np.ndarray, t: int) -> Callable[[str, int,
     return win
 
 
+ScaleFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _strong(trends: list[tuple[np.ndarray, np.ndarray]], t: np.ndarray, y: np.ndarray,
+            d0: int, grow: np.ndarray, scale: np.ndarray | ScaleFn, hs: list[int],
+            settings: DetectSettings) -> tuple[np.ndarray, ...]:
+    """Big cells (rows into t, columns), their best horizon, score, and whether strong.
+
+    A cell is big when the excess at some horizon is big and covered; its score is the
+    largest over those horizons, the excess in units of the daily scale (at least the
+    level floor) times the noise accumulated over that horizon.
+    """
+    big_any = np.zeros(trends[0][1].shape, dtype=bool)
+    for _, big_k in trends:
+        big_any |= big_k
+    br, bc = np.nonzero(big_any)  # only the few big cells need a noise level
+    with np.errstate(invalid="ignore", over="ignore"):
+        sc = (scale(t[br] + d0, bc) if callable(scale)
+              else scale[np.searchsorted(grow, t[br]), bc])
+        sd = np.maximum(sc, level_floor(y[t[br], bc], settings))
+        best = np.zeros(br.size, dtype=np.int64)
+        best_score = np.zeros(br.size)
+        for k, (ex_k, big_k) in enumerate(trends):
+            sk = np.where(big_k[br, bc], ex_k[br, bc] / (sd * _noise(hs[k], settings)), 0.0)
+            better = np.abs(sk) > np.abs(best_score)
+            best = np.where(better, k, best)
+            best_score = np.where(better, sk, best_score)
+        strong = np.abs(best_score) >= settings.drift_threshold
+    return br, bc, best, best_score, strong
+
+
 def find_drifts(y_cal: np.ndarray, v_cal: np.ndarray, days: np.ndarray,
-                scale_cal: np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray],
-                settings: DetectSettings, only_day: int | None = None) -> Drifts:
+                scale_cal: np.ndarray | ScaleFn, settings: DetectSettings,
+                only_day: int | None = None, past_scale: ScaleFn | None = None) -> Drifts:
     """Drift alarms at observation days (or only at ``only_day``); first day of each episode.
 
-    ``scale_cal`` is each series' daily scale (rows = ``days``), or a function of (day
-    numbers, columns) giving it at those cells: only the few cells with a big excess
-    need one, so the caller may compute them on demand.
+    Every horizon of :func:`all_horizons` is tested; a day is strong when one of them
+    has a big excess scoring ``drift_threshold`` or more, and it alarms when none of
+    the longest horizon's days before it was strong (one alarm per episode: a first big
+    but still weak day does not silence the strong ones after it). ``scale_cal`` is each
+    series' daily scale (rows = ``days``), or a function of (day numbers, columns)
+    giving it at those cells: only the few cells with a big excess need one, so the
+    caller may compute them on demand. With ``only_day``, ``past_scale`` gives the
+    scale at earlier days (of the few series strong today); default ``scale_cal``.
     """
-    h, b = horizons(settings)
-    empty = Drifts(*(np.zeros(0) for _ in range(6)))
+    _, b = horizons(settings)
+    hs = all_horizons(settings)
+    h_max = hs[-1]
+    empty = Drifts(*(np.zeros(0) for _ in range(7)))
     if y_cal.size == 0:
         return empty
     d0 = int(days[0])
@@ -177,39 +237,49 @@ def find_drifts(y_cal: np.ndarray, v_cal: np.ndarray, days: np.ndarray,
         dq = _quantized_changes(y, obs, settings)
         win = _cumulative_windows(dq, obs, t)
     else:
-        # today's sums reach back h + b days; rows before that contribute 0
-        r0 = int(np.clip(t[0] + 1 - h - b, 0, g_len))
+        # today's sums reach back h_max + b days; rows before that contribute 0
+        r0 = int(np.clip(t[0] + 1 - h_max - b, 0, g_len))
         dq = np.zeros((g_len, m), dtype=np.int64)
         dq[r0:] = _quantized_changes(y, obs, settings, from_row=r0)
         win = _day_windows(dq, obs, int(t[0]))
-    excess, big = _trend(win, t, h, b, settings)
-    big &= obs[t]
-    with np.errstate(invalid="ignore", over="ignore"):
-        score = np.zeros(big.shape)
-        br, bc_ = np.nonzero(big)  # only the few big cells need a noise level
-        sc = (scale_cal(t[br] + d0, bc_) if callable(scale_cal)
-              else scale_cal[np.searchsorted(grow, t[br]), bc_])
-        sd = np.maximum(sc, level_floor(y[t[br], bc_], settings))
-        score[br, bc_] = excess[br, bc_] / (sd * np.sqrt(settings.drift_noise_days))
-        strong = big & (np.abs(score) >= settings.drift_threshold)
+    trends = [_trend(win, t, h, b, settings) for h in hs]
+    for _, big_k in trends:
+        big_k &= obs[t]
+    br, bc, best, best_score, strong = _strong(trends, t, y, d0, grow, scale_cal, hs, settings)
+    br, bc, best, best_score = br[strong], bc[strong], best[strong], best_score[strong]
     if only_day is None:
-        big_all, pos0 = big, 0
+        grid = np.zeros((t.size, m), dtype=bool)
+        grid[br, bc] = True
+        cum = _cumsum0(grid)
+        seen = cum[br, bc] - cum[np.clip(br - h_max, 0, None), bc] > 0
     else:
-        # an earlier big excess within the horizon silences today's: only strong series need it
-        tt = np.arange(max(0, int(t[0]) - h), int(t[0]) + 1)
-        pos0 = int(tt[0])
-        big_all = np.zeros((tt.size, m), dtype=bool)
-        cols = np.flatnonzero(strong[0])
-        if cols.size:
+        # the same test on the h_max days before today, for the few series strong today
+        seen = np.zeros(br.size, dtype=bool)
+        tt = np.arange(max(0, int(t[0]) - h_max), int(t[0]))
+        if bc.size and tt.size:
+            cols = bc
             dq_c = _quantized_changes(y[:, cols], obs[:, cols], settings)
-            _, big_c = _trend(_cumulative_windows(dq_c, obs[:, cols], tt), tt, h, b, settings)
-            big_all[:, cols] = big_c & obs[tt][:, cols]
-    bc = _cumsum0(big_all)
-    pos = t - pos0
-    lo = np.clip(pos - h + 1, 0, None)
-    alarm = strong & (bc[pos] - bc[lo] == 0)
-    r, c = np.nonzero(alarm)
-    before_rows = np.searchsorted(grow, np.clip(t[r] - h, 0, None), side="right") - 1
-    return Drifts(col=c, day=(t[r] + d0).astype(np.int64), excess=excess[r, c], score=score[r, c],
-                  before=_last_finite(v_cal, before_rows, c),
-                  after=v_cal[np.searchsorted(grow, t[r]), c])
+            win_c = _cumulative_windows(dq_c, obs[:, cols], tt)
+            past = [_trend(win_c, tt, h, b, settings) for h in hs]
+            for _, big_k in past:
+                big_k &= obs[tt][:, cols]
+            ps = past_scale or scale_cal
+            assert callable(ps)
+            _, pc, _, _, p_strong = _strong(past, tt, y[:, cols], d0, grow,
+                                            lambda dd, cc: ps(dd, cols[cc]), hs, settings)
+            seen[np.unique(pc[p_strong])] = True
+    keep = ~seen
+    r, c, k = br[keep], bc[keep], best[keep]
+    h_r = np.asarray(hs, dtype=np.int64)[k]
+    ex_all = np.stack([ex for ex, _ in trends])
+    before_rows = np.searchsorted(grow, np.clip(t[r] - h_r, 0, None), side="right") - 1
+    return Drifts(col=c, day=(t[r] + d0).astype(np.int64), excess=ex_all[k, r, c],
+                  score=best_score[keep], before=_last_finite(v_cal, before_rows, c),
+                  after=v_cal[np.searchsorted(grow, t[r]), c], horizon=h_r)
+
+
+def _noise(h: int, settings: DetectSettings) -> float:
+    """Daily scales accumulated in an excess over horizon ``h``: ``drift_noise_days`` at
+    ``drift_days``, growing as the square root of the horizon beyond it."""
+    h0, _ = horizons(settings)
+    return float(np.sqrt(settings.drift_noise_days * max(1.0, h / h0)))

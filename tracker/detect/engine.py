@@ -101,9 +101,9 @@ def _shift_rows(names: np.ndarray, r: _Shifts, keep: np.ndarray | None = None) -
 
 
 def _drift_rows(names: np.ndarray, dr: drift_mod.Drifts, s: DetectSettings) -> dict:
-    h, _ = drift_mod.horizons(s)
     day = dr.day.astype(np.int64)
-    return {"series": names[dr.col.astype(np.int64)], "date": to_timestamps(day - h + 1),
+    return {"series": names[dr.col.astype(np.int64)],
+            "date": to_timestamps(day - dr.horizon.astype(np.int64) + 1),
             "detected_on": to_timestamps(day), "confirmed_on": to_timestamps(day),
             "kind": np.where(dr.excess < 0, "drift_down", "drift_up"),
             "status": np.full(day.size, "confirmed"), "change_pct": 100.0 * np.expm1(dr.excess),
@@ -195,17 +195,40 @@ def _detect_block(values: np.ndarray, days: np.ndarray, names: np.ndarray,
     st = row_stats(p, d, g, s, need=big_moves(p, d, s))
     z, exceed, sd = change_test(p, d, g, st, s)
     v = scan(p, exceed, sd, s)
+    dr = drift_mod.find_drifts(y_raw, values, days, _long_scale(p, d, g, s), s)
+    return [_shift_rows(names, _Shifts(p, z, v)), _drift_rows(names, dr, s)]
 
-    def long_scale(cell_days: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The `window` scale at a few observed cells: what drift needs, on demand."""
+
+def _long_scale(p: Packed, d: np.ndarray, g: np.ndarray, s: DetectSettings
+                ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The `window` scale at a few observed cells: what drift needs, on demand."""
+
+    def at(cell_days: np.ndarray, cols: np.ndarray) -> np.ndarray:
         rows = rows_at_or_after(p.day, cols, cell_days)
         out = np.full(rows.size, np.nan)
         ok = rows >= 1  # like row_stats: the first observation has no statistics
         out[ok] = cell_stats(p, d, g, rows[ok], cols[ok], s).long_scale
         return out
 
-    dr = drift_mod.find_drifts(y_raw, values, days, long_scale, s)
-    return [_shift_rows(names, _Shifts(p, z, v)), _drift_rows(names, dr, s)]
+    return at
+
+
+def _history_scale(values: np.ndarray, y_raw: np.ndarray, days: np.ndarray,
+                   s: DetectSettings) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The `window` scale at past cells of a few series, from their whole history (as
+    detect computes it): drift's episode test on detect_day needs it for the series
+    strong today."""
+
+    def at(cell_days: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        if cols.size == 0:
+            return np.zeros(0)
+        u, inv = np.unique(cols, return_inverse=True)
+        y_adj, _ = deseasonalize(y_raw[:, u], days, s)
+        p = pack(y_adj, values[:, u], days)
+        d, g = changes(p)
+        return _long_scale(p, d, g, s)(cell_days, inv)
+
+    return at
 
 
 def _tail_sizes(s: DetectSettings) -> tuple[int, int]:
@@ -295,7 +318,8 @@ def _day_block(values_all: np.ndarray, days_all: np.ndarray, names: np.ndarray,
 
     lo_d = np.searchsorted(days_all, dnum - drift_mod.lookback_days(s) + 1)
     dr = drift_mod.find_drifts(y_all[lo_d:], values_all[lo_d:], days_all[lo_d:], scale_today, s,
-                               only_day=dnum)
+                               only_day=dnum,
+                               past_scale=_history_scale(values_all, y_all, days_all, s))
     if not shifts:
         scale_today(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     shift_parts, fallback = shifts[0]

@@ -107,6 +107,15 @@ class DetectSettings(BaseModel):
         ge=14,
         description="Horizon (days) over which a gradual trend change is measured.",
     )
+    drift_long_days: int = Field(
+        91,
+        ge=0,
+        description=(
+            "A second, longer horizon (days) tested as well, for slow drifts whose excess "
+            "over `drift_days` stays small; its noise grows as sqrt(horizon / `drift_days`). "
+            "0 (or not above `drift_days`) tests `drift_days` alone."
+        ),
+    )
     drift_baseline_days: int = Field(
         120,
         ge=28,
