@@ -24,13 +24,13 @@ from sqlalchemy import bindparam, insert, select, update
 
 from tracker.detect import detect, events
 from tracker.errors import InputError, NotFoundError
-from tracker.records import ALERT_FIELDS
+from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES
 from tracker.store.companies import now_utc
 from tracker.store.schema import alerts, series, sources
 from tracker.workspace import Workspace
 
-STATUSES = ("open", "acknowledged", "dismissed", "resolved")
-KINDS = ("drop", "spike", "glitch", "drift_up", "drift_down")
+STATUSES = ALERT_STATUSES
+KINDS = ALERT_KINDS
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 _UPDATABLE = ("kind", "verdict", "confirmed_on", "change_pct", "value_before", "value_after",
               "score", "severity", "event_id", "sources_agreeing")

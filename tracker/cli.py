@@ -24,6 +24,7 @@ from rich.text import Text
 
 from tracker.errors import TrackerError
 from tracker.ingest import ImportOptions
+from tracker.records import ALERT_KINDS, ALERT_STATUSES
 from tracker.workspace import Workspace, open_workspace, parse_day, parse_timestamp
 
 EXIT_FAILED = 3
@@ -278,19 +279,9 @@ def status_cmd(
     emit(report.stale, "table")
 
 
-class Status(StrEnum):
-    open = "open"
-    acknowledged = "acknowledged"
-    dismissed = "dismissed"
-    resolved = "resolved"
-
-
-class Kind(StrEnum):
-    drop = "drop"
-    spike = "spike"
-    glitch = "glitch"
-    drift_up = "drift_up"
-    drift_down = "drift_down"
+#: Choices for --status and --kind, from the alert contract in tracker.records.
+Status = StrEnum("Status", {s: s for s in ALERT_STATUSES})  # type: ignore[misc]
+Kind = StrEnum("Kind", {k: k for k in ALERT_KINDS})  # type: ignore[misc]
 
 
 @app.command("detect")

@@ -12,6 +12,11 @@ from datetime import date, datetime
 
 DEFAULT_METRIC = "employees"
 
+#: An alert's lifecycle, set by analysts (``tracker review``).
+ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "dismissed", "resolved")
+#: What kind of move an alert is about.
+ALERT_KINDS: tuple[str, ...] = ("drop", "spike", "glitch", "drift_up", "drift_down")
+
 #: Field order of the alert record in JSON and CSV exports (see DESIGN.md).
 ALERT_FIELDS: tuple[str, ...] = (
     "id",

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
@@ -43,7 +43,7 @@ from tracker.notify.base import (
     ordered,
     pct,
 )
-from tracker.sources.http import RETRY_STATUSES, USER_AGENT, PacedRetry, _root_cause
+from tracker.sources.http import RETRY_STATUSES, USER_AGENT, PacedRetry, Timeout, root_cause
 from tracker.sources.http_values import REDACTOR, EnvSecret, clip, read_secret
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ _HEADER_MAX = 150  # characters of a header block
 class WebhookSettings(NotifierSettings):
     url: str | None = Field(None, description="Webhook URL (prefer url_env: it is a secret)")
     url_env: str | None = Field(None, description="Environment variable holding the URL")
-    timeout: tuple[float, float] = Field((5.0, 30.0), description="(connect, read) seconds")
+    timeout: Timeout = Field((5.0, 30.0), description="(connect, read) seconds")
     retries: int = Field(3, ge=0, le=10)
     backoff: float = Field(1.0, ge=0, description="backoff factor, s * 2**n")
     backoff_max: float = Field(30.0, ge=0)
@@ -65,20 +65,6 @@ class WebhookSettings(NotifierSettings):
     headers: dict[str, str] = Field(default_factory=dict)
     header_env: dict[str, str | EnvSecret] = Field(default_factory=dict)
     include_alerts: bool = Field(False, description="Add the alert records as 'alerts'")
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _one_number_for_both(cls, value: Any) -> Any:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return (value, value)
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if min(value) <= 0:
-            raise ValueError("both timeouts must be > 0 seconds")
-        return value
 
     @model_validator(mode="after")
     def _one_url(self) -> WebhookSettings:
@@ -210,7 +196,7 @@ class WebhookNotifier(Notifier):
                 headers={"Content-Type": "application/json; charset=utf-8"},
             )
         except requests.exceptions.RequestException as exc:
-            cause = _root_cause(exc)
+            cause = root_cause(exc)
             timeouts = (requests.exceptions.Timeout, TimeoutError, Urllib3Timeout)
             if isinstance(exc, timeouts) or isinstance(cause, timeouts):
                 reason = f"timed out (timeout {s.timeout[0]:g}s connect / {s.timeout[1]:g}s read)"

@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
@@ -48,10 +48,28 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare 
 USER_AGENT = f"tracker/{_VERSION} (+{PROJECT_URL})"
 
 
+def _one_number_for_both(value: Any) -> Any:
+    """Let ``timeout = 10`` mean 10 s for both connecting and reading."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (value, value)
+    return value
+
+
+def _positive(value: tuple[float, float]) -> tuple[float, float]:
+    if min(value) <= 0:
+        raise ValueError("both timeouts must be > 0 seconds")
+    return value
+
+
+#: (connect, read) seconds, as requests takes them; one number sets both.
+Timeout = Annotated[tuple[float, float], BeforeValidator(_one_number_for_both),
+                    AfterValidator(_positive)]
+
+
 class HttpSettings(SourceSettings):
     """HTTP knobs shared by every HTTP source; defaults suit a polite daily crawl."""
 
-    timeout: tuple[float, float] = Field(default=(5.0, 30.0), description="(connect, read) s")
+    timeout: Timeout = Field(default=(5.0, 30.0), description="(connect, read) s")
     retries: int = Field(default=3, ge=0, le=20)
     backoff: float = Field(default=0.5, ge=0, description="backoff factor, s * 2**n")
     backoff_max: float = Field(default=30.0, ge=0)
@@ -67,21 +85,6 @@ class HttpSettings(SourceSettings):
     header_env: dict[str, str | EnvSecret] = Field(default_factory=dict)
     params: dict[str, str] = Field(default_factory=dict)
     params_env: dict[str, str | EnvSecret] = Field(default_factory=dict)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _one_number_for_both(cls, value: Any) -> Any:
-        """Let ``timeout = 10`` mean 10 s for both connecting and reading."""
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return (value, value)
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if min(value) <= 0:
-            raise ValueError("both timeouts must be > 0 seconds")
-        return value
 
 
 class TokenBucket:
@@ -272,7 +275,7 @@ class HttpClient:
         except _FATAL_REQUEST_ERRORS as exc:
             raise FatalSourceError(f"GET {shown}: {REDACTOR(str(exc))}", company) from None
         except requests.exceptions.RequestException as exc:
-            cause = _root_cause(exc)
+            cause = root_cause(exc)
             timeouts = (requests.exceptions.Timeout, TimeoutError, Urllib3Timeout)
             if isinstance(exc, timeouts) or isinstance(cause, timeouts):
                 connect, read = self.settings.timeout
@@ -316,7 +319,7 @@ class HttpClient:
         self.session.close()
 
 
-def _root_cause(exc: BaseException) -> BaseException:
+def root_cause(exc: BaseException) -> BaseException:
     """The innermost cause ('Connection refused'), not requests' 300-character wrapper."""
     seen: BaseException = exc
     for _ in range(10):
