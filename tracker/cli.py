@@ -83,7 +83,7 @@ def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
     elif fmt == "json":
         text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
     else:
-        text = (frame.to_string(index=False) if len(frame) else "(nothing)") + "\n"
+        text = (frame.to_string(index=False, na_rep="") if len(frame) else "(nothing)") + "\n"
     if output is None:
         sys.stdout.write(text)
     else:
