@@ -185,3 +185,24 @@ def test_replaying_an_earlier_day_does_not_undo_a_verdict(ws: Workspace) -> None
     assert replay.updated == 0
     apple = by_company(list_alerts(ws))["apple"]
     assert apple["verdict"] == "confirmed" and not pd.isna(apple["confirmed_on"])
+
+
+def test_monthly_provider_export_end_to_end(tmp_path: Path) -> None:
+    """A provider's employee_count_by_month: the monthly cadence is inferred and a
+    purge in month 20 is a drop dated the first of that month."""
+    rng = np.random.default_rng(5)
+    months = pd.period_range("2021-01", periods=24, freq="M")
+    counts = 20000 * (1 + rng.normal(0, 0.004, 24)) * np.where(np.arange(24) >= 19, 0.7, 1.0)
+    record = {"display_name": "Globex", "employee_count_by_month":
+              {str(m): int(c) for m, c in zip(months, counts, strict=True)}}
+    path = tmp_path / "globex.json"
+    path.write_text(json.dumps([record]))
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    import_file(store, path)
+    ws = Workspace(Settings(base_dir=tmp_path), store)
+    run_detection(ws)
+    alerts = list_alerts(ws)
+    assert alerts[["company", "kind"]].values.tolist() == [["globex", "drop"]]
+    assert str(alerts.loc[0, "date"]) == "2022-08-01"
+    assert alerts.loc[0, "change_pct"] == pytest.approx(-30, abs=2)
+    store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -540,3 +541,50 @@ def test_sigkilled_import_leaves_the_database_as_it_was(tmp_path: Path) -> None:
     assert result.inserted == rows
     assert len(store.observations()) == rows
     store.close()
+
+
+PDL_RECORDS = [
+    {"name": "apple", "display_name": "Apple", "website": "apple.com",
+     "linkedin_url": "linkedin.com/company/apple",
+     "employee_count_by_month": {"2022-08": 576000, "2022-09": 577500, "2022-10": 290000}},
+    {"display_name": "Binance", "employee_count_by_month": {"2022-08": 7846, "2022-09": 6102}},
+]
+
+
+def test_provider_json_monthly_history(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "pdl_companies.json"
+    path.write_text(json.dumps({"data": PDL_RECORDS}))
+    result = import_file(store, path, ImportOptions(source="pdl"))
+    assert (result.layout, result.rows, result.inserted) == ("monthly_json", 5, 5)
+    got = values(store)
+    assert got[("apple", "2022-10-01")] == 290000
+    assert got[("binance", "2022-09-01")] == 6102
+    assert set(store.observations()["source"]) == {"pdl"}
+    with store.engine.connect() as conn:
+        ext = conn.exec_driver_sql("SELECT external_ids FROM companies WHERE id = 'apple'")
+        assert "linkedin.com/company/apple" in str(ext.scalar())
+    again = import_file(store, path, ImportOptions(source="pdl"))
+    assert again.inserted == 0
+
+
+def test_provider_jsonl_gz_errors_name_the_record(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "export.jsonl.gz"
+    lines = [json.dumps(PDL_RECORDS[0]),
+             json.dumps({"display_name": "Wingtip", "employee_count_by_month":
+                         {"2022-13": 30, "2022-09": "thirty"}})]
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    with pytest.raises(ImportValidationError) as info:
+        import_file(store, path)
+    message = str(info.value)
+    assert f"{path}:2: column 'month': value '2022-13-01' is not a date" in message
+    assert f"{path}:2: column 'count': value 'thirty' is not a whole number" in message
+    assert store.observations().empty
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"display_name": "A", ')
+    with pytest.raises(InputError, match="not valid JSON"):
+        import_file(store, broken)
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps([{"name": "A", "employee_count": 5}]))
+    with pytest.raises(InputError, match="no monthly headcounts"):
+        import_file(store, flat)

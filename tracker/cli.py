@@ -111,7 +111,7 @@ def root(
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="CSV files (.csv or .csv.gz)")],
+    files: Annotated[list[Path], typer.Argument(help=".csv, .csv.gz, .json or .jsonl files")],
     layout: Annotated[Layout, typer.Option("--format", help="File layout")] = Layout.auto,
     company_col: Annotated[str | None, typer.Option(help="Column holding the company")] = None,
     date_col: Annotated[str | None, typer.Option(help="Column holding the date")] = None,
@@ -129,7 +129,7 @@ def import_cmd(
         typer.Option(help="When these values were learned (UTC; load snapshots in order)"),
     ] = None,
 ) -> None:
-    """Import daily headcount CSVs (long, wide or Thinknum layout); idempotent."""
+    """Import headcount CSVs (long, wide, Thinknum) or provider JSON exports; idempotent."""
     ws = _workspace(ctx)
     options = ImportOptions(layout.value, company_col, date_col, count_col, metric, source,
                             skip_bad, rejects_dir,

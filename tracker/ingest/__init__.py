@@ -24,6 +24,7 @@ from tracker.ingest.csvfile import (
     parse,
     reject_resolved_conflicts,
 )
+from tracker.ingest.jsonfile import parse_json
 from tracker.store import Store
 from tracker.store import companies as company_ops
 
@@ -66,8 +67,14 @@ class ImportResult:
         return self.rows - self.inserted
 
 
+def is_json(path: Path) -> bool:
+    """Provider JSON exports: .json, .jsonl, optionally gzipped."""
+    return path.name.lower().removesuffix(".gz").endswith((".json", ".jsonl"))
+
+
 def rejects_path_for(path: Path, rejects_dir: Path | None) -> Path:
-    name = path.name.removesuffix(".gz").removesuffix(".csv") + ".rejects.csv"
+    name = path.name.removesuffix(".gz").removesuffix(".csv").removesuffix(".jsonl")
+    name = name.removesuffix(".json") + ".rejects.csv"
     return (rejects_dir or path.parent) / name
 
 
@@ -141,20 +148,23 @@ def import_file(
     *,
     progress: Progress | None = None,
 ) -> ImportResult:
-    """Import one CSV (.csv or .csv.gz) in one transaction."""
+    """Import one file (CSV, or a provider's JSON export) in one transaction."""
     options = options or ImportOptions()
     path = Path(path)
     notify = progress or (lambda _p, _s: None)
     notify(path, "reading")
-    parsed = parse(
-        path,
-        layout=options.layout,
-        company_col=options.company_col,
-        date_col=options.date_col,
-        count_col=options.count_col,
-        metric=options.metric,
-        source=options.source,
-    )
+    if is_json(path):
+        parsed = parse_json(path, metric=options.metric, source=options.source)
+    else:
+        parsed = parse(
+            path,
+            layout=options.layout,
+            company_col=options.company_col,
+            date_col=options.date_col,
+            count_col=options.count_col,
+            metric=options.metric,
+            source=options.source,
+        )
     parsed = resolve_conflicts(store, parsed)
     rejected = len(parsed.rejects)
     if rejected and not options.skip_bad:

@@ -234,7 +234,7 @@ def parse(
         "metric": raw[mcol].str.strip() if mcol and metric is None else (metric or DEFAULT_METRIC),
         "source": raw[scol].str.strip() if scol and source is None else (source or "csv"),
     }, index=raw.index)
-    return _validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol)
+    return validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol)
 
 
 def _check_unique(path: Path, duplicated: list[str], used: list[str]) -> None:
@@ -275,7 +275,7 @@ def _conflict_reasons(rows: pd.DataFrame, key: list[str],
     )
 
 
-def _validate(
+def validate(
     path: Path, layout: str, raw: pd.DataFrame, lines: pd.Series, frame: pd.DataFrame,
     dates: pd.Series, counts: pd.Series, dcol: str, vcol: str | pd.Series,
 ) -> ParsedFile:
@@ -370,7 +370,7 @@ def _parse_wide(path: Path, raw: pd.DataFrame, lines: pd.Series, dcol: str,
     })
     cells = pd.DataFrame({"date": long[dcol], "company": long[cname].astype(str),
                           "count": long[vname]})
-    return _validate(path, "wide", cells, long_lines, frame, long[dcol], long[vname], dcol,
+    return validate(path, "wide", cells, long_lines, frame, long[dcol], long[vname], dcol,
                      long[cname].astype(str))
 
 
@@ -388,7 +388,7 @@ def _parse_thinknum(path: Path, raw: pd.DataFrame, lines: pd.Series, columns: di
             "metric": metric,
             "source": source or "thinknum",
         }, index=rows.index)
-        parts.append(_validate(path, "thinknum", rows, lines.loc[rows.index], frame,
+        parts.append(validate(path, "thinknum", rows, lines.loc[rows.index], frame,
                                rows[columns["as_of_date"]], rows[col], columns["as_of_date"], col))
     good = pd.concat([p.good for p in parts], ignore_index=True)
     rejects = (pd.concat([p.rejects for p in parts], ignore_index=True)
