@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tracker.store import Store
+from tracker.workspace import Workspace
 
 PG_ENV = "TRACKER_TEST_POSTGRES_URL"
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +76,15 @@ def store(db_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def workspaces() -> Iterator[list[Workspace]]:
+    """Workspaces opened by a test (see helpers.open_ws), closed after it."""
+    opened: list[Workspace] = []
+    yield opened
+    for ws in opened:
+        ws.close()
 
 
 @pytest.fixture

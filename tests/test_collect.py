@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from helpers import open_ws
 from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import func, select
 
@@ -24,7 +25,7 @@ from tracker.records import CompanyRef, Failure, Observation
 from tracker.sources.base import Source
 from tracker.sources.registry import GROUP, available_sources
 from tracker.store.schema import observations, run_sources, runs, source_state
-from tracker.workspace import Workspace, open_workspace
+from tracker.workspace import Workspace
 
 DAY = date(2026, 11, 20)
 ROWS_A = ("company,date,employees\n"
@@ -52,18 +53,6 @@ COMPANIES = "".join(f'[companies.{c}]\nname = "{c.title()}"\n'
                     for c in ("acme", "globex", "umbrella"))
 
 
-@pytest.fixture
-def workspaces() -> Iterator[list[Workspace]]:
-    opened: list[Workspace] = []
-    yield opened
-    for ws in opened:
-        ws.close()
-
-
-def open_ws(cfg: Path, registry: list[Workspace]) -> Workspace:
-    ws = open_workspace(cfg)
-    registry.append(ws)
-    return ws
 
 
 def outcome(result: CollectResult, source: str):  # type: ignore[no-untyped-def]

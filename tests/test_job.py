@@ -9,12 +9,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import open_ws
 from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import insert, select, update
 
@@ -23,7 +23,7 @@ from tracker.status import status
 from tracker.store import Store
 from tracker.store.companies import now_utc
 from tracker.store.schema import locks, runs
-from tracker.workspace import Workspace, open_workspace
+from tracker.workspace import Workspace
 
 TRACKER = shutil.which("tracker")
 TODAY = date(2026, 11, 20)
@@ -56,18 +56,6 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def workspaces() -> Iterator[list[Workspace]]:
-    opened: list[Workspace] = []
-    yield opened
-    for ws in opened:
-        ws.close()
-
-
-def open_ws(cfg: Path, registry: list[Workspace]) -> Workspace:
-    ws = open_workspace(cfg)
-    registry.append(ws)
-    return ws
 
 
 def hold_lease(ws: Workspace, owner: str, expires_in: timedelta) -> None:

@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
+from helpers import open_ws
 from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import insert, select
 
@@ -36,7 +37,7 @@ from tracker.schedule import (
     serve,
 )
 from tracker.store.schema import locks, runs
-from tracker.workspace import Workspace, open_workspace
+from tracker.workspace import Workspace
 
 CSV = "company,date,employees\nAcme,2026-11-18,1000\nAcme,2026-11-19,1000\n"
 
@@ -53,18 +54,6 @@ def write_config(root: Path, db_url: str, *, schedule: str = "", sources: str | 
     return cfg
 
 
-@pytest.fixture
-def workspaces() -> Iterator[list[Workspace]]:
-    opened: list[Workspace] = []
-    yield opened
-    for ws in opened:
-        ws.close()
-
-
-def open_ws(cfg: Path, registry: list[Workspace]) -> Workspace:
-    ws = open_workspace(cfg)
-    registry.append(ws)
-    return ws
 
 
 class Serving:
