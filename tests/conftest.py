@@ -79,6 +79,25 @@ def store(db_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
+def sample_ws(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Open a workspace on ``url`` with the bundled 2022 sample imported."""
+    from tracker.config import Settings
+    from tracker.ingest import import_file
+
+    opened: list[Workspace] = []
+
+    def _open(url: str) -> Workspace:
+        store = Store(url)
+        import_file(store, SAMPLE)
+        opened.append(Workspace(Settings(base_dir=tmp_path), store))
+        return opened[-1]
+
+    yield _open
+    for ws in opened:
+        ws.close()
+
+
+@pytest.fixture
 def workspaces() -> Iterator[list[Workspace]]:
     """Workspaces opened by a test (see helpers.open_ws), closed after it."""
     opened: list[Workspace] = []

@@ -26,12 +26,8 @@ SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
 
 
 @pytest.fixture
-def ws(db_url: str, tmp_path: Path) -> Workspace:
-    store = Store(db_url)
-    import_file(store, SAMPLE)
-    workspace = Workspace(Settings(base_dir=tmp_path), store)
-    yield workspace
-    workspace.close()
+def ws(db_url: str, sample_ws) -> Workspace:  # type: ignore[no-untyped-def]
+    return sample_ws(db_url)
 
 
 def by_company(frame: pd.DataFrame) -> dict[str, dict]:

@@ -24,12 +24,8 @@ LABELS = ROOT / "data" / "labels" / "purge_2022.csv"
 
 
 @pytest.fixture
-def ws(sqlite_url: str, tmp_path: Path) -> Workspace:
-    store = Store(sqlite_url)
-    import_file(store, SAMPLE)
-    workspace = Workspace(Settings(base_dir=tmp_path), store)
-    yield workspace
-    workspace.close()
+def ws(sqlite_url: str, sample_ws) -> Workspace:  # type: ignore[no-untyped-def]
+    return sample_ws(sqlite_url)
 
 
 def test_timeline_orders_verdicts_by_the_day_they_were_reached(ws: Workspace) -> None:

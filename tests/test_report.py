@@ -11,9 +11,7 @@ import pytest
 
 from tracker.alerts import list_alerts, run_detection
 from tracker.config import Settings
-from tracker.ingest import import_file
 from tracker.report import build_report
-from tracker.store import Store
 from tracker.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,12 +19,8 @@ SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
 
 
 @pytest.fixture
-def ws(sqlite_url: str, tmp_path: Path) -> Workspace:
-    store = Store(sqlite_url)
-    import_file(store, SAMPLE)
-    workspace = Workspace(Settings(base_dir=tmp_path), store)
-    yield workspace
-    workspace.close()
+def ws(sqlite_url: str, sample_ws) -> Workspace:  # type: ignore[no-untyped-def]
+    return sample_ws(sqlite_url)
 
 
 def _browser():  # type: ignore[no-untyped-def]
