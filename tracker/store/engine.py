@@ -3,29 +3,40 @@
 SQLite gets WAL and a busy timeout so that a cron ``tracker run`` writing and an
 analyst's ``tracker show`` reading in another process never fail each other.
 Migrations run automatically on first use, so a fresh clone needs no setup step.
+
+Alembic is imported only when a migration is actually due: every command opens the
+store, and importing Alembic (with its DDL modules for every dialect) would cost
+more than the whole of ``tracker status``. An up-to-date schema is recognised with
+one query of ``alembic_version`` against the head read from the revision files.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from tracker.errors import StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Alembic's default version table and column, which migrations/env.py keeps.
+VERSION_TABLE = "alembic_version"
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -115,24 +126,91 @@ def create(url: str) -> Engine:
     return engine
 
 
+def _declared_revisions(path: Path) -> tuple[str, set[str]] | None:
+    """(revision, the revisions it follows) as a migration file states them literally.
+
+    None when the file does not spell them as plain literals; the caller then asks
+    Alembic rather than guess.
+    """
+    found: dict[str, object] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except ValueError:
+                return None
+    revision, down = found.get("revision"), found.get("down_revision")
+    if not isinstance(revision, str):
+        return None
+    if down is None:
+        return revision, set()
+    if isinstance(down, str):
+        return revision, {down}
+    if isinstance(down, tuple | list) and all(isinstance(d, str) for d in down):
+        return revision, set(down)
+    return None
+
+
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration, read from the revision files without importing Alembic.
+
+    Falls back to Alembic's own answer when the files are anything but a plain
+    history with one head (a merge point pending, a computed revision id), so the
+    shortcut can only ever agree with Alembic.
+    """
+    declared = [_declared_revisions(p) for p in sorted((MIGRATIONS / "versions").glob("*.py"))]
+    parsed = [d for d in declared if d is not None]
+    if parsed and len(parsed) == len(declared):
+        revisions = dict(parsed)
+        followed = set().union(*revisions.values())
+        heads = set(revisions) - followed
+        if len(revisions) == len(parsed) and len(heads) == 1 and followed <= set(revisions):
+            return heads.pop()
+    return _alembic_head_revision()
+
+
+def _alembic_head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _stored_revision(conn: Connection) -> str | None:
+    """The revision recorded in the database, None for an empty one."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) <= 1:
+        return rows[0] if rows else None
+    # several heads stamped: let Alembic raise its own explanation
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _stored_revision(conn)
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     """Apply pending migrations; returns (before, after) revisions."""
+    from alembic import command
+
     with (translate(engine, "migrating"),
           engine.connect().execution_options(tracker_write=True) as conn, conn.begin()):
         # two processes starting on an empty database must not both create tables
         lock_for_writing(conn)
-        before = MigrationContext.configure(conn).get_current_revision()
+        before = _stored_revision(conn)
         command.upgrade(_alembic_config(conn), "head")
-        after = MigrationContext.configure(conn).get_current_revision()
+        after = _stored_revision(conn)
     return before, after
 
 
