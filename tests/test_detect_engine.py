@@ -184,3 +184,28 @@ def test_short_window_follows_a_rise_in_noise() -> None:
     recent = detect(m)
     assert len(lagging) >= 3 > len(recent)
     assert (recent.date < idx[180] + pd.Timedelta(days=8)).all()
+
+
+def test_window_gives_the_whole_history_verdicts(mixed: pd.DataFrame) -> None:
+    """What a daily run reads (a trailing window of ``window_days``) gives detect_day's
+    rows for every series it suffices for, and names the others, which the run then
+    judges over their whole history: together exactly detect_day over all of it."""
+    s = DetectSettings(workers=1)
+    width = pd.Timedelta(days=engine.window_days(s) - 1)
+    deep_seen: set[str] = set()
+    checked = 0
+    for day in mixed.index[350:]:
+        got, deep = engine.detect_day_window(mixed.loc[day - width:day], day, s)
+        deep_seen.update(deep)
+        assert not set(got.series) & set(deep)
+        if deep:
+            got = pd.concat([got, detect_day(mixed[deep], day, s)])
+        want = detect_day(mixed, day, s)
+        key = ["series", "date", "kind"]
+        pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                      want.sort_values(key).reset_index(drop=True))
+        checked += len(want)
+    assert checked >= 20
+    monthly = {c for c in mixed.columns if mixed[c].notna().mean() < 0.2}
+    assert monthly and monthly <= deep_seen  # sparse series always need their history
+    assert len(deep_seen) < len(mixed.columns) / 2  # ... but most series never do

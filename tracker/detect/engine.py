@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -134,22 +135,23 @@ def detect(matrix: pd.DataFrame, settings: DetectSettings | None = None) -> pd.D
         return _detect_block(values[:, c0:c1], days, names[c0:c1], s)
 
     chunks = _chunks(values.shape[0], values.shape[1], s.workers)
-    return _assemble(_run_chunks(block, chunks, s), s)
+    return _assemble([p for parts in _run_chunks(block, chunks, s) for p in parts], s)
 
 
 #: The job forked workers run (inherited, not pickled: the data never gets copied).
-_JOB: Callable[[int, int], list[dict]] | None = None
+_JOB: Callable[[int, int], Any] | None = None
 _PARALLEL_MIN_CHUNKS = 4
+T = TypeVar("T")
 
 
-def _run_job(bounds: tuple[int, int]) -> list[dict]:
+def _run_job(bounds: tuple[int, int]) -> Any:
     assert _JOB is not None
     return _JOB(*bounds)
 
 
-def _run_chunks(block: Callable[[int, int], list[dict]], chunks: list[tuple[int, int]],
-                s: DetectSettings) -> list[dict]:
-    """Rows of every column chunk, in chunk order, in ``s.workers`` forked processes if many.
+def _run_chunks(block: Callable[[int, int], T], chunks: list[tuple[int, int]],
+                s: DetectSettings) -> list[T]:
+    """``block`` of every column chunk, in chunk order, in ``s.workers`` forked processes if many.
 
     Forked workers see the caller's arrays without copying them and return only the
     (few) anomaly rows. Fork is only safe in a single-threaded process (a lock held by
@@ -165,11 +167,10 @@ def _run_chunks(block: Callable[[int, int], list[dict]], chunks: list[tuple[int,
         _JOB = block
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
-                done = list(ex.map(_run_job, chunks))
-            return [p for parts in done for p in parts]
+                return list(ex.map(_run_job, chunks))
         finally:
             _JOB = None
-    return [p for c0, c1 in chunks for p in block(c0, c1)]
+    return [block(c0, c1) for c0, c1 in chunks]
 
 
 def _chunks(n_rows: int, m: int, workers: int = 1) -> list[tuple[int, int]]:
@@ -273,21 +274,49 @@ def detect_day(matrix: pd.DataFrame, day: object,
     equal to ``day``, but reads only the trailing days it needs (longer only for
     sparse series), so a daily run over 100,000 series stays within seconds.
     """
-    s = settings or DetectSettings()
+    return _detect_day(matrix, day, settings or DetectSettings(), whole=True)[0]
+
+
+def detect_day_window(window: pd.DataFrame, day: object, settings: DetectSettings | None = None
+                      ) -> tuple[pd.DataFrame, list[Any]]:
+    """:func:`detect_day` on a trailing slice of the history, as a daily run reads it.
+
+    ``window`` holds every series' observations from at least :func:`window_days`
+    before ``day`` (older ones may exist elsewhere). Returns the rows of the series for
+    which that is enough, exactly as :func:`detect_day` over the whole history gives
+    them, and the columns for which it is not (sparse series, series that never went
+    quiet, drifts whose past needs older data): the caller reads those few in full and
+    asks :func:`detect_day`. So a daily run reads a bounded window, not the history.
+    """
+    return _detect_day(window, day, settings or DetectSettings(), whole=False)
+
+
+def window_days(settings: DetectSettings) -> int:
+    """Calendar days before (and including) the day that :func:`detect_day_window` needs."""
+    return _day_rows(settings) + 7
+
+
+def _detect_day(matrix: pd.DataFrame, day: object, s: DetectSettings, whole: bool
+                ) -> tuple[pd.DataFrame, list[Any]]:
     ts = pd.Timestamp(day).normalize()
     m0 = matrix.loc[:ts]
     if m0.empty or m0.index[-1] != ts:
-        return empty_frame()
+        return empty_frame(), []
     days_all, values_all = _check(m0)
     names_all = np.asarray(m0.columns, dtype=object)
     seen_today = np.isfinite(values_all[-1])
 
-    def block(c0: int, c1: int) -> list[dict]:
+    def block(c0: int, c1: int) -> tuple[list[dict], np.ndarray]:
         cols = c0 + np.flatnonzero(seen_today[c0:c1])
-        return _day_block(values_all[:, cols], days_all, names_all[cols], s) if cols.size else []
+        if not cols.size:
+            return [], np.zeros(0, dtype=object)
+        return _day_block(values_all[:, cols], days_all, names_all[cols], s, whole)
 
     chunks = _chunks(min(days_all.size, _day_rows(s)), values_all.shape[1], s.workers)
-    return _assemble(_run_chunks(block, chunks, s), s).reset_index(drop=True)
+    done = _run_chunks(block, chunks, s)
+    parts = [p for chunk_parts, _ in done for p in chunk_parts]
+    deep = [n for _, names in done for n in names.tolist()]
+    return _assemble(parts, s).reset_index(drop=True), deep
 
 
 def _day_rows(s: DetectSettings) -> int:
@@ -298,41 +327,74 @@ def _day_rows(s: DetectSettings) -> int:
 
 
 def _day_block(values_all: np.ndarray, days_all: np.ndarray, names: np.ndarray,
-               s: DetectSettings) -> list[dict]:
-    """detect_day's rows for a group of series all observed on the last day.
+               s: DetectSettings, whole: bool = True) -> tuple[list[dict], np.ndarray]:
+    """detect_day's rows for a group of series all observed on the last day, and the
+    names of the series that need more history than given (none when ``whole``).
 
     The shift pipeline runs only for series that can have a verdict today (see
     :func:`may_shift_today`) plus those whose drift test needs today's scale; the
-    drift test runs for all.
+    drift test runs for all. Where a series needs its whole history (sparse, never
+    quiet) it is judged over all of ``values_all`` when that is the whole history,
+    and returned as needing more otherwise.
     """
     dnum = int(days_all[-1])
     y_all = log_counts(values_all)
     cand = np.flatnonzero(may_shift_today(y_all, s))
-    shifts: list[list[dict]] = []
+    shifts: list[tuple[list[dict], np.ndarray]] = []
+    deep = np.zeros(names.size, dtype=bool)
 
     def scale_today(_days: np.ndarray, big_cols: np.ndarray) -> np.ndarray:
         idx = np.union1d(cand, big_cols).astype(np.int64)
-        parts, sc = _day_shift_parts(values_all[:, idx], y_all[:, idx], days_all, names[idx], s)
-        shifts.append(parts)
+        parts, fallback, sc = _day_shift_parts(values_all[:, idx], y_all[:, idx], days_all,
+                                               names[idx], s, whole)
+        shifts.append((parts, idx[fallback]))
         return sc[np.searchsorted(idx, big_cols)]
+
+    history_scale = _history_scale(values_all, y_all, days_all, s)
+
+    def past_scale(cell_days: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        if not whole:
+            deep[cols[~_past_covered(values_all[:, cols], days_all, dnum, s)]] = True
+        return history_scale(cell_days, cols)
 
     lo_d = np.searchsorted(days_all, dnum - drift_mod.lookback_days(s) + 1)
     dr = drift_mod.find_drifts(y_all[lo_d:], values_all[lo_d:], days_all[lo_d:], scale_today, s,
-                               only_day=dnum,
-                               past_scale=_history_scale(values_all, y_all, days_all, s))
+                               only_day=dnum, past_scale=past_scale)
     if not shifts:
         scale_today(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     shift_parts, fallback = shifts[0]
     parts = [*shift_parts, _drift_rows(names, dr, s)]
-    if fallback.size:
+    if fallback.size and whole:
         # series whose recent history never went quiet: judge them over all their history
-        parts = [_select(p, ~np.isin(p["series"], fallback)) for p in parts]
+        parts = [_select(p, ~np.isin(p["series"], names[fallback])) for p in parts]
         ts = to_timestamps(np.array([dnum]))[0]
-        idx = np.flatnonzero(np.isin(names, fallback))
-        for p in _detect_block(values_all[:, idx], days_all, names[idx], s):
+        for p in _detect_block(values_all[:, fallback], days_all, names[fallback], s):
             parts.append(_select(p, (np.asarray(p["detected_on"]) == ts)
                                  | (np.asarray(p["confirmed_on"]) == ts)))
-    return parts
+    deep[fallback] = not whole
+    if deep.any():
+        parts = [_select(p, ~np.isin(p["series"], names[deep])) for p in parts]
+    return parts, names[deep]
+
+
+def _past_covered(values: np.ndarray, days: np.ndarray, dnum: int, s: DetectSettings
+                  ) -> np.ndarray:
+    """Whether a window starting at ``days[0]`` holds what the drift episode test needs.
+
+    The test asks for the `window` scale at days up to the longest horizon before
+    ``dnum``. That scale is exact from a window once the weekly adjustment is (blocks
+    whose fit lies inside it, from ``days[0]`` + fit + refit on) and the statistics'
+    observations are inside that region: at least one observation before the
+    earliest anchor minus `window`, and ``min_history`` + 1 before the anchor.
+    """
+    refit, fit = _block_days(s)
+    exact_from = int(days[0]) + (fit + refit if s.seasonal == "auto" else 0)
+    anchor = dnum - max(drift_mod.all_horizons(s)) - 6
+    ok = np.isfinite(values)
+    first = days >= exact_from
+    before_window = ok[first & (days < anchor - s.window)].sum(axis=0)
+    before_anchor = ok[first & (days < anchor)].sum(axis=0)
+    return (before_window >= 1) & (before_anchor >= s.min_history + 1)
 
 
 def may_shift_today(y_all: np.ndarray, s: DetectSettings) -> np.ndarray:
@@ -355,14 +417,17 @@ def may_shift_today(y_all: np.ndarray, s: DetectSettings) -> np.ndarray:
 
 
 def _day_shift_parts(values_all: np.ndarray, y_all: np.ndarray, days_all: np.ndarray,
-                     names: np.ndarray, s: DetectSettings) -> tuple[list[dict], np.ndarray]:
-    """Shift rows of ``day`` from the trailing days, each series' scale today, and the
-    names of series that need their whole history instead (returned as the 2nd part)."""
+                     names: np.ndarray, s: DetectSettings, whole: bool = True
+                     ) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Shift rows of ``day`` from the trailing days, a mask of series that need their
+    whole history instead (never quiet; or, when ``values_all`` is only a window, too
+    few observations in it), and each series' scale today."""
     dnum = int(days_all[-1])
     m = values_all.shape[1]
     scale_today = np.full(m, np.nan)
+    fallback = np.zeros(m, dtype=bool)
     if m == 0:
-        return [[], np.zeros(0, dtype=object)], scale_today
+        return [], fallback, scale_today
     _, need = _tail_sizes(s)
     refit, fit = _block_days(s)
     lcal = need + fit + refit + 21
@@ -372,13 +437,15 @@ def _day_shift_parts(values_all: np.ndarray, y_all: np.ndarray, days_all: np.nda
     y_adj, _ = deseasonalize(y_all[lo:], days, s, from_day=e_start)
     in_e = days >= e_start
     count_e = np.isfinite(values[in_e]).sum(axis=0)
-    older = np.isfinite(values_all[: lo + int(np.argmax(in_e))]).any(axis=0)
-    complete = (count_e >= need) | ~older
+    complete = count_e >= need
+    if whole:  # a series with nothing older than the region has all it needs
+        complete |= ~np.isfinite(values_all[: lo + int(np.argmax(in_e))]).any(axis=0)
+    else:
+        fallback |= ~complete
     parts: list[dict] = []
-    fallback = np.zeros(m, dtype=bool)
     for mask, full in ((complete, False), (~complete, True)):
         idx = np.flatnonzero(mask)
-        if idx.size == 0:
+        if idx.size == 0 or (full and not whole):
             continue
         if full:
             ya, _ = deseasonalize(y_all[:, idx], days_all, s)
@@ -389,7 +456,7 @@ def _day_shift_parts(values_all: np.ndarray, y_all: np.ndarray, days_all: np.nda
         parts.append(_shift_rows(names[idx], r))
         scale_today[idx] = sc
         fallback[idx[bad]] = True
-    return [parts, names[fallback]], scale_today
+    return parts, fallback, scale_today
 
 
 def _select(part: dict, keep: np.ndarray) -> dict:
