@@ -7,8 +7,11 @@ with the same field names instead of lists of these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
+from typing import Any
 
 DEFAULT_METRIC = "employees"
 
@@ -76,3 +79,90 @@ class Failure:
     company: str | None
     reason: str
     retriable: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """One alert as it travels from the store (or the detection step) to the job and
+    the notifiers, so that neither has to know column names or SQL rows.
+
+    Besides the export record (:data:`ALERT_FIELDS`) it carries what delivery needs:
+    ``fingerprint``, the identity that survives re-detection (what a notifier
+    remembers having sent), ``company_name`` for messages (None when unknown), and
+    ``fresh``: False for backfill of old history, which is stored but does not count
+    in ``tracker run``'s exit code. Keyword-only because twenty positional fields
+    would be a trap.
+    """
+
+    id: int | None = None
+    fingerprint: str
+    company: str
+    company_name: str | None = None
+    metric: str
+    source: str
+    # _dt.date: inside the class, the field ``date`` would shadow the type for checkers
+    date: _dt.date
+    detected_on: _dt.date
+    confirmed_on: _dt.date | None = None
+    verdict: str | None = None
+    kind: str
+    change_pct: float
+    value_before: float | None = None
+    value_after: float | None = None
+    score: float
+    severity: str
+    status: str | None = None
+    event_id: str | None = None
+    sources_agreeing: int | None = None
+    fresh: bool = True
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> Alert:
+        """Build an alert from a dict or a database row mapping.
+
+        Keys that are not fields are ignored (rows carry ids and timestamps the
+        record does not need); a missing optional field, and a NaN/NaT a DataFrame
+        puts where a value is missing, become None.
+        """
+        values = {name: _present(m[name]) for name in _ALERT_ATTRS if name in m}
+        missing = [name for name in _ALERT_REQUIRED if values.get(name) is None]
+        if missing:
+            raise ValueError(f"an alert needs {', '.join(missing)}; got only "
+                             f"{', '.join(sorted(values)) or 'nothing'}")
+        if "fresh" in values:
+            values["fresh"] = bool(values["fresh"]) if values["fresh"] is not None else True
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field name -> value, in field order (for JSON payloads and templates)."""
+        return {name: getattr(self, name) for name in _ALERT_ATTRS}
+
+
+def _present(value: Any) -> Any:
+    """None for the missing-value markers of pandas and numpy (NaN, NaT, pd.NA)."""
+    try:
+        return None if value is None or value != value else value
+    except TypeError:  # pd.NA refuses to be a bool
+        return None
+
+
+_ALERT_ATTRS: tuple[str, ...] = tuple(f.name for f in fields(Alert))
+_ALERT_REQUIRED: tuple[str, ...] = (
+    "fingerprint", "company", "metric", "source", "date", "detected_on", "kind",
+    "change_pct", "score", "severity",
+)
+
+
+@dataclass
+class StepOutcome:
+    """What a step of the main job may return instead of a bare list of new alerts:
+    fragments for the summary line and details for the run record (the notify step
+    reports failed sends this way, without failing the run).
+
+    It lives here rather than in :mod:`tracker.job` so that the steps (notify,
+    report) can return it without importing the job that imports them.
+    """
+
+    new_alerts: list[Alert] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
