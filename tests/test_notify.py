@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +33,7 @@ from tracker.notify.base import Kind as NotifyKind
 from tracker.notify.base import NotifyContext, available_notifiers, load_notifier_class
 from tracker.notify.email import EmailNotifier, EmailSettings
 from tracker.notify.webhook import WebhookNotifier, build_payload
+from tracker.records import Alert
 from tracker.store import Store
 from tracker.store.schema import alerts, runs, series
 from tracker.workspace import Workspace
@@ -42,16 +43,16 @@ SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
 SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSecretToken123"
 PURGE = date(2022, 10, 11)
 
-APPLE = {
-    "id": 7, "fingerprint": "f-apple", "company": "apple", "company_name": "Apple",
-    "metric": "employees", "source": "linkedin", "date": PURGE, "detected_on": PURGE,
-    "verdict": "provisional", "kind": "drop", "change_pct": -50.61, "value_before": 576562.0,
-    "value_after": 284829.0, "score": 40.0, "severity": "critical", "status": "open",
-    "event_id": "ev-2022-10-11-drop", "sources_agreeing": 1,
-}
-AMAZON = {**APPLE, "id": 8, "fingerprint": "f-amazon", "company": "amazon",
-          "company_name": "Amazon", "change_pct": -32.9, "value_before": 1250000.0,
-          "value_after": 838601.0}
+APPLE = Alert(
+    id=7, fingerprint="f-apple", company="apple", company_name="Apple",
+    metric="employees", source="linkedin", date=PURGE, detected_on=PURGE,
+    verdict="provisional", kind="drop", change_pct=-50.61, value_before=576562.0,
+    value_after=284829.0, score=40.0, severity="critical", status="open",
+    event_id="ev-2022-10-11-drop", sources_agreeing=1,
+)
+AMAZON = replace(APPLE, id=8, fingerprint="f-amazon", company="amazon",
+                 company_name="Amazon", change_pct=-32.9, value_before=1250000.0,
+                 value_after=838601.0)
 
 
 # -- a real webhook receiver ------------------------------------------------------------
@@ -198,8 +199,8 @@ def test_webhook_posts_one_slack_message(receiver: Receiver) -> None:
 
 
 def test_webhook_caps_the_message_and_escapes_mrkdwn() -> None:
-    many = [{**APPLE, "id": i, "fingerprint": f"f{i}", "company": f"c{i}",
-             "company_name": f"<Co {i}> & sons", "event_id": None} for i in range(30)]
+    many = [replace(APPLE, id=i, fingerprint=f"f{i}", company=f"c{i}",
+                    company_name=f"<Co {i}> & sons", event_id=None) for i in range(30)]
     body = build_payload(many, NotifyContext(PURGE), max_alerts=5, include_alerts=True)
     sections = [b for b in body["blocks"] if b["type"] == "section"]
     assert len(sections) == 5
@@ -207,6 +208,7 @@ def test_webhook_caps_the_message_and_escapes_mrkdwn() -> None:
     assert "and 25 more" in body["blocks"][-1]["elements"][0]["text"]
     assert "and 25 more" in body["text"]
     assert len(body["alerts"]) == 30 and body["alerts"][0]["date"] == "2022-10-11"
+    assert set(body["alerts"][0]) == {f for f in APPLE.as_dict() if f != "fresh"}
     assert len(body["blocks"][0]["text"]["text"]) <= 150
 
 
@@ -272,7 +274,7 @@ def test_webhook_missing_env_var_is_named() -> None:
 def test_email_sends_text_and_html_with_auth(smtp_server: Mailbox,
                                              caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    evil = {**AMAZON, "company_name": "<script>alert(1)</script>"}
+    evil = replace(AMAZON, company_name="<script>alert(1)</script>")
     notifier = EmailNotifier.from_config(
         "mail", mail(smtp_server, username="tracker", password_env="TEST_SMTP_PW"),
         {"TEST_SMTP_PW": "s3cret-smtp-pw"})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ import requests
 
 from tracker.collect import CollectResult, collect
 from tracker.errors import LockHeldError, TrackerError
+from tracker.records import Alert, StepOutcome
 from tracker.store import runs as run_ops
 from tracker.workspace import Workspace
 
@@ -31,21 +32,12 @@ LEASE_TTL = timedelta(minutes=10)
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 
 
-@dataclass
-class StepOutcome:
-    """What a step may return instead of a bare list of new alerts: fragments for the
-    summary line and details for the run record (the notify step reports failed sends
-    this way, without failing the run)."""
-
-    new_alerts: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 #: A step after collection: receives the workspace, the day and the run id and
-#: returns the new alerts it produced (each a dict with at least ``severity``),
-#: or a StepOutcome carrying them plus notes and details.
-Step = Callable[[Workspace, date, int], "list[dict] | StepOutcome"]
+#: returns the new alerts it produced, or a StepOutcome carrying them plus notes and
+#: details. Alerts may still come as mappings (the detection step's rows), which
+#: :func:`run_once` turns into :class:`~tracker.records.Alert` records.
+Step = Callable[[Workspace, date, int],
+                "Sequence[Alert | Mapping[str, Any]] | StepOutcome"]
 
 
 @dataclass
@@ -53,21 +45,21 @@ class RunResult:
     run_id: int | None
     day: date
     collected: CollectResult | None = None
-    new_alerts: list[dict] = field(default_factory=list)
+    new_alerts: list[Alert] = field(default_factory=list)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def fresh_alerts(self) -> list[dict]:
+    def fresh_alerts(self) -> list[Alert]:
         """New alerts that are news (not backfill of old history)."""
-        return [a for a in self.new_alerts if a.get("fresh", True)]
+        return [a for a in self.new_alerts if a.fresh]
 
     @property
     def exit_code(self) -> int:
         if self.error is not None:
             return EXIT_FAILED
-        severities = {a.get("severity") for a in self.fresh_alerts}
+        severities = {a.severity for a in self.fresh_alerts}
         if "critical" in severities:
             return EXIT_CRITICAL
         if "warning" in severities:
@@ -80,8 +72,8 @@ class RunResult:
         if self.error is not None:
             return f"{label}: run failed: {self.error}"
         c = self.collected
-        crit = sum(a.get("severity") == "critical" for a in self.fresh_alerts)
-        warn = sum(a.get("severity") == "warning" for a in self.fresh_alerts)
+        crit = sum(a.severity == "critical" for a in self.fresh_alerts)
+        warn = sum(a.severity == "warning" for a in self.fresh_alerts)
         backfill = len(self.new_alerts) - len(self.fresh_alerts)
         parts = [f"{label}: {self.day}"]
         if c is not None:
@@ -173,7 +165,9 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
                 result.notes += produced.notes
                 result.details.update(produced.details)
                 produced = produced.new_alerts
-            result.new_alerts += produced
+            # the detection step still hands over rows as dicts; records from here on
+            result.new_alerts += [a if isinstance(a, Alert) else Alert.from_mapping(a)
+                                  for a in produced]
         status = "ok"
         outcomes = result.collected.outcomes
         if outcomes and all(o.status == "failed" for o in outcomes):

@@ -33,9 +33,9 @@ from tracker.notify.base import (
     available_notifiers,
     load_notifier_class,
 )
+from tracker.records import Alert, StepOutcome
 
 if TYPE_CHECKING:
-    from tracker.job import StepOutcome
     from tracker.workspace import Workspace
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-STATE_PREFIX = "notify:"  # source_state rows of notifier NAME live under "notify:NAME"
 
 
 @dataclass
@@ -118,75 +117,12 @@ def build_notifiers(
     return built, failed
 
 
-def pending_alerts(ws: Workspace, day: date) -> list[dict[str, Any]]:
+def pending_alerts(ws: Workspace, day: date) -> list[Alert]:
     """Open alerts not yet notified whose detected_on is within fresh_days of ``day``."""
-    from sqlalchemy import select
-
-    from tracker.store.schema import alerts, companies, series, sources
+    from tracker.store import notifications as store
 
     since = day - timedelta(days=ws.settings.alerts.fresh_days)
-    query = (
-        select(alerts.c.id, alerts.c.fingerprint, series.c.company_id.label("company"),
-               companies.c.name.label("company_name"), series.c.metric,
-               sources.c.name.label("source"), alerts.c.date, alerts.c.detected_on,
-               alerts.c.confirmed_on, alerts.c.verdict, alerts.c.kind, alerts.c.change_pct,
-               alerts.c.value_before, alerts.c.value_after, alerts.c.score, alerts.c.severity,
-               alerts.c.status, alerts.c.event_id, alerts.c.sources_agreeing)
-        .join(series, series.c.id == alerts.c.series_id)
-        .join(sources, sources.c.id == alerts.c.source_id)
-        .join(companies, companies.c.id == series.c.company_id)
-        .where(alerts.c.notified_at.is_(None), alerts.c.status == "open",
-               alerts.c.detected_on >= since, alerts.c.detected_on <= day)
-        .order_by(alerts.c.date, alerts.c.id)
-    )
-    with ws.store.reading("reading alerts to notify") as conn:
-        return [dict(row) for row in conn.execute(query).mappings()]
-
-
-def _delivered(ws: Workspace, names: list[str]) -> dict[str, set[str]]:
-    """Per notifier, fingerprints it already sent whose alert is not fully notified."""
-    from sqlalchemy import select
-
-    from tracker.store.schema import source_state
-
-    keys = {STATE_PREFIX + n: n for n in names}
-    out: dict[str, set[str]] = {n: set() for n in names}
-    if not keys:
-        return out
-    with ws.store.reading("reading notification state") as conn:
-        for source, key in conn.execute(select(source_state.c.source, source_state.c.key)
-                                        .where(source_state.c.source.in_(list(keys)))):
-            out[keys[source]].add(key)
-    return out
-
-
-def _record_sent(ws: Workspace, name: str, fingerprints: list[str]) -> None:
-    from sqlalchemy import insert
-
-    from tracker.store.companies import now_utc
-    from tracker.store.schema import source_state
-
-    stamp = now_utc()
-    with ws.store.transaction(f"recording what notifier {name} sent") as conn:
-        conn.execute(insert(source_state), [
-            {"source": STATE_PREFIX + name, "key": fp, "value": stamp.isoformat(),
-             "updated_at": stamp} for fp in fingerprints])
-
-
-def _mark_notified(ws: Workspace, done: list[dict[str, Any]]) -> None:
-    """Stamp ``notified_at`` and drop the per-notifier rows those alerts no longer need."""
-    from sqlalchemy import bindparam, delete, update
-
-    from tracker.store.companies import now_utc
-    from tracker.store.schema import alerts, source_state
-
-    with ws.store.transaction("marking alerts notified") as conn:
-        conn.execute(update(alerts).where(alerts.c.id.in_(bindparam("ids", expanding=True)))
-                     .values(notified_at=now_utc()), {"ids": [a["id"] for a in done]})
-        conn.execute(delete(source_state).where(
-            source_state.c.source.startswith(STATE_PREFIX, autoescape=True),
-            source_state.c.key.in_(bindparam("fps", expanding=True))),
-            {"fps": [a["fingerprint"] for a in done]})
+    return store.pending_alerts(ws.store, since, day)
 
 
 def send_notifications(
@@ -198,6 +134,10 @@ def send_notifications(
     Store errors (the database went away) do raise: then nothing is marked and the
     next run sends again, which is the safe direction.
     """
+    # the store (SQLAlchemy) is imported here, not at the top: loading the config
+    # imports the notifier plugins, and so this package, on every CLI start
+    from tracker.store import notifications as store
+
     report = NotifyReport()
     if not ws.settings.notify:
         return report
@@ -206,13 +146,13 @@ def send_notifications(
     pending = pending_alerts(ws, day)
     default = ws.settings.alerts.min_severity
     wanted = {n.instance: [a for a in pending if n.wants(a, default)] for n in notifiers}
-    sent_before = _delivered(ws, [n.instance for n in notifiers])
+    sent_before = store.sent_fingerprints(ws.store, [n.instance for n in notifiers])
     context = NotifyContext(day=day, run_id=run_id, environ=env)
     has = dict(sent_before)
     try:
         for notifier in notifiers:
             name = notifier.instance
-            todo = [a for a in wanted[name] if a["fingerprint"] not in sent_before[name]]
+            todo = [a for a in wanted[name] if a.fingerprint not in sent_before[name]]
             if not todo:
                 report.outcomes.append(NotifierOutcome(name, "idle"))
                 continue
@@ -228,8 +168,8 @@ def send_notifications(
                 report.outcomes.append(NotifierOutcome(
                     name, "failed", pending=len(todo), reason=f"unexpected error: {exc!r}"))
                 continue
-            _record_sent(ws, name, [a["fingerprint"] for a in todo])
-            has[name] = sent_before[name] | {a["fingerprint"] for a in todo}
+            store.record_sent(ws.store, name, [a.fingerprint for a in todo])
+            has[name] = sent_before[name] | {a.fingerprint for a in todo}
             report.outcomes.append(NotifierOutcome(name, "ok", sent=len(todo)))
     finally:
         for notifier in notifiers:
@@ -240,16 +180,16 @@ def send_notifications(
     # An alert is notified once every notifier that selects it has sent it; a notifier
     # that could not even be built blocks nothing it never selected, and is retried.
     broken = {o.name for o in report.outcomes if o.status == "failed" and o.pending == 0}
-    selected = {name: {a["fingerprint"] for a in chosen} for name, chosen in wanted.items()}
-    done = []
+    selected = {name: {a.fingerprint for a in chosen} for name, chosen in wanted.items()}
+    done: list[Alert] = []
     for alert in pending if not broken else []:
-        fp = alert["fingerprint"]
+        fp = alert.fingerprint
         owners = [name for name, fps in selected.items() if fp in fps]
         if owners and all(fp in has[o] for o in owners):
             done.append(alert)
     if done:
-        _mark_notified(ws, done)
-        report.notified = [a["id"] for a in done]
+        store.mark_notified(ws.store, done)
+        report.notified = [a.id for a in done if a.id is not None]
     for outcome in report.outcomes:  # a notifier that could not be built: count its backlog
         if outcome.status == "failed" and outcome.pending == 0:
             outcome.pending = len(pending) - len(done)
@@ -258,8 +198,6 @@ def send_notifications(
 
 def notify_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     """The main job's notify step: sends, returns no new alerts, adds summary notes."""
-    from tracker.job import StepOutcome
-
     report = send_notifications(ws, day, run_id=run_id)
     details = {"notify": report.details()} if report.outcomes else {}
     return StepOutcome(notes=report.notes(), details=details)

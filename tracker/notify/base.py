@@ -2,11 +2,12 @@
 
 A notifier is deliberately small: a ``name``, a pydantic ``Settings`` model that
 validates its ``[notify.NAME]`` table (unknown keys are errors), and
-``send(alerts, context)``, which delivers one message about a list of alerts or
-raises :class:`~tracker.errors.NotifyError`. Choosing *which* alerts to send
-(severity, companies, kinds, fresh and not yet sent) and remembering what was sent
-is the job's business (:mod:`tracker.notify`), so a notifier only formats and
-delivers.
+``send(alerts, context)``, which delivers one message about a list of
+:class:`~tracker.records.Alert` records (typed, so a notifier reads attributes and
+never depends on the store's column names) or raises
+:class:`~tracker.errors.NotifyError`. Choosing *which* alerts to send (severity,
+companies, kinds, fresh and not yet sent) and remembering what was sent is the
+job's business (:mod:`tracker.notify`), so a notifier only formats and delivers.
 
 Third-party notifiers register under the entry-point group ``tracker.notifiers``;
 the built-ins (``webhook``, ``email``) register the same way in pyproject.toml.
@@ -27,6 +28,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracker.plugins import GROUPS, available, load
+from tracker.records import Alert
 
 GROUP = GROUPS["notifier"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -85,18 +87,18 @@ class Notifier(ABC):
         """Validate a raw ``[notify.NAME]`` table and build the notifier."""
         return cls(instance, cls.Settings.model_validate(dict(raw)), environ)
 
-    def wants(self, alert: Mapping[str, Any], default_min_severity: str) -> bool:
+    def wants(self, alert: Alert, default_min_severity: str) -> bool:
         """Whether this notifier's filters (severity, companies, kinds) select ``alert``."""
         s = self.settings
         least = SEVERITY_RANK[s.min_severity or default_min_severity]
-        if SEVERITY_RANK.get(str(alert.get("severity")), -1) < least:
+        if SEVERITY_RANK.get(str(alert.severity), -1) < least:
             return False
-        if s.companies is not None and alert.get("company") not in s.companies:
+        if s.companies is not None and alert.company not in s.companies:
             return False
-        return s.kinds is None or alert.get("kind") in s.kinds
+        return s.kinds is None or alert.kind in s.kinds
 
     @abstractmethod
-    def send(self, alerts: Sequence[Mapping[str, Any]], context: NotifyContext) -> None:
+    def send(self, alerts: Sequence[Alert], context: NotifyContext) -> None:
         """Deliver one message about ``alerts`` (never empty) or raise NotifyError."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -119,11 +121,11 @@ def load_notifier_class(kind: str) -> type[Notifier]:
 # -- formatting shared by the channels ----------------------------------------------------
 
 
-def ordered(alerts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def ordered(alerts: Sequence[Alert]) -> list[Alert]:
     """Most severe first, then the largest move first, then by company."""
-    return sorted(alerts, key=lambda a: (-SEVERITY_RANK.get(str(a.get("severity")), -1),
-                                         -abs(_number(a.get("change_pct")) or 0.0),
-                                         str(a.get("company"))))
+    return sorted(alerts, key=lambda a: (-SEVERITY_RANK.get(str(a.severity), -1),
+                                         -abs(_number(a.change_pct) or 0.0),
+                                         str(a.company)))
 
 
 def _number(value: Any) -> float | None:
@@ -155,56 +157,55 @@ def day_text(value: Any) -> str:
     return text[:10]
 
 
-def company_label(alert: Mapping[str, Any]) -> str:
-    name, cid = alert.get("company_name"), alert.get("company")
-    return str(name or cid)
+def company_label(alert: Alert) -> str:
+    return str(alert.company_name or alert.company)
 
 
-def alert_details(alert: Mapping[str, Any]) -> list[str]:
+def alert_details(alert: Alert) -> list[str]:
     """Severity, verdict, metric, source, corroboration, event and id of an alert."""
-    parts = [str(alert.get("severity"))]
-    if alert.get("verdict"):
-        parts.append(str(alert["verdict"]))
-    if alert.get("metric") not in (None, "employees"):
-        parts.append(f"metric {alert['metric']}")
-    parts.append(f"source {alert.get('source')}")
-    agreeing = _number(alert.get("sources_agreeing")) or 1
+    parts = [str(alert.severity)]
+    if alert.verdict:
+        parts.append(str(alert.verdict))
+    if alert.metric not in (None, "employees"):
+        parts.append(f"metric {alert.metric}")
+    parts.append(f"source {alert.source}")
+    agreeing = _number(alert.sources_agreeing) or 1
     parts.append(f"{int(agreeing)} source(s) agreeing")
-    if alert.get("event_id"):
-        parts.append(f"event {alert['event_id']}")
-    if alert.get("id") is not None:
-        parts.append(f"alert #{alert['id']}")
+    if alert.event_id:
+        parts.append(f"event {alert.event_id}")
+    if alert.id is not None:
+        parts.append(f"alert #{alert.id}")
     return parts
 
 
-def alert_line(alert: Mapping[str, Any]) -> str:
+def alert_line(alert: Alert) -> str:
     """One alert in one plain-text line, every field an analyst needs to triage it."""
     return ", ".join([
-        f"{company_label(alert)}: {alert.get('kind')} {pct(alert.get('change_pct'))}",
-        f"{count(alert.get('value_before'))} -> {count(alert.get('value_after'))} "
-        f"on {day_text(alert.get('date'))}",
+        f"{company_label(alert)}: {alert.kind} {pct(alert.change_pct)}",
+        f"{count(alert.value_before)} -> {count(alert.value_after)} "
+        f"on {day_text(alert.date)}",
         *alert_details(alert),
     ])
 
 
-def events(alerts: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+def events(alerts: Sequence[Alert]) -> dict[str, list[str]]:
     """Cross-company events among ``alerts``: event id -> company labels (2 or more)."""
     grouped: dict[str, list[str]] = {}
     for alert in ordered(alerts):
-        if alert.get("event_id"):
-            grouped.setdefault(str(alert["event_id"]), []).append(company_label(alert))
+        if alert.event_id:
+            grouped.setdefault(str(alert.event_id), []).append(company_label(alert))
     return {k: v for k, v in grouped.items() if len(v) > 1}
 
 
-def headline(alerts: Sequence[Mapping[str, Any]]) -> str:
+def headline(alerts: Sequence[Alert]) -> str:
     """``3 new alert(s) on 2022-10-11 (2 critical, 1 warning): Apple, Amazon, ...``.
 
     The day is when the alerts were first detected, not the run's day, so a message
     retried by a later run still says when the move was seen.
     """
-    by = {s: sum(a.get("severity") == s for a in alerts) for s in ("critical", "warning", "info")}
+    by = {s: sum(a.severity == s for a in alerts) for s in ("critical", "warning", "info")}
     counts = ", ".join(f"{n} {s}" for s, n in by.items() if n)
-    days = sorted({day_text(a.get("detected_on") or a.get("date")) for a in alerts})
+    days = sorted({day_text(a.detected_on or a.date) for a in alerts})
     when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
     names = list(dict.fromkeys(company_label(a) for a in ordered(alerts)))
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -40,6 +40,7 @@ from tracker.notify.base import (
     ordered,
     pct,
 )
+from tracker.records import Alert
 from tracker.sources.http_values import REDACTOR, clip, read_secret
 
 log = logging.getLogger(__name__)
@@ -110,25 +111,25 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _rows(alerts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _rows(alerts: Sequence[Alert]) -> list[dict[str, Any]]:
     return [{
-        "company": company_label(a), "kind": a.get("kind"), "change": pct(a.get("change_pct")),
-        "before": count(a.get("value_before")), "after": count(a.get("value_after")),
-        "date": day_text(a.get("date")), "severity": a.get("severity"),
-        "verdict": a.get("verdict") or "", "source": a.get("source"),
-        "agreeing": a.get("sources_agreeing") or 1, "event": a.get("event_id") or "",
-        "id": "" if a.get("id") is None else f"#{a['id']}",
+        "company": company_label(a), "kind": a.kind, "change": pct(a.change_pct),
+        "before": count(a.value_before), "after": count(a.value_after),
+        "date": day_text(a.date), "severity": a.severity,
+        "verdict": a.verdict or "", "source": a.source,
+        "agreeing": a.sources_agreeing or 1, "event": a.event_id or "",
+        "id": "" if a.id is None else f"#{a.id}",
     } for a in alerts]
 
 
 def build_message(
-    alerts: Sequence[Mapping[str, Any]], context: NotifyContext, settings: EmailSettings
+    alerts: Sequence[Alert], context: NotifyContext, settings: EmailSettings
 ) -> EmailMessage:
     """The message with a plain-text and an HTML alternative."""
     items = ordered(alerts)
     shown, more = items[: settings.max_alerts], max(0, len(items) - settings.max_alerts)
     title = headline(items)
-    since = min(day_text(a.get("date")) for a in items)
+    since = min(day_text(a.date) for a in items)
     notes = [f"{join_names(names)} moved together (event {eid}): likely a platform-wide "
              "change, not the companies themselves" for eid, names in events(items).items()]
     text = [f"tracker: {title}", "", *(f"- {alert_line(a)}" for a in shown)]
@@ -163,7 +164,7 @@ class EmailNotifier(Notifier):
             self.password = read_secret(self.settings.password_env, self.environ,
                                         f"[notify.{instance}] password_env")
 
-    def send(self, alerts: Sequence[Mapping[str, Any]], context: NotifyContext) -> None:
+    def send(self, alerts: Sequence[Alert], context: NotifyContext) -> None:
         s = self.settings
         msg = build_message(alerts, context, s)
         where = f"email via {s.host}:{s.effective_port}"

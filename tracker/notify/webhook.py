@@ -43,6 +43,7 @@ from tracker.notify.base import (
     ordered,
     pct,
 )
+from tracker.records import Alert
 from tracker.sources.http import RETRY_STATUSES, USER_AGENT, PacedRetry, Timeout, root_cause
 from tracker.sources.http_values import REDACTOR, EnvSecret, clip, read_secret
 
@@ -92,10 +93,15 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _record(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """An alert as plain JSON values (dates as ISO strings, NaN as null)."""
+def _record(alert: Alert) -> dict[str, Any]:
+    """An alert as plain JSON values (dates as ISO strings, NaN as null).
+
+    ``fresh`` is left out: it is about the run's exit code, and everything sent is news.
+    """
     out: dict[str, Any] = {}
-    for key, value in alert.items():
+    for key, value in alert.as_dict().items():
+        if key == "fresh":
+            continue
         if hasattr(value, "isoformat"):
             value = day_text(value)
         elif isinstance(value, float) and value != value:  # NaN
@@ -105,7 +111,7 @@ def _record(alert: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_payload(
-    alerts: Sequence[Mapping[str, Any]], context: NotifyContext, max_alerts: int,
+    alerts: Sequence[Alert], context: NotifyContext, max_alerts: int,
     include_alerts: bool = False,
 ) -> dict[str, Any]:
     """The JSON body: ``text`` (fallback, notification), ``blocks`` (Slack layout)."""
@@ -118,9 +124,9 @@ def build_payload(
     ]
     for alert in shown:
         line = (
-            f"*{_escape(company_label(alert))}*: *{alert.get('kind')}* "
-            f"{pct(alert.get('change_pct'))}, {count(alert.get('value_before'))} → "
-            f"{count(alert.get('value_after'))} on {day_text(alert.get('date'))}"
+            f"*{_escape(company_label(alert))}*: *{alert.kind}* "
+            f"{pct(alert.change_pct)}, {count(alert.value_before)} → "
+            f"{count(alert.value_after)} on {day_text(alert.date)}"
         )
         details = _escape(", ".join(alert_details(alert)))
         blocks.append({"type": "section", "text": {
@@ -132,7 +138,7 @@ def build_payload(
     ]
     if rest > 0:
         notes.append(f"and {rest} more: `tracker alerts --since "
-                     f"{min(day_text(a.get('date')) for a in items)}`")
+                     f"{min(day_text(a.date) for a in items)}`")
     if notes:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": _cap(n, _SLACK_TEXT_MAX)} for n in notes[:10]]})
@@ -185,7 +191,7 @@ class WebhookNotifier(Notifier):
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
         self.session.headers.update({"User-Agent": USER_AGENT, **s.headers, **secret_headers})
 
-    def send(self, alerts: Sequence[Mapping[str, Any]], context: NotifyContext) -> None:
+    def send(self, alerts: Sequence[Alert], context: NotifyContext) -> None:
         s = self.settings
         body = json.dumps(build_payload(alerts, context, s.max_alerts, s.include_alerts),
                           ensure_ascii=False).encode()
