@@ -16,6 +16,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tracker.errors import InputError
+from tracker.records import StepOutcome
+from tracker.store import run_history
 from tracker.workspace import Workspace
 
 MAX_CHARTS = 12
@@ -97,18 +99,10 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     return Report(path, len(charts), len(new), len(open_))
 
 
-def report_step(ws: Workspace, day: date, run_id: int) -> object:
+def report_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     """The main job's last step: the report of the run's day, alerts it created marked new."""
-    from sqlalchemy import select
-
-    from tracker.job import StepOutcome
-    from tracker.store.schema import alerts, runs
-
     if not ws.settings.report.enabled:
         return StepOutcome()
-    with ws.store.reading("reading the run") as conn:
-        started = conn.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar()
-        new_ids = list(conn.execute(select(alerts.c.id).where(alerts.c.created_at >= started))
-                       .scalars()) if started is not None else []
+    new_ids = run_history.alerts_created_since_start(ws.store, run_id)
     report = build_report(ws, day, new_ids=new_ids)
     return StepOutcome(notes=[f"report {report.path}"], details={"report": str(report.path)})
