@@ -33,11 +33,10 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select
 
 from tracker.config import ScheduleSettings
 from tracker.job import EXIT_CRITICAL, EXIT_FAILED, EXIT_OK, EXIT_WARNING, RunResult, run_once
-from tracker.store.schema import runs
+from tracker.store import run_history
 from tracker.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -97,10 +96,7 @@ def previous_fire_time(trigger: BaseTrigger, now: datetime, since: datetime) -> 
 
 def last_finished_run(ws: Workspace) -> datetime | None:
     """When the last main-job run (kind ``run``) finished, aware UTC; None if never."""
-    with ws.store.reading("looking up the last run") as conn:
-        stamp = conn.execute(select(runs.c.finished_at)
-                             .where(runs.c.kind == "run", runs.c.finished_at.is_not(None))
-                             .order_by(runs.c.finished_at.desc()).limit(1)).scalar()
+    stamp = run_history.last_finished(ws.store, "run")
     return stamp.replace(tzinfo=UTC) if stamp is not None else None
 
 
