@@ -2,6 +2,9 @@
 
 This is the object notebooks and the CLI share, so a command is a few lines over a
 method here and a notebook can do exactly what the CLI does.
+
+Importing this module stays cheap (no pandas, SQLAlchemy or readers) because the
+CLI imports it to start at all; what a method needs is imported by that method.
 """
 
 from __future__ import annotations
@@ -9,15 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from tracker.config import Settings, load_settings
 from tracker.errors import InputError, NotFoundError
-from tracker.ingest import ImportOptions, ImportResult, Progress, import_files
-from tracker.records import CompanyRef
-from tracker.store import Store
-from tracker.store.schema import companies
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracker.config import Settings
+    from tracker.ingest import ImportOptions, ImportResult, Progress
+    from tracker.records import CompanyRef
+    from tracker.store import Store
 
 
 @dataclass
@@ -52,16 +57,17 @@ class Workspace:
 
     def company_refs(self) -> list[CompanyRef]:
         """Every known company, as sources need them."""
+        from tracker.store import companies as company_ops
+
         with self.store.reading("listing companies") as conn:
-            rows = conn.execute(
-                companies.select().order_by(companies.c.id)
-            ).all()
-        return [CompanyRef(r.id, r.name, dict(r.external_ids or {})) for r in rows]
+            return company_ops.refs(conn)
 
     def import_files(
         self, paths: list[str | Path], options: ImportOptions | None = None,
         progress: Progress | None = None,
     ) -> list[ImportResult]:
+        from tracker.ingest import import_files
+
         return import_files(self.store, paths, options, progress=progress)
 
     def companies(self) -> pd.DataFrame:
@@ -105,6 +111,9 @@ class Workspace:
 
 def open_workspace(config: str | Path | None = None, db: str | None = None) -> Workspace:
     """Load config, open (and migrate) the database, sync declared companies."""
+    from tracker.config import load_settings
+    from tracker.store import Store
+
     settings = load_settings(config)
     store = Store(settings.database_url(db))
     ws = Workspace(settings, store)

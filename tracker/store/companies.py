@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert, select
 
+from tracker.records import CompanyRef
 from tracker.store.schema import companies, company_aliases
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
@@ -87,3 +88,12 @@ def find(conn: Connection, name: str) -> str | None:
         if hit:
             return hit
     return None
+
+
+def refs(conn: Connection) -> list[CompanyRef]:
+    """Every known company, ordered by id, with what sources need to look it up."""
+    rows = conn.execute(
+        select(companies.c.id, companies.c.name, companies.c.external_ids)
+        .order_by(companies.c.id)
+    ).all()
+    return [CompanyRef(r.id, r.name, dict(r.external_ids or {})) for r in rows]
