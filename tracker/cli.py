@@ -4,6 +4,11 @@ Every error the library raises on purpose (:class:`TrackerError`) becomes one li
 on stderr and exit code 3 (Nagios "UNKNOWN": the command could not do its job).
 Usage mistakes exit 3 too rather than click's 2, because for ``tracker run`` exit
 code 2 means "new critical alerts" and cron monitors must never confuse the two.
+
+Start-up must stay fast (``tracker --help`` and ``tracker status`` well under half
+a second): this module imports only typer, rich's console and tracker's light
+modules. pandas, SQLAlchemy and everything a command needs are imported inside
+that command; tests/test_cli.py fails if a heavy module creeps back in here.
 """
 
 from __future__ import annotations
@@ -14,18 +19,18 @@ from contextlib import nullcontext
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from tracker.errors import TrackerError
-from tracker.ingest import ImportOptions
 from tracker.records import ALERT_KINDS, ALERT_STATUSES
 from tracker.workspace import Workspace, open_workspace, parse_day, parse_timestamp
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXIT_FAILED = 3
 
@@ -69,6 +74,8 @@ def _workspace(ctx: typer.Context) -> Workspace:
 
 def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
     """Print (or write) a frame as a plain table, CSV or JSON records."""
+    import pandas as pd
+
     frame = frame.copy()
     for col in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[col]):
@@ -130,6 +137,10 @@ def import_cmd(
     ] = None,
 ) -> None:
     """Import headcount CSVs (long, wide, Thinknum) or provider JSON exports; idempotent."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from tracker.ingest import ImportOptions
+
     ws = _workspace(ctx)
     options = ImportOptions(layout.value, company_col, date_col, count_col, metric, source,
                             skip_bad, rejects_dir,
@@ -445,6 +456,8 @@ def plugins_cmd(
 ) -> None:
     """List installed plugins (sources, notifiers) with their versions."""
     from dataclasses import asdict
+
+    import pandas as pd
 
     from tracker.plugins import installed
 
