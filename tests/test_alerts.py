@@ -143,15 +143,20 @@ def test_job_exit_codes_replaying_the_purge_day(ws: Workspace, tmp_path: Path) -
 
 
 def test_cli_detect_and_alerts(tmp_path: Path) -> None:
-    tracker = shutil.which("tracker")
-    assert tracker
+    import os
+    import sys
+
     shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
     (tmp_path / "data" / "samples").mkdir(parents=True)
     shutil.copy(SAMPLE, tmp_path / "data" / "samples")
+    # this checkout's tracker, whatever console script or install is on PATH
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [tracker, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "tracker", *args], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120, env=env,
         )
 
     first = run("run")

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
-TRACKER = shutil.which("tracker")
 
 
-def tracker(*args: str, cwd: Path, env_db: str | None = None) -> subprocess.CompletedProcess:
-    assert TRACKER, "the console script 'tracker' is not installed (pip install -e .)"
-    cmd = [TRACKER, *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+def python_env() -> dict[str, str]:
+    """The environment for a child Python that must import this checkout's tracker.
+
+    Neither the console script on PATH nor an editable install elsewhere may stand
+    in for the code under test, so the repository goes first on the path.
+    """
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *([path] if path else [])])}
+
+
+def tracker(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tracker", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env=python_env())
 
 
 @pytest.fixture
@@ -137,15 +148,7 @@ def test_plugins_lists_builtin_sources(project: Path) -> None:
 
 
 def test_python_dash_m_works(project: Path) -> None:
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "tracker", "--help"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = tracker("--help", cwd=project)
     assert proc.returncode == 0
     assert "Usage" in proc.stdout
 
