@@ -19,6 +19,7 @@ from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import insert, select, update
 
 from tracker.job import LOCK_NAME, run_once
+from tracker.records import ALERT_FIELDS, Alert, StepOutcome
 from tracker.status import status
 from tracker.store import Store
 from tracker.store.companies import now_utc
@@ -217,6 +218,51 @@ def test_stale_lease_of_a_sigkilled_run_expires(
     killed, ok = run_rows(ws)
     assert (killed.status, killed.finished_at) == ("running", None)
     assert ok.status == "ok"
+
+
+def _alert(fingerprint: str, severity: str, **extra: object) -> dict[str, object]:
+    return {"fingerprint": fingerprint, "company": "acme", "metric": "employees",
+            "source": "files", "date": TODAY, "detected_on": TODAY, "kind": "drop",
+            "change_pct": -30.0, "score": 12.0, "severity": severity, **extra}
+
+
+def test_steps_may_hand_over_rows_or_records_and_backfill_is_not_counted(
+    project: Path, sqlite_url: str, workspaces: list[Workspace]
+) -> None:
+    """The detection step still returns rows (dicts, with DataFrame NaNs and extra
+    columns); the job turns them into Alert records, and only fresh ones set the code."""
+    ws = open_ws(write_config(project, sqlite_url), workspaces)
+
+    def rows_step(ws: Workspace, day: date, run_id: int) -> list[dict[str, object]]:
+        return [_alert("f1", "warning", fresh=True, event_id=float("nan"), series=3),
+                _alert("f2", "critical", fresh=False)]
+
+    def records_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
+        return StepOutcome(new_alerts=[Alert.from_mapping(_alert("f3", "info"))],
+                           notes=["records step ran"], details={"records": 1})
+
+    result = run_once(ws, TODAY, steps=[rows_step, records_step])
+    assert all(isinstance(a, Alert) for a in result.new_alerts)
+    assert [a.fingerprint for a in result.new_alerts] == ["f1", "f2", "f3"]
+    assert result.new_alerts[0].event_id is None  # NaN from a DataFrame is no event
+    assert [a.fingerprint for a in result.fresh_alerts] == ["f1", "f3"]
+    assert result.exit_code == 1  # the critical one is backfill
+    assert result.summary().endswith(
+        "0 new critical, 1 new warning alert(s); 1 alert(s) about older history stored "
+        "(tracker alerts); records step ran")
+    assert run_rows(ws)[0].details == {"records": 1, "exit_code": 1}
+
+
+def test_alert_record_from_a_mapping() -> None:
+    row = _alert("f1", "warning", id=4, company_name=None, confirmed_on=pd.NaT,
+                 value_before=float("nan"), created_at="ignored", series_id=9)
+    alert = Alert.from_mapping(row)
+    assert set(ALERT_FIELDS) <= set(alert.as_dict())
+    assert (alert.id, alert.confirmed_on, alert.value_before, alert.status) == (4, None, None, None)
+    assert alert.fresh is True and "created_at" not in alert.as_dict()
+    assert Alert.from_mapping(alert.as_dict()) == alert
+    with pytest.raises(ValueError, match="an alert needs severity"):
+        Alert.from_mapping({k: v for k, v in row.items() if k != "severity"})
 
 
 def test_a_crashing_step_fails_the_run_instead_of_recording_ok(

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from tracker.config import Settings, load_settings
 from tracker.errors import ConfigError, NotifyError
 from tracker.ingest import import_file
 from tracker.job import run_once
-from tracker.notify import send_notifications
+from tracker.notify import pending_alerts, send_notifications
 from tracker.notify.base import Kind as NotifyKind
 from tracker.notify.base import NotifyContext, available_notifiers, load_notifier_class
 from tracker.notify.email import EmailNotifier, EmailSettings
@@ -347,6 +347,20 @@ def notified(ws: Workspace) -> dict[str, Any]:
         rows = conn.execute(select(series.c.company_id, alerts.c.notified_at)
                             .join(series, series.c.id == alerts.c.series_id)).all()
     return {company: stamp for company, stamp in rows if stamp is not None}
+
+
+def test_pending_alerts_are_records_read_back_from_the_store(purge_ws: Workspace) -> None:
+    ws = with_notify(purge_ws, {})
+    run_once(ws, PURGE)  # detection stores the alerts; nothing is configured to send them
+    pending = pending_alerts(ws, PURGE)
+    assert all(isinstance(a, Alert) for a in pending)
+    by_company = {a.company: a for a in pending}
+    assert {"apple", "amazon"} <= set(by_company) and "binance" not in by_company  # backfill
+    apple = by_company["apple"]
+    assert (apple.company_name, apple.kind, apple.severity, apple.status) == (
+        "Apple", "drop", "critical", "open")
+    assert apple.id is not None and apple.fresh and apple.date == PURGE
+    assert pending_alerts(ws, PURGE + timedelta(days=30)) == []  # no longer fresh
 
 
 def test_run_sends_the_purge_once_and_marks_it(
