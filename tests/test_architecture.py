@@ -20,7 +20,6 @@ PACKAGE = ROOT / "tracker"
 #: Modules that still run their own SQL while it moves into tracker/store/ (issue 7,
 #: item 4). Remove an entry once its module is converted; nothing may be added here.
 _NOT_YET_MOVED = frozenset({
-    "tracker/alerts.py",  # alert upserts and reviews -> a store module of its own
     "tracker/workspace.py",  # the company listing for sources
     "tracker/ingest/__init__.py",  # the per-file import transaction
 })

@@ -1,4 +1,4 @@
-"""Anomalies -> stored alerts: fingerprint, dedupe, lifecycle.
+"""Anomalies -> stored alerts: fingerprint, cross-company events, corroboration, lifecycle.
 
 An alert's identity is (company, metric, source, first anomalous day, family),
 where the family is "move" for drops, spikes and glitches and "drift" for drifts.
@@ -10,30 +10,30 @@ an analyst's status (acknowledged, dismissed, resolved) survives every re-run.
 Alerts found while backfilling history (first detected more than ``fresh_days``
 before the run's day) are stored but not counted as new: importing two years of
 history must not page anyone about 2022.
+
+Which days to judge and what to read for them is ``tracker.detection``'s job; the
+SQL is ``tracker.store.alerts``'.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, insert, select, update
 
-from tracker.detect import detect, events
-from tracker.errors import InputError, NotFoundError
+from tracker.detect import events
+from tracker.errors import InputError
 from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES
-from tracker.store.companies import now_utc
-from tracker.store.schema import alerts, series, sources
+from tracker.store import alerts as alert_store
 from tracker.workspace import Workspace
 
 STATUSES = ALERT_STATUSES
 KINDS = ALERT_KINDS
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-_UPDATABLE = ("kind", "verdict", "confirmed_on", "change_pct", "value_before", "value_after",
-              "score", "severity", "event_id", "sources_agreeing")
 
 
 @dataclass
@@ -60,27 +60,6 @@ def fingerprint(company: str, metric: str, source: str, day: date, kind: str) ->
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def build_matrix(
-    ws: Workspace, *, companies: list[str] | None = None, known_at: datetime | None = None,
-    until: date | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Dates x series matrix of the latest known values, and its column keys.
-
-    Columns are integers indexing ``keys`` (company, metric, source), so series
-    names never have to be parsed back out of strings.
-    """
-    obs = ws.store.observations(companies, known_at=known_at, until=until)
-    if obs.empty:
-        return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=["company", "metric", "source"])
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(obs[["company", "metric", "source"]]))
-    keys = pd.DataFrame(list(uniques), columns=["company", "metric", "source"])
-    day_codes, days = pd.factorize(obs["as_of"], sort=True)
-    values = np.full((len(days), len(keys)), np.nan)
-    values[day_codes, codes] = obs["value"].to_numpy(dtype="float64")
-    matrix = pd.DataFrame(values, index=pd.DatetimeIndex(days), columns=range(len(keys)))
-    return matrix, keys
-
-
 def _corroborate(found: pd.DataFrame) -> np.ndarray:
     """How many sources of the same company and metric saw a move the same way (+-1 day)."""
     if found.empty:
@@ -98,106 +77,87 @@ def _corroborate(found: pd.DataFrame) -> np.ndarray:
     return agree
 
 
-def run_detection(
-    ws: Workspace, *, companies: list[str] | None = None, since: date | None = None,
-    known_at: datetime | None = None, until: date | None = None,
-) -> DetectionResult:
-    """Detect over the stored history and upsert the alerts; returns what changed.
+def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
+                  mark: alert_store.DetectionMark | None = None,
+                  neighbours_from: date | None = None) -> DetectionResult:
+    """Turn detector rows (with company, metric, source) into stored alerts.
 
-    ``since`` limits which anomalies are stored (by first day), not the history the
-    detector sees: it always judges each day against its full trailing window.
+    ``found`` is every verdict of a full pass, or (with ``neighbours_from``) those of
+    the days a daily run judged: then the stored moves dated ``neighbours_from`` or
+    later are grouped with them, so a drop today joins yesterday's event at another
+    company, and their event and corroboration are updated where that changed them.
     """
-    ids = [ws.store.company_id(c) for c in companies] if companies else None
-    matrix, keys = build_matrix(ws, companies=ids, known_at=known_at, until=until)
-    if matrix.empty:
-        return DetectionResult(pd.DataFrame(), pd.DataFrame())
-    found = detect(matrix, ws.settings.detect)
-    found = found.join(keys, on="series")
-    if since is not None:
-        found = found[found["date"] >= pd.Timestamp(since)]
-    found = found.reset_index(drop=True)
-    grouped = events(found, min_companies=ws.settings.alerts.event_min_companies,
-                     company=lambda s: keys.at[s, "company"])
+    found = found.copy()
+    if len(found):
+        found["fingerprint"] = [fingerprint(c, m, s, d, k) for c, m, s, d, k in zip(
+            found["company"], found["metric"], found["source"], found["date"], found["kind"],
+            strict=True)]
+        # in date order a later verdict about the same alert is its newer state
+        found = found.drop_duplicates("fingerprint", keep="last").reset_index(drop=True)
+        found["series_id"], found["source_id"] = alert_store.series_source_ids(ws.store, found)
+        found["verdict"] = found["status"]
+    stored = _neighbours(ws, found, neighbours_from)
+    linked = pd.concat([stored, found], ignore_index=True) if len(stored) else found
+    grouped = _link(ws, linked)
+    rows = [_row(r) for r in linked.to_dict("records")]
+    new_fps, updated = alert_store.upsert(ws.store, rows, mark=mark)
+    found = linked.iloc[len(stored):].reset_index(drop=True)
+    if found.empty:
+        return DetectionResult(found, grouped, found.assign(id=pd.Series(dtype="int64")),
+                               updated, series)
+    new = found[found["fingerprint"].isin(new_fps)].reset_index(drop=True)
+    return DetectionResult(found, grouped, new, updated, series)
+
+
+def _neighbours(ws: Workspace, found: pd.DataFrame, since: date | None) -> pd.DataFrame:
+    """Stored moves from ``since`` on that ``found`` does not restate, in detector columns."""
+    if since is None:
+        return found.iloc[0:0]
+    stored = alert_store.moves_since(ws.store, since)
+    if len(found):
+        stored = stored[~stored["fingerprint"].isin(found["fingerprint"])]
+    if stored.empty:
+        return found.iloc[0:0]
+    stored = stored.assign(status=stored["verdict"])
+    for c in ("date", "detected_on", "confirmed_on"):
+        stored[c] = pd.to_datetime(stored[c])
+    return stored
+
+
+def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
+    """Set ``event_id`` (cross-company events) and ``sources_agreeing`` in place."""
+    if found.empty:
+        return pd.DataFrame()
+    # grouped by row: the detector's column numbers differ between passes
+    grouped = events(found.assign(series=found.index),
+                     min_companies=ws.settings.alerts.event_min_companies,
+                     company=lambda i: found.at[i, "company"])
     found["event_id"] = None
     for ev in grouped.itertuples():
-        found.loc[found["series"].isin(ev.series) & (found["kind"] == ev.kind),
+        found.loc[found.index.isin(ev.series) & (found["kind"] == ev.kind),
                   "event_id"] = ev.event_id
     found["sources_agreeing"] = _corroborate(found)
-    new, updated = _upsert(ws, found)
-    return DetectionResult(found, grouped, new, updated, matrix.shape[1])
+    return grouped
 
 
-def _ids(ws: Workspace, found: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    with ws.store.reading("mapping series") as conn:
-        ser = pd.DataFrame(conn.execute(select(series.c.id, series.c.company_id,
-                                               series.c.metric)).all(),
-                           columns=["series_id", "company", "metric"])
-        src = pd.DataFrame(conn.execute(select(sources.c.id, sources.c.name)).all(),
-                           columns=["source_id", "source"])
-    merged = found[["company", "metric", "source"]].merge(ser, how="left").merge(src, how="left")
-    return merged["series_id"], merged["source_id"]
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "fingerprint": r["fingerprint"], "series_id": int(r["series_id"]),
+        "source_id": int(r["source_id"]), "date": _day(r["date"]),
+        "detected_on": _day(r["detected_on"]), "confirmed_on": _day(r["confirmed_on"]),
+        "kind": r["kind"], "change_pct": float(r["change_pct"]),
+        "value_before": _num(r["value_before"]), "value_after": _num(r["value_after"]),
+        "score": float(r["score"]), "severity": r["severity"], "verdict": r["verdict"],
+        "event_id": r["event_id"], "sources_agreeing": int(r["sources_agreeing"]),
+    }
 
 
-def _upsert(ws: Workspace, found: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    if found.empty:
-        return found.assign(id=pd.Series(dtype="int64")), 0
-    found = found.copy()
-    found["fingerprint"] = [fingerprint(c, m, s, d, k) for c, m, s, d, k in zip(
-        found["company"], found["metric"], found["source"], found["date"], found["kind"],
-        strict=True)]
-    found = found.drop_duplicates("fingerprint", keep="last")
-    found["series_id"], found["source_id"] = (s.to_numpy() for s in _ids(ws, found))
-    found["verdict"] = found["status"]
-    stamp = now_utc()
-    rows = []
-    for r in found.itertuples(index=False):
-        rows.append({
-            "fingerprint": r.fingerprint, "series_id": int(r.series_id),
-            "source_id": int(r.source_id), "date": r.date.date(),
-            "detected_on": r.detected_on.date(),
-            "confirmed_on": None if pd.isna(r.confirmed_on) else r.confirmed_on.date(),
-            "kind": r.kind, "change_pct": float(r.change_pct),
-            "value_before": _num(r.value_before), "value_after": _num(r.value_after),
-            "score": float(r.score), "severity": r.severity, "verdict": r.verdict,
-            "event_id": r.event_id, "sources_agreeing": int(r.sources_agreeing),
-        })
-    with ws.store.transaction("saving alerts") as conn:
-        existing = {row.fingerprint: row for row in conn.execute(
-            select(alerts.c.fingerprint, *[alerts.c[c] for c in _UPDATABLE])
-            .where(alerts.c.fingerprint.in_(bindparam("fps", expanding=True))),
-            {"fps": [r["fingerprint"] for r in rows]})}
-        fresh = [r for r in rows if r["fingerprint"] not in existing]
-        changed = [r for r in rows if r["fingerprint"] in existing
-                   and not _regresses(existing[r["fingerprint"]], r)
-                   and any(_differs(getattr(existing[r["fingerprint"]], c), r[c])
-                           for c in _UPDATABLE)]
-        if fresh:
-            conn.execute(insert(alerts), [{**r, "status": "open", "created_at": stamp,
-                                           "updated_at": stamp} for r in fresh])
-        if changed:
-            conn.execute(
-                update(alerts).where(alerts.c.fingerprint == bindparam("fp"))
-                .values({c: bindparam(c) for c in _UPDATABLE} | {"updated_at": stamp}),
-                [{**{c: r[c] for c in _UPDATABLE}, "fp": r["fingerprint"]} for r in changed],
-            )
-    fresh_fps = {r["fingerprint"] for r in fresh}
-    return found[found["fingerprint"].isin(fresh_fps)].reset_index(drop=True), len(changed)
-
-
-def _regresses(old: object, new: dict) -> bool:
-    """A verdict only moves forward: a replay of an earlier day (less data) must not
-    turn a confirmed alert back into a provisional one."""
-    return getattr(old, "verdict", None) == "confirmed" and new["verdict"] == "provisional"
+def _day(value: Any) -> date | None:
+    return None if pd.isna(value) else pd.Timestamp(value).date()
 
 
 def _num(value: float) -> float | None:
     return None if pd.isna(value) else float(value)
-
-
-def _differs(old: object, new: object) -> bool:
-    if isinstance(old, float) and isinstance(new, float):
-        return not np.isclose(old, new, rtol=1e-9, atol=1e-9)
-    return old != new
 
 
 def list_alerts(
@@ -209,21 +169,8 @@ def list_alerts(
         raise InputError(f"--status: {status!r} is not one of {', '.join(STATUSES)}")
     if kind is not None and kind not in KINDS:
         raise InputError(f"--kind: {kind!r} is not one of {', '.join(KINDS)}")
-    query = (select(alerts, series.c.company_id.label("company"), series.c.metric,
-                    sources.c.name.label("source"))
-             .join(series, series.c.id == alerts.c.series_id)
-             .join(sources, sources.c.id == alerts.c.source_id)
-             .order_by(alerts.c.date, alerts.c.id))
-    if since is not None:
-        query = query.where(alerts.c.date >= since)
-    if status is not None:
-        query = query.where(alerts.c.status == status)
-    if kind is not None:
-        query = query.where(alerts.c.kind == kind)
-    if company is not None:
-        query = query.where(series.c.company_id == ws.store.company_id(company))
-    with ws.store.reading("listing alerts") as conn:
-        frame = pd.DataFrame(conn.execute(query).mappings().all())
+    frame = alert_store.query(ws.store, since=since, status=status, kind=kind,
+                              company_id=ws.store.company_id(company) if company else None)
     if frame.empty:
         return pd.DataFrame(columns=list(ALERT_FIELDS))
     if min_severity is not None:
@@ -237,31 +184,16 @@ def set_status(ws: Workspace, ids: list[int], status: str, note: str | None = No
     """Mark alerts reviewed (acknowledged, dismissed, resolved) or reopen them."""
     if status not in STATUSES:
         raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    with ws.store.transaction("updating alerts") as conn:
-        known = set(conn.execute(select(alerts.c.id).where(
-            alerts.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids}).scalars())
-        missing = sorted(set(ids) - known)
-        if missing:
-            raise NotFoundError(f"no alert with id {', '.join(map(str, missing))} "
-                                "(see 'tracker alerts')")
-        values: dict[str, object] = {"status": status, "updated_at": now_utc()}
-        if note is not None:
-            values["note"] = note
-        conn.execute(update(alerts).where(alerts.c.id.in_(bindparam("ids", expanding=True)))
-                     .values(**values), {"ids": ids})
-    return len(ids)
+    return alert_store.set_status(ws.store, ids, status, note)
 
 
-def detect_step(ws: Workspace, day: date, run_id: int) -> list[dict]:
-    """The main job's detection step: upsert alerts, return the new ones.
+_MOVED = {"build_matrix", "run_detection", "detect_step"}
 
-    Each carries ``fresh``: False for backfill (first detected more than
-    ``[alerts] fresh_days`` before ``day``), which the job stores but does not count.
-    """
-    result = run_detection(ws, until=day)
-    fresh = set(result.fresh(day, ws.settings.alerts.fresh_days)["fingerprint"]) if len(
-        result.new) else set()
-    records = result.new.to_dict("records")
-    for r in records:
-        r["fresh"] = r["fingerprint"] in fresh
-    return records
+
+def __getattr__(name: str) -> Any:
+    """Detection moved to ``tracker.detection``; old imports keep working meanwhile."""
+    if name in _MOVED:
+        from tracker import detection
+
+        return getattr(detection, name)
+    raise AttributeError(f"module 'tracker.alerts' has no attribute {name!r}")

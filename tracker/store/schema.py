@@ -112,6 +112,8 @@ observations = Table(
     Column("run_id", BigId, ForeignKey("runs.id")),
     UniqueConstraint("series_id", "source_id", "as_of", "collected_at"),
     Index("ix_observations_collected_at", "collected_at"),
+    # the daily run reads a trailing window of days, whatever the length of history
+    Index("ix_observations_as_of", "as_of"),
 )
 
 source_state = Table(

@@ -1,0 +1,108 @@
+"""The daily, incremental detection stores exactly what one full pass stores.
+
+Why: the daily run reads a trailing window (and the whole history of only the few
+series that need it) and judges only the days that can have changed since its
+mark. If any of that were inexact, an operator's alerts would depend on when and
+how often the job ran.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tracker.alerts import list_alerts
+from tracker.config import Settings
+from tracker.detect.engine import window_days
+from tracker.detect.synthetic import generate
+from tracker.detection import detect_new, plan, run_detection
+from tracker.ingest import ImportOptions, import_file
+from tracker.store import Store
+from tracker.store import alerts as alert_store
+from tracker.workspace import Workspace
+
+COMPARED = ["company", "metric", "source", "date", "detected_on", "confirmed_on", "verdict",
+            "kind", "change_pct", "value_before", "value_after", "score", "severity",
+            "event_id", "sources_agreeing"]
+
+
+def _long_csv(m: pd.DataFrame, path: Path) -> Path:
+    long = m.stack().dropna().rename("employees").reset_index()
+    long.columns = ["date", "series", "employees"]
+    long["company"] = long["series"].str.split("/").str[0]
+    long["date"] = long["date"].dt.strftime("%Y-%m-%d")
+    long["employees"] = long["employees"].round().astype("int64")
+    long[["company", "date", "employees"]].to_csv(path, index=False)
+    return path
+
+
+def _workspace(tmp_path: Path, name: str, url: str | None = None) -> Workspace:
+    store = Store(url or f"sqlite:///{tmp_path / name}.db")
+    return Workspace(Settings(base_dir=tmp_path, sources={}), store)
+
+
+def _table(ws: Workspace) -> pd.DataFrame:
+    return (list_alerts(ws)[COMPARED].sort_values(["company", "date", "kind"])
+            .reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    """Over a window and a half of daily, weekly-patterned and monthly series with events."""
+    m, _ = generate(36, 540, seed=21, quiet_fraction=0.2, weekly_fraction=0.3,
+                    monthly_fraction=0.15, events_per_series=(2, 4))
+    assert len(m) > window_days(Settings().detect) + 60
+    return m
+
+
+def test_daily_runs_store_what_one_full_pass_stores(history: pd.DataFrame, tmp_path: Path,
+                                                    db_url: str) -> None:
+    csv = _long_csv(history, tmp_path / "history.csv")
+    full, daily = _workspace(tmp_path, "full"), _workspace(tmp_path, "daily", db_url)
+    for ws in (full, daily):
+        import_file(ws.store, csv, ImportOptions(collected_at=datetime(2020, 1, 1)))
+    days = history.index
+    run_detection(full)
+    run_detection(daily, until=days[-61].date())
+    for day in days[-60:]:
+        assert plan(daily, day.date()).start == day.date()  # one day, not the history
+        detect_new(daily, day.date())
+    want = _table(full)
+    assert len(want) >= 40 and want["kind"].nunique() >= 4
+    pd.testing.assert_frame_equal(_table(daily), want)
+    assert alert_store.load_mark(daily.store).through == days[-1].date()
+
+    # a correction of an old day reaches the alerts through the next daily run
+    old = days[-30]
+    series = history.columns[history.loc[old].notna().to_numpy()][0]
+    fix = tmp_path / "fix.csv"
+    pd.DataFrame({"company": [series.split("/")[0]], "date": [f"{old:%Y-%m-%d}"],
+                  "employees": [int(history.at[old, series] * 0.4)]}).to_csv(fix, index=False)
+    for ws in (full, daily):
+        import_file(ws.store, fix)
+    assert plan(daily, days[-1].date()).start == old.date()
+    result = detect_new(daily, days[-1].date())
+    assert any((result.new["date"] == old) & (result.new["kind"] == "glitch"))
+    run_detection(full)
+    pd.testing.assert_frame_equal(_table(daily), _table(full))
+    full.close()
+    daily.close()
+
+
+def test_plan_falls_back_to_a_full_pass(history: pd.DataFrame, tmp_path: Path) -> None:
+    """No mark yet, or more new days than a window (an import of years): everything."""
+    ws = _workspace(tmp_path, "p")
+    import_file(ws.store, _long_csv(history.iloc[:100], tmp_path / "a.csv"))
+    first = history.index[99].date()
+    assert plan(ws, first).start is None
+    detect_new(ws, first)
+    assert alert_store.load_mark(ws.store).through == first
+    assert plan(ws, first).start == first  # nothing new: only the day itself
+    later = history.index[100 + window_days(ws.settings.detect)].date()
+    assert plan(ws, later).start is None
+    assert plan(ws, date.fromordinal(first.toordinal() + 5)).start == \
+        date.fromordinal(first.toordinal() + 1)
+    ws.close()

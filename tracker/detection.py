@@ -1,0 +1,203 @@
+"""Detection over the store: which days need verdicts, what they must read, and the verdicts.
+
+Two entry points, one rule set (``tracker.detect``):
+
+- :func:`run_detection` judges a whole stored history (or what was known at a time)
+  in one vectorized pass: what a researcher, an import of years of history or the
+  first run of a new store needs.
+- :func:`detect_new` is the daily path. The store keeps a *detection mark* (the last
+  day judged, the last observation seen). A run judges only the days whose verdicts
+  can have changed since: the days after the mark, and the days of observations
+  written after it (late data, corrections). For each such day it reads a trailing
+  window of :func:`tracker.detect.engine.window_days` (a year) for all series, and
+  the whole history of only the few series the window does not suffice for (monthly
+  series, series that never went quiet). Its cost follows the number of companies,
+  not the length of the history, and its verdicts are exactly those of a full pass
+  (``detect_day`` equals the batch detector; tests prove both).
+
+Both hand their verdicts to :func:`tracker.alerts.save_verdicts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from tracker.alerts import DetectionResult, save_verdicts
+from tracker.detect import detect, detect_day
+from tracker.detect.engine import detect_day_window, empty_frame, window_days
+from tracker.records import Alert
+from tracker.store import alerts as alert_store
+from tracker.workspace import Workspace
+
+KEY_COLUMNS = ["company", "metric", "source"]
+
+
+def build_matrix(
+    ws: Workspace, *, companies: list[str] | None = None, known_at: datetime | None = None,
+    until: date | None = None, since: date | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Dates x series matrix of the latest known values, and its column keys.
+
+    Columns are integers indexing ``keys`` (company, metric, source), so series
+    names never have to be parsed back out of strings.
+    """
+    obs = ws.store.observations(companies, known_at=known_at, until=until, since=since)
+    return matrix_of(obs)
+
+
+def matrix_of(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`build_matrix` from observation rows already read."""
+    if obs.empty:
+        return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS)
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(obs[KEY_COLUMNS]))
+    keys = pd.DataFrame(list(uniques), columns=KEY_COLUMNS)
+    day_codes, days = pd.factorize(obs["as_of"], sort=True)
+    values = np.full((len(days), len(keys)), np.nan)
+    values[day_codes, codes] = obs["value"].to_numpy(dtype="float64")
+    matrix = pd.DataFrame(values, index=pd.DatetimeIndex(days), columns=range(len(keys)))
+    return matrix, keys
+
+
+def run_detection(
+    ws: Workspace, *, companies: list[str] | None = None, since: date | None = None,
+    known_at: datetime | None = None, until: date | None = None,
+) -> DetectionResult:
+    """Detect over the whole stored history and upsert the alerts; returns what changed.
+
+    ``since`` limits which anomalies are stored (by first day), not the history the
+    detector sees: it always judges each day against its full trailing window. A
+    pass over everything known now also moves the detection mark, so the next daily
+    run starts from there.
+    """
+    ids = [ws.store.company_id(c) for c in companies] if companies else None
+    whole = companies is None and since is None and known_at is None
+    last_id = alert_store.last_observation_id(ws.store) if whole else 0
+    matrix, keys = build_matrix(ws, companies=ids, known_at=known_at, until=until)
+    if matrix.empty:
+        return DetectionResult(pd.DataFrame(), pd.DataFrame())
+    found = detect(matrix, ws.settings.detect).join(keys, on="series")
+    if since is not None:
+        found = found[found["date"] >= pd.Timestamp(since)]
+    mark = None
+    if whole:
+        through = until or matrix.index[-1].date()
+        old = alert_store.load_mark(ws.store)
+        if old is None or through >= old.through:
+            mark = alert_store.DetectionMark(through, last_id)
+    return save_verdicts(ws, found.reset_index(drop=True), series=matrix.shape[1], mark=mark)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The days a daily run must judge: [start, end], or everything when ``start`` is None."""
+
+    start: date | None
+    end: date
+    last_observation: int
+    mark: alert_store.DetectionMark | None
+
+
+def plan(ws: Workspace, day: date) -> Plan:
+    """Which days' verdicts can have changed since the detection mark.
+
+    The days after the mark up to ``day``, and back to the earliest day of any
+    observation written since (a correction or late data for an old day). With no
+    mark, or more days than a window (an import of history), everything.
+    """
+    last_id = alert_store.last_observation_id(ws.store)
+    mark = alert_store.load_mark(ws.store)
+    if mark is None:
+        return Plan(None, day, last_id, None)
+    start = mark.through + timedelta(days=1)
+    if last_id > mark.last_observation:
+        earliest, _ = alert_store.observation_days(ws.store, mark.last_observation)
+        if earliest is not None:
+            start = min(start, earliest)
+    start = min(start, day)
+    if (day - start).days >= window_days(ws.settings.detect):
+        return Plan(None, day, last_id, mark)
+    return Plan(start, day, last_id, mark)
+
+
+def detect_new(ws: Workspace, day: date) -> DetectionResult:
+    """The daily detection: verdicts of the days that can have changed, saved as alerts."""
+    p = plan(ws, day)
+    if p.start is None:
+        return run_detection(ws, until=day)
+    s = ws.settings.detect
+    read_from = p.start - timedelta(days=window_days(s) - 1)
+    obs = ws.store.observations(since=read_from, until=day)
+    window, keys = matrix_of(obs)
+    days = [d for d in pd.date_range(p.start, day) if d in window.index] \
+        if not window.empty else []
+    whole = alert_store.first_observation_day(ws.store)
+    complete = whole is None or whole >= read_from
+    parts: list[pd.DataFrame] = []
+    deep: dict[pd.Timestamp, list[int]] = {}
+    for d in days:
+        if complete:
+            parts.append(detect_day(window, d, s).assign(_judged=d))
+            continue
+        rows, need = detect_day_window(window, d, s)
+        parts.append(rows.assign(_judged=d))
+        if need:
+            deep[d] = need
+    if deep:
+        parts += _deep_verdicts(ws, keys, deep, whole)
+    # in the order the days were judged: a later verdict about an alert is its newer state
+    found = (pd.concat(parts, ignore_index=True).sort_values("_judged", kind="stable")
+             .drop(columns="_judged").reset_index(drop=True)) if parts else empty_frame()
+    found = found.join(keys, on="series") if len(found) else found.assign(
+        **{c: pd.Series(dtype=object) for c in KEY_COLUMNS})
+    mark = None
+    if p.mark is None or day >= p.mark.through:
+        mark = alert_store.DetectionMark(day, p.last_observation)
+    return save_verdicts(ws, found, series=window.shape[1], mark=mark,
+                         neighbours_from=p.start - timedelta(days=31))
+
+
+def _deep_verdicts(ws: Workspace, keys: pd.DataFrame, deep: dict[pd.Timestamp, list[int]],
+                   first_day: date | None) -> list[pd.DataFrame]:
+    """detect_day over the whole history of the few series a window did not suffice for.
+
+    The matrix starts on the store's first day, as a full pass's does (the weekly
+    adjustment's first block depends on it), and its columns are renumbered back to
+    the window's.
+    """
+    cols = sorted({c for need in deep.values() for c in need})
+    wanted = keys.loc[cols]
+    obs = ws.store.observations(sorted(set(wanted["company"])), until=max(deep).date())
+    matrix, sub_keys = matrix_of(obs)
+    index = pd.MultiIndex.from_frame(sub_keys)
+    pos = index.get_indexer(pd.MultiIndex.from_frame(wanted))
+    matrix = matrix[pos]
+    matrix.columns = cols
+    if first_day is not None and pd.Timestamp(first_day) < matrix.index[0]:
+        matrix = matrix.reindex(matrix.index.union([pd.Timestamp(first_day)]))
+    out = []
+    for d, need in sorted(deep.items()):
+        out.append(detect_day(matrix[need], d, ws.settings.detect).assign(_judged=d))
+    return out
+
+
+def detect_step(ws: Workspace, day: date, run_id: int) -> list[Alert]:
+    """The main job's detection step: judge the new days, return the new alerts.
+
+    Each carries ``fresh``: False for backfill (first detected more than
+    ``[alerts] fresh_days`` before ``day``), which the job stores but does not count.
+    """
+    result = detect_new(ws, day)
+    fresh = set(result.fresh(day, ws.settings.alerts.fresh_days)["fingerprint"]) if len(
+        result.new) else set()
+    # a new alert's review status is "open"; the detector's word is its verdict
+    return [Alert.from_mapping({**r, "status": "open", "fresh": r["fingerprint"] in fresh,
+                                **{c: _day(r[c]) for c in ("date", "detected_on", "confirmed_on")}})
+            for r in result.new.to_dict("records")]
+
+
+def _day(value: object) -> date | None:
+    return None if pd.isna(value) else pd.Timestamp(value).date()  # type: ignore[arg-type]
