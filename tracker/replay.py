@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tracker.alerts import build_matrix
-from tracker.detect import detect
+from tracker.detect import detect, detect_day
 from tracker.detect.engine import severity
 from tracker.detect.evaluate import KINDS, Scores, score
+from tracker.detection import build_matrix, matrix_of
 from tracker.errors import InputError
 from tracker.ingest.csvfile import read_raw
 from tracker.workspace import Workspace
@@ -88,6 +88,14 @@ MAX_AS_KNOWN_DAYS = 366
 
 def _as_known(ws: Workspace, start: date | None, end: date | None,
               companies: list[str] | None) -> pd.DataFrame:
+    """Each day's verdicts from only what was known by its end, in one pass over time.
+
+    An observation becomes visible on the later of the day it was collected and its
+    own day. The known matrix is updated with each day's arrivals, and only the days
+    those arrivals can change are judged (``detect_day``: the day itself, and the
+    earliest day a late value or correction concerns, onward): a verdict about an
+    earlier day is the same as the day before, when it was already reported.
+    """
     if start is None or end is None:
         raise InputError("a replay as known needs --start and --end")
     days = pd.date_range(start, end)
@@ -95,22 +103,54 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
         raise InputError(f"a replay as known covers at most {MAX_AS_KNOWN_DAYS} days "
                          f"(one detection per day); got {len(days)}")
     ids = [ws.store.company_id(c) for c in companies] if companies else None
+    obs = ws.store.observations(ids, until=end, revisions=True)
+    if obs.empty:
+        return pd.DataFrame()
+    _, keys = matrix_of(obs.drop_duplicates(["company", "metric", "source"]))
+    col = pd.MultiIndex.from_frame(keys).get_indexer(
+        pd.MultiIndex.from_frame(obs[["company", "metric", "source"]]))
+    as_of = pd.DatetimeIndex(obs["as_of"])
+    visible = np.maximum(pd.DatetimeIndex(obs["collected_at"]).normalize(), as_of)
+    order = np.lexsort((obs["collected_at"].to_numpy(), visible.to_numpy()))
+    index = pd.DatetimeIndex(np.unique(as_of))
+    values = np.full((len(index), len(keys)), np.nan)
+    row = index.get_indexer(as_of)
+    vis = visible.to_numpy()[order]
+    cells = (row[order], col[order])
+    vals = obs["value"].to_numpy(dtype="float64")[order]
+    cut = np.searchsorted(vis, days.to_numpy(), side="right")
+    first = np.searchsorted(vis, days[0].to_numpy(), side="left")
+    # everything visible before the first day, then each day's arrivals
+    values[cells[0][:first], cells[1][:first]] = vals[:first]
+    s = ws.settings.detect
     parts, seen = [], set()
-    for day in days:
-        # everything known by the end of that day, and nothing dated after it
-        known = (day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)).to_pydatetime()
-        matrix, keys = build_matrix(ws, companies=ids, known_at=known, until=day.date())
-        if matrix.empty:
+    lo = first
+    arrived_as_of = as_of.to_numpy()[order]
+    for day, hi in zip(days, cut, strict=True):
+        values[cells[0][lo:hi], cells[1][lo:hi]] = vals[lo:hi]
+        matrix = pd.DataFrame(values, index=index, columns=range(len(keys)), copy=False)
+        if day == days[0]:
+            # one batch pass: verdicts reached before the first day were known already
+            earliest = day
+            found = detect(matrix.loc[:day], s)
+        elif hi > lo:  # what arrived today can change verdicts from its own day on
+            earliest = pd.Timestamp(arrived_as_of[lo:hi].min())
+            judged = index[(index >= earliest) & (index <= day)]
+            found = pd.concat([detect_day(matrix, d, s) for d in judged], ignore_index=True)
+        else:  # nothing new: nothing can have changed
             continue
-        found = detect(matrix, ws.settings.detect).join(keys, on="series")
+        lo = hi
         if found.empty:
             continue
-        rows = _verdicts(found, ws)
+        rows = _verdicts(found.join(keys, on="series"), ws)
         rows = rows[rows["day"] <= day]  # a verdict cannot be reached before its day
+        # several days judged at once restate a verdict: its latest state counts
+        rows = rows.drop_duplicates(["company", "metric", "source", "date", "event"],
+                                    keep="last")
         key = list(zip(rows["company"], rows["metric"], rows["source"], rows["date"],
                        rows["event"], strict=True))
         fresh = np.array([k not in seen for k in key], dtype=bool)
-        if day == days[0]:  # verdicts reached before the first day were known already
+        if day == days[0]:
             fresh &= (rows["day"] == day).to_numpy()
         seen.update(key)
         # reached today, possibly about an earlier date whose data arrived late
