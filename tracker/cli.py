@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from datetime import date, datetime
 from enum import StrEnum
@@ -98,6 +99,70 @@ def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise TrackerError(f"{output}: cannot write: {exc}") from exc
+
+
+def emit_rows(
+    columns: Sequence[str], rows: Sequence[Sequence[object]],
+    types: Mapping[str, type] | None = None,
+) -> None:
+    """Print rows as the plain table ``emit`` prints, without importing pandas.
+
+    For start-up time (``tracker status``). Cells are int, str, date, datetime or
+    None; a column's type is inferred from its values, as pandas does for a frame of
+    these rows, or declared in ``types`` for a column pandas would hold typed (int as
+    Int64, date as dates from ``.dt.date``), which matters only for missing values.
+    The output is pandas' ``to_string`` of the same table, quirks included, so moving
+    a command to rows changes no byte of it (tests/test_cli.py compares the two):
+    ints right-aligned under a header with a leading space, datetimes as dates when
+    all are midnight, missing values blank, but "<NA>" in declared int columns,
+    "NaT" in declared date columns and "None" in a column of nothing. Declare int
+    columns that may have gaps: pandas would print them as floats.
+    """
+    if not rows:
+        sys.stdout.write("(nothing)\n")
+        return
+    cols = []
+    for i, name in enumerate(columns):
+        cells, numeric = _text_column([row[i] for row in rows], (types or {}).get(name))
+        header = f" {name}" if numeric else name
+        width = max(len(header), *(len(c) for c in cells))
+        cols.append([header.rjust(width), *(c.rjust(width) for c in cells)])
+    sys.stdout.write("\n".join(" ".join(line) for line in zip(*cols, strict=True)) + "\n")
+
+
+_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text_column(values: list[object], declared: type | None) -> tuple[list[str], bool]:
+    """One column's cells as pandas prints them, and whether pandas sees it as numeric."""
+    present = [v for v in values if v is not None]
+    kinds = {type(v) for v in present}
+    kind = declared or (kinds.pop() if len(kinds) == 1 else object if kinds else None)
+    if kind is None:  # nothing but None: an object column of None
+        return ["None"] * len(values), False
+    if kind is int:
+        return ["<NA>" if v is None else str(v) for v in values], True
+    if kind is datetime:
+        stamps = [v for v in present if isinstance(v, datetime)]
+        midnight = all(v == datetime.combine(v.date(), datetime.min.time()) for v in stamps)
+        pattern = "%Y-%m-%d" if midnight else "%Y-%m-%dT%H:%M:%S.%f"
+        return ["" if v is None else _strftime(v, pattern) for v in values], False
+    if kind is date:
+        # a declared date column holds NaT where pandas made dates of datetimes (but
+        # an all-missing one stays datetime, printed blank); an inferred one is blank
+        gap = "NaT" if declared and present else ""
+        return [gap if v is None else _iso(v) for v in values], False
+    if kind is str:
+        return ["" if v is None else str(v).translate(_ESCAPES) for v in values], False
+    return [_iso(v).translate(_ESCAPES) for v in values], False
+
+
+def _strftime(value: object, pattern: str) -> str:
+    return value.strftime(pattern) if isinstance(value, date) else str(value)
+
+
+def _iso(value: object) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 @app.callback()
@@ -279,15 +344,16 @@ def status_cmd(
     runs: Annotated[int, typer.Option(min=1, help="How many recent runs to show")] = 5,
 ) -> None:
     """Recent runs, failing sources and companies whose data is stale."""
-    from tracker.status import status
+    from tracker.status import STALE_COLUMNS, status
+    from tracker.store.runs import RUN_COLUMNS, SOURCE_COLUMNS
 
     report = status(_workspace(ctx), runs)
     typer.echo("Recent runs:")
-    emit(report.runs, "table")
+    emit_rows(RUN_COLUMNS, report.run_rows)
     typer.echo("Sources in the last run:")
-    emit(report.sources, "table")
+    emit_rows(SOURCE_COLUMNS, report.source_rows)
     typer.echo(f"Stale companies (no observation for {report.stale_days}+ days):")
-    emit(report.stale, "table")
+    emit_rows(STALE_COLUMNS, report.stale_rows, types={"last_day": date, "days_since": int})
 
 
 #: Choices for --status and --kind, from the alert contract in tracker.records.

@@ -41,6 +41,12 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def today(self) -> date:
+        """'Today' in the schedule's timezone: the day a daily run collects for."""
+        from zoneinfo import ZoneInfo
+
+        return datetime.now(ZoneInfo(self.settings.schedule.timezone)).date()
+
     def sync_companies(self) -> int:
         """Create or update the companies declared under [companies.ID] in config."""
         declared = self.settings.companies

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
-from tracker.records import CompanyRef
-from tracker.store.schema import companies, company_aliases
+from tracker.records import DEFAULT_METRIC, CompanyRef
+from tracker.store.schema import companies, company_aliases, observations, series
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -97,3 +97,20 @@ def refs(conn: Connection) -> list[CompanyRef]:
         .order_by(companies.c.id)
     ).all()
     return [CompanyRef(r.id, r.name, dict(r.external_ids or {})) for r in rows]
+
+
+def last_days(conn: Connection, metric: str = DEFAULT_METRIC) -> list[tuple[str, str, date | None]]:
+    """(id, name, last observed day of ``metric``) per company, by id; None if never observed.
+
+    The day columns of ``Store.companies_summary`` without its pandas frame, for
+    ``tracker status``, which must start without importing pandas.
+    """
+    rows = conn.execute(
+        select(companies.c.id, companies.c.name, func.max(observations.c.as_of))
+        .select_from(companies)
+        .outerjoin(series, (series.c.company_id == companies.c.id) & (series.c.metric == metric))
+        .outerjoin(observations, observations.c.series_id == series.c.id)
+        .group_by(companies.c.id, companies.c.name)
+        .order_by(companies.c.id)
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]

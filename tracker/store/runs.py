@@ -5,6 +5,9 @@ protect is the database: a cron ``tracker run`` on one host and a ``tracker
 schedule`` on another must not collect together, and both can see the database.
 A lease expires, so a run that was SIGKILLed blocks the next one only until its
 lease runs out; a live run renews its lease while it works.
+
+Listings return plain rows, not DataFrames: ``tracker status`` prints them and must
+start without importing pandas.
 """
 
 from __future__ import annotations
@@ -14,16 +17,22 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tracker.errors import LockHeldError
 from tracker.store.companies import now_utc
-from tracker.store.core import Store
 from tracker.store.schema import locks, run_sources, runs, source_state
+
+if TYPE_CHECKING:
+    from tracker.store.core import Store
+
+#: Fields of the rows :func:`recent_runs` and :func:`source_results` return.
+RUN_COLUMNS: tuple[str, ...] = ("id", "kind", "started_at", "finished_at", "status", "summary")
+SOURCE_COLUMNS: tuple[str, ...] = ("run_id", "source", "status", "ok", "failed", "inserted",
+                                   "reason")
 
 
 def owner_id() -> str:
@@ -121,20 +130,19 @@ def release_lease(store: Store, name: str, owner: str) -> None:
         conn.execute(delete(locks).where(and_(locks.c.name == name, locks.c.owner == owner)))
 
 
-def recent_runs(store: Store, limit: int = 10) -> pd.DataFrame:
+def recent_runs(store: Store, limit: int = 10) -> list[tuple[Any, ...]]:
+    """The latest runs, newest first, as RUN_COLUMNS tuples."""
     with store.reading("listing runs") as conn:
-        rows = conn.execute(select(runs.c.id, runs.c.kind, runs.c.started_at,
-                                   runs.c.finished_at, runs.c.status, runs.c.summary)
+        rows = conn.execute(select(*[runs.c[c] for c in RUN_COLUMNS])
                             .order_by(runs.c.id.desc()).limit(limit)).all()
-    return pd.DataFrame(rows, columns=["id", "kind", "started_at", "finished_at", "status",
-                                       "summary"])
+    return [tuple(r) for r in rows]
 
 
-def source_results(store: Store, run_ids: list[int]) -> pd.DataFrame:
-    cols = ["run_id", "source", "status", "ok", "failed", "inserted", "reason"]
+def source_results(store: Store, run_ids: list[int]) -> list[tuple[Any, ...]]:
+    """What each source did in the given runs, as SOURCE_COLUMNS tuples."""
     if not run_ids:
-        return pd.DataFrame(columns=cols)
+        return []
     with store.reading("listing source results") as conn:
-        rows = conn.execute(select(*[run_sources.c[c] for c in cols])
+        rows = conn.execute(select(*[run_sources.c[c] for c in SOURCE_COLUMNS])
                             .where(run_sources.c.run_id.in_(run_ids))).all()
-    return pd.DataFrame(rows, columns=cols)
+    return [tuple(r) for r in rows]
