@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,109 @@ def test_historical_snapshots_with_collected_at(project: Path) -> None:
     assert now.stdout.splitlines()[1].startswith("2022-10-11,csv,284991")
     bad = tracker("import", str(first), "--collected-at", "soon", cwd=project)
     assert bad.returncode == 3 and "--collected-at: 'soon' is not a timestamp" in bad.stderr
+
+
+# -- start-up ----------------------------------------------------------------------
+# tracker --help and tracker status must start in well under half a second
+# (benchmarks/startup_bench.py prints the figures). Timing is flaky on shared
+# machines, so these tests pin the cause instead: which modules get imported.
+
+HEAVY = ("pandas", "numpy", "sqlalchemy", "alembic", "matplotlib", "statsmodels", "requests",
+         "scipy", "jinja2", "apscheduler")
+
+
+def imported_after(code: str, *args: str, cwd: Path) -> list[str]:
+    """The heavy modules loaded once ``code`` has run in a fresh interpreter."""
+    probe = (f"import json, sys\n{code}\n"
+             f"sys.stderr.write('\\n' + json.dumps(sorted(m for m in {HEAVY!r} "
+             "if m in sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_importing_the_cli_loads_nothing_heavy(project: Path) -> None:
+    loaded = imported_after("import tracker.cli", cwd=project)
+    assert loaded == [], f"import tracker.cli loads {loaded}: import them in the command"
+
+
+def test_help_loads_nothing_heavy(project: Path) -> None:
+    code = "from tracker.cli import main\nassert main(sys.argv[1:]) == 0"
+    loaded = imported_after(code, "--help", cwd=project)
+    assert loaded == []
+
+
+def test_status_on_an_up_to_date_database_skips_alembic_and_plotting(project: Path) -> None:
+    assert tracker("db", "upgrade", cwd=project).returncode == 0
+    code = "from tracker.cli import main\nassert main(sys.argv[1:]) == 0"
+    loaded = imported_after(code, "status", cwd=project)
+    assert "sqlalchemy" in loaded  # the probe works: status did open the store
+    # pandas is still loaded by tracker/store/core.py and the configured source's
+    # module at config validation (see benchmarks/startup_bench.py)
+    assert not {"alembic", "matplotlib", "statsmodels", "scipy", "jinja2",
+                "apscheduler"} & set(loaded), loaded
+
+
+def test_head_revision_without_alembic_agrees_with_alembic() -> None:
+    from tracker.store import engine
+
+    assert engine.head_revision() == engine._alembic_head_revision()
+
+
+# -- tables without pandas -----------------------------------------------------------
+
+T0 = datetime(2026, 12, 3, 11, 43, 40, 460503)
+MIDNIGHT = datetime(2022, 10, 11)
+
+
+@pytest.mark.parametrize("rows", [
+    [(1, "run", T0, T0, "ok", "OK: fine")],
+    [(2, "run", T0, None, "running", None), (1, "collect", MIDNIGHT, T0, "ok", "done")],
+    [(2, "run", T0, None, "running", None)],  # columns of nothing print None
+    [(1, "x", MIDNIGHT, MIDNIGHT, "ok", "a\tb\nc")],  # all midnight: dates; escapes
+    [(-5, "é", T0, MIDNIGHT, "", "")],
+    [(1, 2, date(2022, 1, 1), T0, None, 3), (2, "b", None, None, "s", date(2022, 1, 2))],
+    [],
+])
+def test_emit_rows_prints_what_pandas_prints(
+    rows: list[tuple], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    from tracker.cli import emit, emit_rows
+
+    columns = ["id", "kind", "started_at", "finished_at", "status", "summary"]
+    emit(pd.DataFrame(rows, columns=columns), "table")
+    expected = capsys.readouterr().out
+    emit_rows(columns, rows)
+    assert capsys.readouterr().out == expected
+
+
+@pytest.mark.parametrize("days", [
+    [date(2022, 12, 31), date(2022, 12, 1)],
+    [date(2022, 12, 31), None],  # never observed beside observed: NaT and <NA>
+    [None, None],
+    [],
+])
+def test_status_tables_print_as_their_frames(
+    days: list[date | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tracker.cli import emit, emit_rows
+    from tracker.status import STALE_COLUMNS, StatusReport
+    from tracker.store.runs import RUN_COLUMNS, SOURCE_COLUMNS
+
+    today = date(2023, 1, 10)
+    stale = [(f"c{i}", f"C {i}", d, (today - d).days if d else None) for i, d in enumerate(days)]
+    report = StatusReport([(1, "run", T0, None, "running", None)],
+                          [(1, "files", "ok", 10, 0, 10, None), (1, "gone", "failed", 0, 3, 0,
+                                                                 "folder missing")],
+                          stale, 3)
+    for frame in (report.runs, report.sources, report.stale):
+        emit(frame, "table")
+    expected = capsys.readouterr().out
+    emit_rows(RUN_COLUMNS, report.run_rows)
+    emit_rows(SOURCE_COLUMNS, report.source_rows)
+    emit_rows(STALE_COLUMNS, report.stale_rows, types={"last_day": date, "days_since": int})
+    assert capsys.readouterr().out == expected
+    assert str(report.stale["days_since"].dtype) == "Int64"
