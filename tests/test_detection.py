@@ -106,3 +106,33 @@ def test_plan_falls_back_to_a_full_pass(history: pd.DataFrame, tmp_path: Path) -
     assert plan(ws, date.fromordinal(first.toordinal() + 5)).start == \
         date.fromordinal(first.toordinal() + 1)
     ws.close()
+
+
+def test_fast_reader_gives_the_latest_known_values(tmp_path: Path, db_url: str) -> None:
+    """The covering-index reader equals the general one, revisions included: a later
+    correction wins, and so does a value re-imported with an earlier collected_at."""
+    from tracker.detection import build_matrix, matrix_of
+
+    ws = _workspace(tmp_path, "r", db_url)
+    rows = pd.DataFrame({"company": ["Acme"] * 4 + ["Globex"] * 2,
+                         "date": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04",
+                                  "2024-01-01", "2024-01-03"],
+                         "employees": [100, 101, 102, 103, 50, 51]})
+    rows.to_csv(tmp_path / "a.csv", index=False)
+    import_file(ws.store, tmp_path / "a.csv", ImportOptions(collected_at=datetime(2024, 2, 1)))
+    rows.assign(employees=rows["employees"] + 7).iloc[[1]].to_csv(tmp_path / "b.csv",
+                                                                  index=False)
+    import_file(ws.store, tmp_path / "b.csv", ImportOptions(collected_at=datetime(2024, 3, 1)))
+    rows.assign(employees=rows["employees"] - 9).iloc[[2]].to_csv(tmp_path / "c.csv",
+                                                                  index=False)
+    import_file(ws.store, tmp_path / "c.csv", ImportOptions(collected_at=datetime(2024, 1, 5)))
+    fast, keys = build_matrix(ws)
+    general, general_keys = matrix_of(ws.store.observations())
+    pd.testing.assert_frame_equal(keys, general_keys)
+    pd.testing.assert_frame_equal(fast, general)
+    acme = fast[int(keys.index[keys["company"] == "acme"][0])]
+    assert acme.tolist() == [100, 108, 102, 103]  # the March fix; not the older January one
+    window, _ = build_matrix(ws, since=date(2024, 1, 2), until=date(2024, 1, 3),
+                             companies=["globex"])
+    assert window.shape == (1, 1) and window.iloc[0, 0] == 51
+    ws.close()

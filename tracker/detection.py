@@ -31,6 +31,7 @@ from tracker.detect import detect, detect_day
 from tracker.detect.engine import detect_day_window, empty_frame, window_days
 from tracker.records import Alert
 from tracker.store import alerts as alert_store
+from tracker.store.latest import Latest, latest_values
 from tracker.workspace import Workspace
 
 KEY_COLUMNS = ["company", "metric", "source"]
@@ -42,11 +43,34 @@ def build_matrix(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Dates x series matrix of the latest known values, and its column keys.
 
-    Columns are integers indexing ``keys`` (company, metric, source), so series
-    names never have to be parsed back out of strings.
+    Columns are integers indexing ``keys`` (company, metric, source), sorted by
+    those, so series names never have to be parsed back out of strings. The
+    latest values come through the store's fast reader; a point in time
+    (``known_at``) needs the general one.
     """
-    obs = ws.store.observations(companies, known_at=known_at, until=until, since=since)
-    return matrix_of(obs)
+    if known_at is not None:
+        return matrix_of(ws.store.observations(companies, known_at=known_at, until=until,
+                                               since=since))
+    return _matrix_of_latest(latest_values(ws.store, since=since, until=until,
+                                           companies=companies))
+
+
+def _matrix_of_latest(latest: Latest) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not len(latest):
+        return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS)
+    code = latest.series_id * np.int64(2**31) + latest.source_id
+    uniq, col = np.unique(code, return_inverse=True)
+    names = [(*latest.series_names[int(u // 2**31)], latest.source_names[int(u % 2**31)])
+             for u in uniq]
+    by_name = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_name] = np.arange(len(names))
+    keys = pd.DataFrame([names[i] for i in by_name], columns=KEY_COLUMNS)
+    days, row = np.unique(latest.day, return_inverse=True)
+    values = np.full((days.size, len(keys)), np.nan)
+    values[row, rank[col]] = latest.value
+    index = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"))
+    return pd.DataFrame(values, index=index, columns=range(len(keys))), keys
 
 
 def matrix_of(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,8 +154,7 @@ def detect_new(ws: Workspace, day: date) -> DetectionResult:
         return run_detection(ws, until=day)
     s = ws.settings.detect
     read_from = p.start - timedelta(days=window_days(s) - 1)
-    obs = ws.store.observations(since=read_from, until=day)
-    window, keys = matrix_of(obs)
+    window, keys = build_matrix(ws, since=read_from, until=day)
     days = [d for d in pd.date_range(p.start, day) if d in window.index] \
         if not window.empty else []
     whole = alert_store.first_observation_day(ws.store)
@@ -170,8 +193,8 @@ def _deep_verdicts(ws: Workspace, keys: pd.DataFrame, deep: dict[pd.Timestamp, l
     """
     cols = sorted({c for need in deep.values() for c in need})
     wanted = keys.loc[cols]
-    obs = ws.store.observations(sorted(set(wanted["company"])), until=max(deep).date())
-    matrix, sub_keys = matrix_of(obs)
+    matrix, sub_keys = build_matrix(ws, companies=sorted(set(wanted["company"])),
+                                    until=max(deep).date())
     index = pd.MultiIndex.from_frame(sub_keys)
     pos = index.get_indexer(pd.MultiIndex.from_frame(wanted))
     matrix = matrix[pos]

@@ -1,0 +1,100 @@
+"""The latest known value of every (series, source, day) in a range of days, as arrays.
+
+This is what detection reads every day, so it is built for speed rather than
+generality: four integer columns straight from the covering index
+``(as_of, series_id, source_id, value)`` (no lookups into the table, days as
+integers computed by the database), fetched in chunks into numpy. Revisions are
+rare, so they are not sorted out in SQL: a (series, source, day) read twice is
+looked up once more, for its latest-collected value. ``Store.observations`` stays
+the general reader (names, timestamps, revisions, points in time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from sqlalchemy import Date, bindparam, text
+
+from tracker.store.core import Store
+
+_CHUNK = 500_000
+#: The day as days since 1970-01-01, per dialect.
+_DAY_SQL = {"sqlite": "CAST(julianday(o.as_of) - 2440587.5 AS INTEGER)",
+            "postgresql": "(o.as_of - DATE '1970-01-01')"}
+
+
+@dataclass(frozen=True)
+class Latest:
+    """Flat arrays, one entry per (series, source, day), sorted by those three."""
+
+    series_id: np.ndarray
+    source_id: np.ndarray
+    day: np.ndarray
+    value: np.ndarray
+    #: series id -> (company id, metric); source id -> name
+    series_names: dict[int, tuple[str, str]]
+    source_names: dict[int, str]
+
+    def __len__(self) -> int:
+        return int(self.day.size)
+
+
+def latest_values(store: Store, *, since: date | None = None, until: date | None = None,
+                  companies: Iterable[str] | None = None) -> Latest:
+    """Latest value per (series, source, day) for days in [since, until] (both optional),
+    of every company or of ``companies`` (ids) only."""
+    where, params, binds = ["1=1"], {}, []
+    for clause, name, value in (("o.as_of >= :since", "since", since),
+                                ("o.as_of <= :until", "until", until)):
+        if value is not None:
+            where.append(clause)
+            params[name] = value
+            binds.append(bindparam(name, type_=Date()))
+    if companies is not None:
+        where.append("o.series_id IN (SELECT id FROM series WHERE company_id IN :cids)")
+        params["cids"] = list(companies)
+        binds.append(bindparam("cids", expanding=True))
+    day = _DAY_SQL.get(store.dialect, _DAY_SQL["sqlite"])
+    sql = text(f"SELECT o.series_id, o.source_id, {day}, o.value FROM observations o "
+               "WHERE " + " AND ".join(where)).bindparams(*binds)
+    chunks: list[np.ndarray] = []
+    with store.reading("reading observations") as conn:
+        if params.get("cids") == []:
+            rows = np.zeros((0, 4), dtype=np.int64)
+        else:
+            cursor = conn.execute(sql, params).cursor
+            assert cursor is not None
+            while batch := cursor.fetchmany(_CHUNK):
+                chunks.append(np.asarray(batch, dtype=np.int64))
+            rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
+        series_names = {int(i): (c, m) for i, c, m in conn.execute(text(
+            "SELECT id, company_id, metric FROM series")).all()}
+        source_names = {int(i): n for i, n in conn.execute(text(
+            "SELECT id, name FROM sources")).all()}
+        order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
+        rows = rows[order]
+        dup = np.zeros(len(rows), dtype=bool)
+        if len(rows) > 1:
+            same = (np.diff(rows[:, :3], axis=0) == 0).all(axis=1)
+            dup[1:] = same  # a later row of the same cell
+            first = np.zeros(len(rows), dtype=bool)
+            first[:-1] = same
+            revised = np.flatnonzero(first & ~dup)  # first row of each cell read twice
+            if revised.size:
+                rows[revised, 3] = _latest_of(conn, rows[revised, :3])
+        rows = rows[~dup]
+    return Latest(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], series_names, source_names)
+
+
+def _latest_of(conn, cells: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The latest-collected value of each (series, source, day number) cell."""
+    query = text(
+        "SELECT value FROM observations WHERE series_id = :s AND source_id = :o "
+        "AND as_of = :d ORDER BY collected_at DESC LIMIT 1"
+    ).bindparams(bindparam("d", type_=Date()))
+    days = cells[:, 2].astype("datetime64[D]").tolist()
+    return np.asarray([conn.execute(query, {"s": int(s), "o": int(o), "d": d}).scalar()
+                       for (s, o, _), d in zip(cells, days, strict=True)], dtype=np.int64)
