@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracker.alerts import list_alerts, run_detection, set_status
+from tracker.alerts import list_alerts, set_status
 from tracker.config import Settings
+from tracker.detection import run_detection
 from tracker.errors import InputError, NotFoundError
 from tracker.ingest import import_file
 from tracker.job import run_once

@@ -24,8 +24,9 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.figure import Figure
 
 from tracker import plots
-from tracker.alerts import build_matrix, list_alerts, run_detection
+from tracker.alerts import list_alerts
 from tracker.config import Settings
+from tracker.detection import build_matrix, run_detection
 from tracker.errors import InputError, NotFoundError
 from tracker.ingest import import_file
 from tracker.store import Store

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracker.alerts import list_alerts, run_detection
+from tracker.alerts import list_alerts
 from tracker.config import Settings
+from tracker.detection import run_detection
 from tracker.errors import InputError
 from tracker.ingest import ImportOptions, import_file
 from tracker.replay import evaluate, read_labels, timeline

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tracker.alerts import list_alerts, run_detection
+from tracker.alerts import list_alerts
 from tracker.config import Settings
+from tracker.detection import run_detection
 from tracker.report import build_report
 from tracker.workspace import Workspace
 

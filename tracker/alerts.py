@@ -185,15 +185,3 @@ def set_status(ws: Workspace, ids: list[int], status: str, note: str | None = No
     if status not in STATUSES:
         raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     return alert_store.set_status(ws.store, ids, status, note)
-
-
-_MOVED = {"build_matrix", "run_detection", "detect_step"}
-
-
-def __getattr__(name: str) -> Any:
-    """Detection moved to ``tracker.detection``; old imports keep working meanwhile."""
-    if name in _MOVED:
-        from tracker import detection
-
-        return getattr(detection, name)
-    raise AttributeError(f"module 'tracker.alerts' has no attribute {name!r}")

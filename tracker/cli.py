@@ -369,14 +369,25 @@ def detect_cmd(
     known_at: Annotated[
         str | None, typer.Option(help="Use only what was known at this UTC time (replay)")
     ] = None,
+    day: Annotated[
+        str | None, typer.Option(help="Judge the days up to this one (default: today)")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-detect over the whole history, not only new days")
+    ] = False,
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
-    """Detect abnormal moves in the stored history and store them as alerts."""
-    from tracker.alerts import run_detection
+    """Detect abnormal moves and store them as alerts: the days new since the last
+    detection (as `tracker run` does), or the whole history with a filter or --full."""
+    from tracker.detection import detect_new, run_detection
 
-    result = run_detection(_workspace(ctx), companies=company,
-                           since=parse_day(since, "--since"),
-                           known_at=parse_timestamp(known_at, "--known-at"))
+    ws = _workspace(ctx)
+    until = parse_day(day, "--day")
+    if full or since or company or known_at:
+        result = run_detection(ws, companies=company, since=parse_day(since, "--since"),
+                               known_at=parse_timestamp(known_at, "--known-at"), until=until)
+    else:
+        result = detect_new(ws, until or ws.today())
     err.print(f"{result.series:,} series checked: {len(result.anomalies):,} anomalies, "
               f"{len(result.new):,} new alert(s), {result.updated:,} updated, "
               f"{len(result.events):,} cross-company event(s)", highlight=False)

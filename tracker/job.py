@@ -205,7 +205,7 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
 
 def default_steps() -> list[Step]:
     """The steps after collection, in order."""
-    from tracker.alerts import detect_step
+    from tracker.detection import detect_step
     from tracker.notify import notify_step
     from tracker.report import report_step
 

@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tracker.errors import InputError
 from tracker.records import StepOutcome
+from tracker.store import companies as company_ops
 from tracker.store import run_history
 from tracker.workspace import Workspace
 
@@ -92,7 +93,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     html = _env().get_template("daily.html.j2").render(
         day=day.isoformat(), summary=summary, new_alerts=_records(new),
         open_alerts=_records(open_), events=events, charts=charts,
-        companies=len(ws.companies()),
+        companies=company_ops.count(ws.store),
     )
     path = folder / "index.html"
     path.write_text(html, encoding="utf-8")

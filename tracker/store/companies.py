@@ -12,11 +12,15 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, insert, select
 
 from tracker.records import DEFAULT_METRIC, CompanyRef
 from tracker.store.schema import companies, company_aliases, observations, series
+
+if TYPE_CHECKING:
+    from tracker.store.core import Store
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -114,3 +118,9 @@ def last_days(conn: Connection, metric: str = DEFAULT_METRIC) -> list[tuple[str,
         .order_by(companies.c.id)
     ).all()
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+def count(store: Store) -> int:
+    """How many companies are tracked: the report says it without reading observations."""
+    with store.reading("counting companies") as conn:
+        return int(conn.execute(select(func.count()).select_from(companies)).scalar() or 0)
