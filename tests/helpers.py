@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tracker.workspace import Workspace, open_workspace
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def open_ws(cfg: Path, registry: list[Workspace]) -> Workspace:
@@ -12,3 +17,24 @@ def open_ws(cfg: Path, registry: list[Workspace]) -> Workspace:
     ws = open_workspace(cfg)
     registry.append(ws)
     return ws
+
+
+def python_env() -> dict[str, str]:
+    """The environment for a child Python that must import this checkout's tracker.
+
+    Neither the console script on PATH nor an editable install elsewhere may stand
+    in for the code under test, so the repository goes first on the path.
+    """
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *([path] if path else [])])}
+
+
+def tracker_command(*args: str) -> list[str]:
+    """The argv of ``tracker ARGS`` run by the test interpreter (see :func:`python_env`)."""
+    return [sys.executable, "-m", "tracker", *args]
+
+
+def tracker(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real CLI on this checkout in a fresh process, capturing its output."""
+    return subprocess.run(tracker_command(*args), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=python_env())

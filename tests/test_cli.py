@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,25 +10,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, python_env, tracker
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
-
-
-def python_env() -> dict[str, str]:
-    """The environment for a child Python that must import this checkout's tracker.
-
-    Neither the console script on PATH nor an editable install elsewhere may stand
-    in for the code under test, so the repository goes first on the path.
-    """
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *([path] if path else [])])}
-
-
-def tracker(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "tracker", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=python_env())
 
 
 @pytest.fixture
@@ -221,10 +204,25 @@ def test_status_on_an_up_to_date_database_skips_alembic_and_plotting(project: Pa
     code = "from tracker.cli import main\nassert main(sys.argv[1:]) == 0"
     loaded = imported_after(code, "status", cwd=project)
     assert "sqlalchemy" in loaded  # the probe works: status did open the store
-    # pandas is still loaded by tracker/store/core.py and the configured source's
-    # module at config validation (see benchmarks/startup_bench.py)
-    assert not {"alembic", "matplotlib", "statsmodels", "scipy", "jinja2",
-                "apscheduler"} & set(loaded), loaded
+    # pandas and numpy too: the store and the configured source's module (loaded to
+    # validate its settings) import them only where frames are built
+    assert not {"pandas", "numpy", "alembic", "matplotlib", "statsmodels", "scipy",
+                "jinja2", "apscheduler"} & set(loaded), loaded
+
+
+def test_validating_the_builtin_sources_loads_no_pandas(project: Path) -> None:
+    """Every command validates the config, which imports each configured source."""
+    (project / "config.toml").write_text(
+        '[sources.files]\ntype = "csv_folder"\npath = "data/samples"\n'
+        '[sources.api]\ntype = "http_json"\nurl = "http://127.0.0.1/{company}"\n'
+        'value_path = "n"\n'
+        '[sources.page]\ntype = "html_page"\nurl = "http://127.0.0.1/{company}"\n'
+        'selector = "p.n"\n'
+        '[sources.pdl]\ntype = "pdl"\n', encoding="utf-8")
+    code = ("from tracker.config import load_settings\n"
+            "assert set(load_settings('config.toml').sources) == {'files', 'api', 'page', 'pdl'}")
+    loaded = imported_after(code, cwd=project)
+    assert not {"pandas", "numpy"} & set(loaded), loaded
 
 
 def test_head_revision_without_alembic_agrees_with_alembic() -> None:

@@ -155,7 +155,12 @@ def _format_errors(path: str, exc: ValidationError, prefix: str = "") -> list[st
 
 def _validate_plugins(path: str, section: str, kind: str,
                       tables: dict[str, dict[str, Any]]) -> list[str]:
-    """Each [SECTION.NAME] table against its plugin's own settings model."""
+    """Each [SECTION.NAME] table against its plugin's own settings model.
+
+    This imports every configured plugin's module on every command, ``tracker
+    status`` included, so the built-in sources keep pandas and the readers out of
+    their module level (tests/test_cli.py checks that validating them loads no pandas).
+    """
     from tracker.plugins import available
 
     registry = available(kind)

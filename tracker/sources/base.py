@@ -20,13 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tracker.errors import SourceError
 from tracker.records import CompanyRef, Failure, Observation
+
+if TYPE_CHECKING:
+    # imported where frames are built: validating a config loads every configured
+    # source's module, and `tracker status` must start without pandas
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,8 @@ class Source(ABC):
         value. Sources that read whole files override this to stay vectorized; the
         default collects :meth:`fetch` so small plugins only write ``fetch``.
         """
+        import pandas as pd
+
         found: list[Observation] = []
         failures: list[Failure] = []
         for item in self.fetch(companies, day):

@@ -14,15 +14,18 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import Field
 
 from tracker.errors import InputError
-from tracker.ingest.csvfile import MAX_SHOWN, parse
 from tracker.records import CompanyRef, Failure, Observation
 from tracker.sources.base import Source, SourceSettings
+
+if TYPE_CHECKING:
+    # pandas and the CSV reader are imported when files are read: validating a
+    # config loads this module, and `tracker status` must start without pandas
+    import pandas as pd
 
 
 class CsvFolderSettings(SourceSettings):
@@ -84,6 +87,10 @@ class CsvFolderSource(Source):
     def fetch_frame(
         self, companies: Sequence[CompanyRef], day: date
     ) -> tuple[pd.DataFrame, list[Failure]]:
+        import pandas as pd
+
+        from tracker.ingest.csvfile import MAX_SHOWN, parse
+
         if not self.folder.is_dir():
             return pd.DataFrame(), [Failure(self.instance, None,
                                             f"folder {self.folder} does not exist")]
@@ -121,4 +128,6 @@ class CsvFolderSource(Source):
 
 def _columns(path: Path) -> set[str]:
     """Normalised header names, to know whether the file named its own source."""
+    import pandas as pd
+
     return {c.strip().lower() for c in pd.read_csv(path, nrows=0).columns}

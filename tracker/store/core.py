@@ -14,9 +14,8 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, Date, DateTime, bindparam, insert, select, text
 
 from tracker.errors import NotFoundError
@@ -24,6 +23,12 @@ from tracker.records import DEFAULT_METRIC
 from tracker.store import companies as company_ops
 from tracker.store import engine as engine_ops
 from tracker.store.schema import companies, company_aliases, series, sources
+
+if TYPE_CHECKING:
+    # pandas and numpy are imported by the methods that need them: `tracker status`
+    # opens a Store and must start without them (tests/test_cli.py checks it)
+    import numpy as np
+    import pandas as pd
 
 OBS_COLUMNS = ["company", "metric", "source", "as_of", "value", "collected_at"]
 
@@ -154,6 +159,8 @@ class Store:
 
     def _ids(self, conn: Connection, table, key_cols: list[str], wanted: pd.DataFrame) -> pd.Series:  # type: ignore[no-untyped-def]
         """Ids for the distinct key rows in ``wanted``, inserting missing ones first."""
+        import pandas as pd
+
         cols = [table.c[c] for c in key_cols]
         existing = pd.DataFrame(conn.execute(select(table.c.id, *cols)).all(),
                                 columns=["id", *key_cols])
@@ -181,6 +188,8 @@ class Store:
         Duplicate keys must have been rejected by the caller; identical duplicates
         are harmless.
         """
+        import pandas as pd
+
         if frame.empty:
             return WriteResult(0, 0)
         frame = frame.drop_duplicates(["company", "metric", "source", "as_of"], keep="last")
@@ -245,6 +254,9 @@ class Store:
         the latest known at ``known_at`` (naive UTC) for point-in-time replays.
         ``revisions=True`` returns every stored row instead.
         """
+        import numpy as np
+        import pandas as pd
+
         where, params = ["1=1"], {}
         if companies_ is not None:
             ids = list(companies_)
@@ -312,6 +324,8 @@ class Store:
 
     def companies_summary(self) -> pd.DataFrame:
         """Per company: name, first and last day, last value, number of observations."""
+        import pandas as pd
+
         sql = text(
             "SELECT c.id, c.name, MIN(o.as_of), MAX(o.as_of), COUNT(o.id) "
             "FROM companies c LEFT JOIN series se ON se.company_id = c.id AND se.metric = :m "
@@ -347,6 +361,9 @@ class Store:
 
 def _to_datetime(values: Sequence[object]) -> pd.Series:
     """Dates and timestamps as datetime64[ns], from SQLite strings or driver objects."""
+    import numpy as np
+    import pandas as pd
+
     if not len(values):
         return pd.Series([], dtype="datetime64[ns]")
     if isinstance(values[0], str):
