@@ -4,7 +4,6 @@ point (``tracker run``, ``tracker collect``, ``tracker status``) in subprocesses
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import threading
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import open_ws
+from helpers import open_ws, python_env, tracker, tracker_command
 from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import insert, select, update
 
@@ -26,7 +25,6 @@ from tracker.store.companies import now_utc
 from tracker.store.schema import locks, runs
 from tracker.workspace import Workspace
 
-TRACKER = shutil.which("tracker")
 TODAY = date(2026, 11, 20)
 
 
@@ -183,7 +181,6 @@ def test_stale_lease_of_a_sigkilled_run_expires(
     fake_http: FakeHttpServer,  # noqa: F811
     workspaces: list[Workspace],
 ) -> None:
-    assert TRACKER, "the console script 'tracker' is not installed (pip install -e .)"
     fake_http.add_company("acme", 1000)
     fake_http.inject("acme", delay=30.0)
     sources = (
@@ -195,7 +192,8 @@ def test_stale_lease_of_a_sigkilled_run_expires(
     cfg = write_config(project, sqlite_url, sources=sources)
     ws = open_ws(cfg, workspaces)
     proc = subprocess.Popen(
-        [TRACKER, "--config", str(cfg), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        tracker_command("--config", str(cfg), "run"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=python_env(),
     )
     try:
         deadline = time.monotonic() + 30
@@ -369,11 +367,6 @@ def test_every_source_failing_is_a_failed_run(
 # -- the real CLI ------------------------------------------------------------------
 
 
-def tracker(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    assert TRACKER, "the console script 'tracker' is not installed (pip install -e .)"
-    return subprocess.run([TRACKER, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
 def no_traceback(proc: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
 
@@ -431,13 +424,7 @@ def test_run_with_unreachable_database_says_unknown_on_stdout(tmp_path: Path) ->
     (tmp_path / "config.toml").write_text(
         '[database]\nurl = "postgresql+psycopg://u@127.0.0.1:1/db?connect_timeout=2"\n'
     )
-    proc = subprocess.run(
-        [shutil.which("tracker") or "tracker", "run"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = tracker("run", cwd=tmp_path, timeout=60)
     assert proc.returncode == 3
     assert proc.stdout.startswith("UNKNOWN: run failed: database")
     assert "Traceback" not in proc.stderr

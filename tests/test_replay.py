@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import date, datetime
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tracker
 
 from tracker.alerts import list_alerts
 from tracker.config import Settings
@@ -95,14 +95,10 @@ def test_bad_labels_name_the_line(tmp_path: Path) -> None:
 
 
 def test_cli_replay(tmp_path: Path) -> None:
-    tracker = shutil.which("tracker")
-    assert tracker
     db = f"sqlite:///{tmp_path / 'r.db'}"
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [tracker, "--db", db, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
-        )
+        return tracker("--db", db, *args, cwd=tmp_path)
 
     assert run("import", str(SAMPLE)).returncode == 0
     csv = run("replay", "--start", "2022-10-11", "--end", "2022-10-11", "--format", "csv")
