@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -62,8 +61,12 @@ class CollectResult:
 
 
 def today(ws: Workspace) -> date:
-    """'Today' in the schedule's timezone: the day a daily run collects for."""
-    return datetime.now(ZoneInfo(ws.settings.schedule.timezone)).date()
+    """'Today' in the schedule's timezone: :meth:`Workspace.today`, the one definition.
+
+    Kept because the job, the scheduler and the CLI import it from here; new code
+    should call ``ws.today()``.
+    """
+    return ws.today()
 
 
 def build_sources(ws: Workspace, only: list[str] | None = None) -> list[Source]:
@@ -221,7 +224,7 @@ def _save(ws: Workspace, run_id: int, source: Source, before: dict[str, str],
 def collect(ws: Workspace, day: date | None = None, only: list[str] | None = None,
             run_id: int | None = None) -> CollectResult:
     """Run every enabled source once for ``day`` (default: today in the schedule's zone)."""
-    day = day or today(ws)
+    day = day or ws.today()
     sources = build_sources(ws, only)
     own_run = run_id is None
     if run_id is None:
