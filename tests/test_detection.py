@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,8 +21,9 @@ from tracker.detect.engine import window_days
 from tracker.detect.synthetic import generate
 from tracker.detection import detect_new, plan, run_detection
 from tracker.ingest import ImportOptions, import_file
-from tracker.store import Store
+from tracker.store import Store, window_cache
 from tracker.store import alerts as alert_store
+from tracker.store.latest import latest_values
 from tracker.workspace import Workspace
 
 COMPARED = ["company", "metric", "source", "date", "detected_on", "confirmed_on", "verdict",
@@ -86,6 +88,16 @@ def test_daily_runs_store_what_one_full_pass_stores(history: pd.DataFrame, tmp_p
     assert plan(daily, days[-1].date()).start == old.date()
     result = detect_new(daily, days[-1].date())
     assert any((result.new["date"] == old) & (result.new["kind"] == "glitch"))
+    # the kept window, brought up to date run after run, is what a fresh read gives
+    kept = window_cache.load(daily.store)
+    assert kept is not None and kept.last_observation == \
+        alert_store.load_mark(daily.store).last_observation
+    lo = date.fromordinal(date(1970, 1, 1).toordinal() + kept.first_day)
+    assert lo == old.date() - pd.Timedelta(days=window_days(daily.settings.detect) - 1)
+    fresh = window_cache.Window.of(latest_values(daily.store, since=lo),
+                                   kept.first_day, kept.last_observation)
+    np.testing.assert_array_equal(kept.series_id, fresh.series_id)
+    np.testing.assert_array_equal(kept.values[: len(fresh.values)], fresh.values)
     run_detection(full)
     pd.testing.assert_frame_equal(_table(daily), _table(full))
     full.close()

@@ -29,6 +29,7 @@ from tracker.detect import events
 from tracker.errors import InputError
 from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES
 from tracker.store import alerts as alert_store
+from tracker.store import window_cache
 from tracker.workspace import Workspace
 
 STATUSES = ALERT_STATUSES
@@ -79,6 +80,7 @@ def _corroborate(found: pd.DataFrame) -> np.ndarray:
 
 def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
                   mark: alert_store.DetectionMark | None = None,
+                  window: window_cache.Window | None = None,
                   neighbours_from: date | None = None) -> DetectionResult:
     """Turn detector rows (with company, metric, source) into stored alerts.
 
@@ -100,7 +102,7 @@ def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
     linked = pd.concat([stored, found], ignore_index=True) if len(stored) else found
     grouped = _link(ws, linked)
     rows = [_row(r) for r in linked.to_dict("records")]
-    new_fps, updated = alert_store.upsert(ws.store, rows, mark=mark)
+    new_fps, updated = alert_store.upsert(ws.store, rows, mark=mark, window=window)
     found = linked.iloc[len(stored):].reset_index(drop=True)
     if found.empty:
         return DetectionResult(found, grouped, found.assign(id=pd.Series(dtype="int64")),

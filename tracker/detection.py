@@ -31,7 +31,9 @@ from tracker.detect import detect, detect_day
 from tracker.detect.engine import detect_day_window, empty_frame, window_days
 from tracker.records import Alert
 from tracker.store import alerts as alert_store
+from tracker.store import window_cache
 from tracker.store.latest import Latest, latest_values
+from tracker.store.latest import names as latest_names
 from tracker.workspace import Workspace
 
 KEY_COLUMNS = ["company", "metric", "source"]
@@ -60,17 +62,52 @@ def _matrix_of_latest(latest: Latest) -> tuple[pd.DataFrame, pd.DataFrame]:
         return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS)
     code = latest.series_id * np.int64(2**31) + latest.source_id
     uniq, col = np.unique(code, return_inverse=True)
-    names = [(*latest.series_names[int(u // 2**31)], latest.source_names[int(u % 2**31)])
-             for u in uniq]
-    by_name = sorted(range(len(names)), key=names.__getitem__)
-    rank = np.empty(len(names), dtype=np.int64)
-    rank[by_name] = np.arange(len(names))
-    keys = pd.DataFrame([names[i] for i in by_name], columns=KEY_COLUMNS)
     days, row = np.unique(latest.day, return_inverse=True)
-    values = np.full((days.size, len(keys)), np.nan)
-    values[row, rank[col]] = latest.value
-    index = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"))
-    return pd.DataFrame(values, index=index, columns=range(len(keys))), keys
+    values = np.full((days.size, uniq.size), np.nan)
+    values[row, col] = latest.value
+    return _keyed(values, days, uniq // 2**31, uniq % 2**31,
+                  (latest.series_names, latest.source_names))
+
+
+def _keyed(values: np.ndarray, days: np.ndarray, series_id: np.ndarray, source_id: np.ndarray,
+           names: tuple[dict[int, tuple[str, str]], dict[int, str]]
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The matrix with columns in (company, metric, source) order, and its keys."""
+    series_names, source_names = names
+    labels = [(*series_names[int(a)], source_names[int(b)])
+              for a, b in zip(series_id, source_id, strict=True)]
+    by_name = sorted(range(len(labels)), key=labels.__getitem__)
+    keys = pd.DataFrame([labels[i] for i in by_name], columns=KEY_COLUMNS)
+    index = pd.DatetimeIndex(np.asarray(days).astype("datetime64[D]").astype("datetime64[ns]"))
+    return pd.DataFrame(values[:, by_name], index=index, columns=range(len(keys))), keys
+
+
+def _window(ws: Workspace, p: Plan, first: date, day: date
+            ) -> tuple[pd.DataFrame, pd.DataFrame, window_cache.Window]:
+    """The detection window [first, day]: the stored one brought up to date with the
+    observations written since, or read afresh when there is none that fits."""
+    lo, hi = _day_number(first), _day_number(day)
+    win = window_cache.load(ws.store)
+    if win is None or p.mark is None or win.last_observation != p.mark.last_observation \
+            or win.first_day > lo:
+        win = window_cache.Window.of(latest_values(ws.store, since=first), lo,
+                                     p.last_observation)
+    else:
+        win.apply(ws.store, p.last_observation)
+        win.trim(lo)
+    vals = win.values[: hi - win.first_day + 1]
+    cols = np.isfinite(vals).any(axis=0)
+    vals = vals[:, cols]
+    rows = np.isfinite(vals).any(axis=1)
+    if not rows.any():
+        return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS), win
+    matrix, keys = _keyed(vals[rows], win.first_day + np.flatnonzero(rows),
+                          win.series_id[cols], win.source_id[cols], latest_names(ws.store))
+    return matrix, keys, win
+
+
+def _day_number(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
 
 
 def matrix_of(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -154,7 +191,7 @@ def detect_new(ws: Workspace, day: date) -> DetectionResult:
         return run_detection(ws, until=day)
     s = ws.settings.detect
     read_from = p.start - timedelta(days=window_days(s) - 1)
-    window, keys = build_matrix(ws, since=read_from, until=day)
+    window, keys, win = _window(ws, p, read_from, day)
     days = [d for d in pd.date_range(p.start, day) if d in window.index] \
         if not window.empty else []
     whole = alert_store.first_observation_day(ws.store)
@@ -180,6 +217,7 @@ def detect_new(ws: Workspace, day: date) -> DetectionResult:
     if p.mark is None or day >= p.mark.through:
         mark = alert_store.DetectionMark(day, p.last_observation)
     return save_verdicts(ws, found, series=window.shape[1], mark=mark,
+                         window=win if mark is not None else None,
                          neighbours_from=p.start - timedelta(days=31))
 
 

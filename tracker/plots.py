@@ -480,7 +480,9 @@ def plot_company(
                             + (f" since {since}" if since else "")
                             + (f" until {until}" if until else ""))
     alerts = list_alerts(ws, company=cid)
-    title = _names(ws).get(cid, cid) + (f", data up to {until}" if until else "")
+    from tracker.store.companies import name_of
+
+    title = (name_of(ws.store, cid) or cid) + (f", data up to {until}" if until else "")
     return series_figure(obs, alerts, title=title, log=log)
 
 

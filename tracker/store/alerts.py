@@ -27,6 +27,7 @@ import pandas as pd
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from tracker.errors import NotFoundError
+from tracker.store import window_cache
 from tracker.store.companies import now_utc
 from tracker.store.core import Store
 from tracker.store.schema import alerts, observations, series, source_state, sources
@@ -61,11 +62,12 @@ def series_source_ids(store: Store, keys: pd.DataFrame) -> tuple[np.ndarray, np.
 
 
 def upsert(store: Store, rows: Sequence[dict[str, Any]], *,
-           mark: DetectionMark | None = None) -> tuple[set[str], int]:
+           mark: DetectionMark | None = None,
+           window: window_cache.Window | None = None) -> tuple[set[str], int]:
     """Insert new alerts, update changed ones; returns (new fingerprints, rows updated).
 
-    Each row has the ``IDENTITY`` and ``UPDATABLE`` fields. ``mark`` is saved in the
-    same transaction.
+    Each row has the ``IDENTITY`` and ``UPDATABLE`` fields. ``mark`` and the detection
+    ``window`` it was computed from are saved in the same transaction.
     """
     stamp = now_utc()
     fresh: list[dict[str, Any]] = []
@@ -96,6 +98,8 @@ def upsert(store: Store, rows: Sequence[dict[str, Any]], *,
             )
         if mark is not None:
             _save_mark(conn, mark)
+        if window is not None:
+            window_cache.save(conn, window)
     return {r["fingerprint"] for r in fresh}, len(changed)
 
 

@@ -124,3 +124,10 @@ def count(store: Store) -> int:
     """How many companies are tracked: the report says it without reading observations."""
     with store.reading("counting companies") as conn:
         return int(conn.execute(select(func.count()).select_from(companies)).scalar() or 0)
+
+
+def name_of(store: Store, company_id: str) -> str | None:
+    """One company's display name (a chart title needs no listing of every company)."""
+    with store.reading("reading a company") as conn:
+        return conn.execute(select(companies.c.name).where(companies.c.id == company_id)
+                            ).scalar()

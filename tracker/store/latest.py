@@ -70,10 +70,7 @@ def latest_values(store: Store, *, since: date | None = None, until: date | None
             while batch := cursor.fetchmany(_CHUNK):
                 chunks.append(np.asarray(batch, dtype=np.int64))
             rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
-        series_names = {int(i): (c, m) for i, c, m in conn.execute(text(
-            "SELECT id, company_id, metric FROM series")).all()}
-        source_names = {int(i): n for i, n in conn.execute(text(
-            "SELECT id, name FROM sources")).all()}
+        series_names, source_names = key_names(conn)
         order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
         rows = rows[order]
         dup = np.zeros(len(rows), dtype=bool)
@@ -84,12 +81,25 @@ def latest_values(store: Store, *, since: date | None = None, until: date | None
             first[:-1] = same
             revised = np.flatnonzero(first & ~dup)  # first row of each cell read twice
             if revised.size:
-                rows[revised, 3] = _latest_of(conn, rows[revised, :3])
+                rows[revised, 3] = latest_of(conn, rows[revised, :3])
         rows = rows[~dup]
     return Latest(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], series_names, source_names)
 
 
-def _latest_of(conn, cells: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+def key_names(conn) -> tuple[dict[int, tuple[str, str]], dict[int, str]]:  # type: ignore[no-untyped-def]
+    """series id -> (company id, metric) and source id -> name."""
+    series_names = {int(i): (c, m) for i, c, m in conn.execute(text(
+        "SELECT id, company_id, metric FROM series")).all()}
+    return series_names, {int(i): n for i, n in conn.execute(text(
+        "SELECT id, name FROM sources")).all()}
+
+
+def names(store: Store) -> tuple[dict[int, tuple[str, str]], dict[int, str]]:
+    with store.reading("reading series names") as conn:
+        return key_names(conn)
+
+
+def latest_of(conn, cells: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The latest-collected value of each (series, source, day number) cell."""
     query = text(
         "SELECT value FROM observations WHERE series_id = :s AND source_id = :o "

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -161,4 +162,19 @@ alerts = Table(
     Column("notified_at", DateTime),
     Column("note", Text),
     Index("ix_alerts_date", "date"),
+)
+
+#: The daily run's detection window, a cache of the observations (see
+#: ``store.window_cache``): one row per chunk of series.
+detect_window = Table(
+    "detect_window",
+    metadata,
+    Column("chunk", Integer, primary_key=True, autoincrement=False),
+    Column("first_day", Integer, nullable=False),
+    Column("days", Integer, nullable=False),
+    Column("last_observation", BigInteger, nullable=False),
+    Column("series", LargeBinary, nullable=False),
+    Column("sources", LargeBinary, nullable=False),
+    Column("counts", LargeBinary, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
 )
