@@ -9,7 +9,10 @@ agree on; and registering it changes nothing about the built-in detectors' rows.
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -178,3 +181,31 @@ def test_settings_are_grouped_by_concern() -> None:
         assert set(d.Settings.model_fields) <= set(DetectSettings.model_fields)
     with pytest.raises(ValidationError, match="critical_change_pct"):
         DetectSettings(critical_change_pct=1.0)
+
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_detector_example_runs(matrix: pd.DataFrame) -> None:
+    """The README's 'Writing a detector' example registers and finds what flatline finds."""
+    text = README[README.index("## Writing a detector"):README.index("## Exit codes")]
+    code = re.search(r"```python\n(.*?)```", text, flags=re.S)
+    assert code is not None
+    try:
+        exec(compile(code.group(1), "README.md", "exec"), {})
+        frozen = detect(matrix, DetectSettings(workers=1))
+        frozen_day = detect_day(matrix, matrix.index[104], DetectSettings(workers=1))
+    finally:
+        unregister("frozen")
+    with registered(FlatlineDetector()):
+        flat = detect(matrix, DetectSettings(workers=1))
+    flat["kind"] = flat.kind.replace("flatline", "frozen")
+    pd.testing.assert_frame_equal(frozen, flat)
+    assert "frozen" in set(frozen_day.kind)
+
+
+def test_readme_detect_table_defaults_are_the_code() -> None:
+    section = README[README.index("### `[detect]`"):README.index("### `[alerts]`")]
+    shown = {k: tomllib.loads(f"v = {v}")["v"]
+             for k, v in re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", section, flags=re.M)}
+    assert shown == DetectSettings().model_dump()
