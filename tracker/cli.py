@@ -500,11 +500,10 @@ def report_cmd(
     ] = None,
 ) -> None:
     """Write the HTML report (alerts, events, charts) for a day; prints its path."""
-    from tracker.collect import today
     from tracker.report import build_report
 
     ws = _workspace(ctx)
-    report = build_report(ws, parse_day(day, "--day") or today(ws), output_dir=output_dir)
+    report = build_report(ws, parse_day(day, "--day") or ws.today(), output_dir=output_dir)
     typer.echo(str(report.path))
 
 

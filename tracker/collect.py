@@ -60,15 +60,6 @@ class CollectResult:
         return "; ".join(parts) or "no sources configured"
 
 
-def today(ws: Workspace) -> date:
-    """'Today' in the schedule's timezone: :meth:`Workspace.today`, the one definition.
-
-    Kept because the job, the scheduler and the CLI import it from here; new code
-    should call ``ws.today()``.
-    """
-    return ws.today()
-
-
 def build_sources(ws: Workspace, only: list[str] | None = None) -> list[Source]:
     """Instantiate the enabled sources (all, or the named ones)."""
     configured = ws.settings.sources
@@ -255,4 +246,4 @@ def collect(ws: Workspace, day: date | None = None, only: list[str] | None = Non
     return result
 
 
-__all__ = ["CollectResult", "SourceError", "SourceOutcome", "build_sources", "collect", "today"]
+__all__ = ["CollectResult", "SourceError", "SourceOutcome", "build_sources", "collect"]

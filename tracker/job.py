@@ -141,9 +141,8 @@ def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
 
 def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = None) -> RunResult:
     """The whole main job once; never raises for a failed run, it reports it."""
-    from tracker.collect import today
 
-    day = day or today(ws)
+    day = day or ws.today()
     result = RunResult(None, day)
     try:
         owner, stop = _hold_lease(ws)

@@ -183,9 +183,8 @@ def serve(ws: Workspace, *, stop_event: threading.Event | None = None,
             result = run_once(ws)
         except Exception as exc:  # run_once reports failures; this is a bug, keep serving
             log.exception("the scheduled run crashed")
-            from tracker.collect import today
 
-            result = RunResult(None, today(ws), error=f"unexpected error: {exc!r}")
+            result = RunResult(None, ws.today(), error=f"unexpected error: {exc!r}")
         log.log(_LEVELS.get(result.exit_code, logging.ERROR), "%s", result.summary())
         if on_result is not None:
             try:
