@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection
-
 from tracker.errors import ImportValidationError, InputError
 from tracker.ingest.csvfile import (
     MAX_SHOWN,
@@ -25,7 +23,7 @@ from tracker.ingest.csvfile import (
     reject_resolved_conflicts,
 )
 from tracker.ingest.jsonfile import parse_json
-from tracker.store import Store
+from tracker.store import Connection, Store
 from tracker.store import companies as company_ops
 
 #: progress(path, stage) is called as each file moves through read/validate/write.
