@@ -25,8 +25,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from synthetic_rows import long_rows
 
 from tracker.config import load_settings
 from tracker.detect.synthetic import generate
@@ -44,14 +43,6 @@ path = "incoming"
 [report]
 output_dir = "reports"
 """
-
-
-def _long(m: pd.DataFrame) -> pd.DataFrame:
-    values = m.to_numpy()
-    r, c = np.nonzero(np.isfinite(values))
-    names = np.asarray([s.split("/")[0] for s in m.columns], dtype=object)
-    return pd.DataFrame({"company": names[c], "date": m.index[r].strftime("%Y-%m-%d"),
-                         "employees": np.rint(values[r, c]).astype(np.int64)})
 
 
 def _timed_steps() -> tuple[list, dict[str, float]]:
@@ -79,7 +70,7 @@ def one(companies: int, years: int, root: Path) -> dict[str, float]:
     (folder / "incoming").mkdir(parents=True)
     (folder / "config.toml").write_text(CONFIG)
     csv = folder / "history.csv"
-    _long(history).to_csv(csv, index=False)
+    long_rows(history).to_csv(csv, index=False)
     store = Store(f"sqlite:///{folder / 'tracker.db'}")
     imported = import_file(store, csv, ImportOptions(source="drop"))
     csv.unlink()
@@ -91,12 +82,12 @@ def one(companies: int, years: int, root: Path) -> dict[str, float]:
     print(f"  set-up: first run's full pass over the history: {time.perf_counter() - t0:.1f} s "
           f"({len(first.anomalies):,} alerts)")
     # the run before: it finds no kept detection window yet and reads one afresh
-    _long(m.iloc[-2:-1]).to_csv(folder / "incoming" / f"{warm_day:%Y-%m-%d}.csv", index=False)
+    long_rows(m.iloc[-2:-1]).to_csv(folder / "incoming" / f"{warm_day:%Y-%m-%d}.csv", index=False)
     t0 = time.perf_counter()
     warm = run_once(ws, warm_day.date())
     print(f"  set-up: the day before, reading the detection window afresh: "
           f"{time.perf_counter() - t0:.2f} s ({warm.summary()[:40]})")
-    _long(m.iloc[-1:]).to_csv(folder / "incoming" / f"{new_day:%Y-%m-%d}.csv", index=False)
+    long_rows(m.iloc[-1:]).to_csv(folder / "incoming" / f"{new_day:%Y-%m-%d}.csv", index=False)
     steps, times = _timed_steps()
     t0 = time.perf_counter()
     result = run_once(ws, new_day.date(), steps=steps)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from synthetic_rows import long_rows
 
 from tracker.config import Settings
 from tracker.detect import detect
@@ -31,22 +32,14 @@ from tracker.store import Store
 from tracker.workspace import Workspace
 
 
-def _long(m: pd.DataFrame) -> pd.DataFrame:
-    values = m.to_numpy()
-    r, c = np.nonzero(np.isfinite(values))
-    names = np.asarray([s.split("/")[0] for s in m.columns], dtype=object)
-    return pd.DataFrame({"company": names[c], "date": m.index[r].strftime("%Y-%m-%d"),
-                         "employees": np.rint(values[r, c]).astype(np.int64)})
-
-
 def build(root: Path, companies: int, days: int) -> Workspace:
     m, _ = generate(companies, 2 * days, seed=3, start="2022-01-01")
     store = Store(f"sqlite:///{root / 'replay.db'}")
     first = root / "first.csv"
-    _long(m.iloc[:days]).to_csv(first, index=False)
+    long_rows(m.iloc[:days]).to_csv(first, index=False)
     import_file(store, first, ImportOptions(collected_at=m.index[days].to_pydatetime()))
     rng = np.random.default_rng(0)
-    rows = _long(m.iloc[days:])
+    rows = long_rows(m.iloc[days:])
     delay = rng.choice([0, 0, 0, 0, 0, 0, 0, 0, 1, 2], size=len(rows))
     arrive = pd.to_datetime(rows["date"]) + pd.to_timedelta(delay, unit="D")
     for stamp, part in rows.groupby(arrive):
