@@ -148,3 +148,17 @@ def test_fast_reader_gives_the_latest_known_values(tmp_path: Path, db_url: str) 
                              companies=["globex"])
     assert window.shape == (1, 1) and window.iloc[0, 0] == 51
     ws.close()
+
+
+def test_daily_runs_long_after_the_data(history: pd.DataFrame, tmp_path: Path) -> None:
+    """Data that stopped long ago leaves the window empty: runs still work, day after day."""
+    ws = _workspace(tmp_path, "stale")
+    import_file(ws.store, _long_csv(history.iloc[:200], tmp_path / "s.csv"))
+    later = history.index[199].date() + pd.Timedelta(days=3 * window_days(ws.settings.detect))
+    first = detect_new(ws, later)  # no mark: the full pass
+    assert len(first.new) > 0
+    for k in range(1, 3):
+        again = detect_new(ws, later + pd.Timedelta(days=k))
+        assert again.new.empty and again.series == 0
+        assert alert_store.load_mark(ws.store).through == later + pd.Timedelta(days=k)
+    ws.close()

@@ -116,7 +116,8 @@ def load(store: Store) -> Window | None:
     head = chunks[0]
     series_id = np.concatenate([np.frombuffer(c.series, dtype=np.int64) for c in chunks])
     source_id = np.concatenate([np.frombuffer(c.sources, dtype=np.int64) for c in chunks])
-    parts = [np.frombuffer(c.counts, dtype=np.int64).reshape(head.days, -1) for c in chunks]
+    parts = [np.frombuffer(c.counts, dtype=np.int64).reshape(head.days, len(c.series) // 8)
+             for c in chunks]
     raw = np.hstack(parts) if parts else np.zeros((head.days, 0), dtype=np.int64)
     values = np.where(raw == _MISSING, np.nan, raw.astype(np.float64))
     return Window(int(head.first_day), series_id.copy(), source_id.copy(), values,
