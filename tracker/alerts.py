@@ -145,8 +145,8 @@ def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "fingerprint": r["fingerprint"], "series_id": int(r["series_id"]),
-        "source_id": int(r["source_id"]), "date": _day(r["date"]),
-        "detected_on": _day(r["detected_on"]), "confirmed_on": _day(r["confirmed_on"]),
+        "source_id": int(r["source_id"]), "date": day_of(r["date"]),
+        "detected_on": day_of(r["detected_on"]), "confirmed_on": day_of(r["confirmed_on"]),
         "kind": r["kind"], "change_pct": float(r["change_pct"]),
         "value_before": _num(r["value_before"]), "value_after": _num(r["value_after"]),
         "score": float(r["score"]), "severity": r["severity"], "verdict": r["verdict"],
@@ -154,7 +154,8 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _day(value: Any) -> date | None:
+def day_of(value: Any) -> date | None:
+    """A detector timestamp (or NaT) as the date the store and the records keep."""
     return None if pd.isna(value) else pd.Timestamp(value).date()
 
 

@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from tracker.alerts import DetectionResult, save_verdicts
+from tracker.alerts import DetectionResult, day_of, save_verdicts
 from tracker.detect import detect, detect_day
 from tracker.detect.engine import detect_day_window, empty_frame, window_days
 from tracker.records import Alert
@@ -175,7 +175,7 @@ def plan(ws: Workspace, day: date) -> Plan:
         return Plan(None, day, last_id, None)
     start = mark.through + timedelta(days=1)
     if last_id > mark.last_observation:
-        earliest, _ = alert_store.observation_days(ws.store, mark.last_observation)
+        earliest = alert_store.earliest_day_since(ws.store, mark.last_observation)
         if earliest is not None:
             start = min(start, earliest)
     start = min(start, day)
@@ -255,10 +255,8 @@ def detect_step(ws: Workspace, day: date, run_id: int) -> list[Alert]:
     fresh = set(result.fresh(day, ws.settings.alerts.fresh_days)["fingerprint"]) if len(
         result.new) else set()
     # a new alert's review status is "open"; the detector's word is its verdict
+    days = ("date", "detected_on", "confirmed_on")
     return [Alert.from_mapping({**r, "status": "open", "fresh": r["fingerprint"] in fresh,
-                                **{c: _day(r[c]) for c in ("date", "detected_on", "confirmed_on")}})
+                                **{c: day_of(r[c]) for c in days}})
             for r in result.new.to_dict("records")]
 
-
-def _day(value: object) -> date | None:
-    return None if pd.isna(value) else pd.Timestamp(value).date()  # type: ignore[arg-type]

@@ -188,25 +188,18 @@ def _save_mark(conn: Connection, mark: DetectionMark) -> None:
                           "last_observation": mark.last_observation})))
 
 
-def save_mark(store: Store, mark: DetectionMark) -> None:
-    with store.transaction("saving the detection mark") as conn:
-        _save_mark(conn, mark)
-
-
 def last_observation_id(store: Store) -> int:
     """Highest observation id: read *before* the observations a detection uses."""
     with store.reading("reading the last observation") as conn:
         return int(conn.execute(select(func.max(observations.c.id))).scalar() or 0)
 
 
-def observation_days(store: Store, after_id: int = 0) -> tuple[date | None, date | None]:
-    """Earliest and latest day of the observations with an id above ``after_id``
-    (indexed: the daily run asks for the few rows written since its last mark)."""
+def earliest_day_since(store: Store, after_id: int) -> date | None:
+    """Earliest day of the observations with an id above ``after_id`` (indexed: the
+    daily run asks for the few rows written since its last mark)."""
     with store.reading("reading observation days") as conn:
-        lo, hi = conn.execute(select(func.min(observations.c.as_of),
-                                     func.max(observations.c.as_of))
-                              .where(observations.c.id > after_id)).one()
-    return _as_date(lo), _as_date(hi)
+        return _as_date(conn.execute(select(func.min(observations.c.as_of))
+                                     .where(observations.c.id > after_id)).scalar())
 
 
 def first_observation_day(store: Store) -> date | None:

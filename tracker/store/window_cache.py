@@ -140,7 +140,3 @@ def save(conn: Connection, window: Window) -> None:
             for k in range(0, max(m, 1), _CHUNK_SERIES)]
     conn.execute(insert(detect_window), rows)
 
-
-def drop(store: Store) -> None:
-    with store.transaction("dropping the detection window") as conn:
-        conn.execute(delete(detect_window))
