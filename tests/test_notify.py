@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -185,7 +187,8 @@ def test_webhook_posts_one_slack_message(receiver: Receiver) -> None:
     assert set(body) == {"text", "blocks"}
     assert body["text"].startswith("tracker: 2 new alert(s) on 2022-10-11 (2 critical)")
     assert body["text"].index("Apple") < body["text"].index("Amazon")  # the larger move first
-    assert "576,562 -> 284,829" in body["text"] and "-50.6%" in body["text"]
+    # Slack shows "-&gt;" as "->": the fallback is escaped like every other field
+    assert "576,562 -&gt; 284,829" in body["text"] and "-50.6%" in body["text"]
     assert body["blocks"][0]["type"] == "header"
     sections = [b["text"]["text"] for b in body["blocks"] if b["type"] == "section"]
     assert len(sections) == 2
@@ -514,3 +517,75 @@ to = ["oncall@example.org"]
 """)
     settings = load_settings(cfg)
     assert settings.notify["slack"]["kinds"] == ["drop", "spike"]
+
+
+# -- Slack control sequences from data ------------------------------------------------------
+
+HOSTILE = "<!channel> <http://evil.example|Apple support> & <@U0ADMIN>"
+ENTITY = re.compile(r"&(amp|lt|gt);")
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string value in a JSON document, at any depth."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+
+
+def _assert_slack_safe(message: dict[str, Any]) -> None:
+    """No raw < or >, and every & starts one of Slack's three entities (none doubled)."""
+    for text in _strings(message):
+        assert "<" not in text and ">" not in text, text
+        assert text.count("&") == len(ENTITY.findall(text)), text
+        assert "&amp;lt;" not in text and "&amp;amp;" not in text, text
+
+
+@pytest.mark.parametrize("include_alerts", [False, True])
+def test_webhook_escapes_control_sequences_in_every_field(
+        receiver: Receiver, include_alerts: bool) -> None:
+    """A company name (and metric, source, event id) carrying <!channel> and a disguised
+    link must reach Slack as text in the fallback ``text`` as much as in the blocks."""
+    evil = replace(APPLE, company_name=HOSTILE, metric="<!here>", source="<#C0GENERAL>",
+                   event_id="ev<x>&1")
+    other = replace(AMAZON, company_name="AT&T <b>", event_id="ev<x>&1")
+    hook = WebhookNotifier.from_config("slack", webhook(include_alerts=include_alerts),
+                                       {"TEST_HOOK_URL": receiver.url})
+    hook.send([evil, other], NotifyContext(PURGE))
+    (post,) = receiver.posts
+    body = post.body
+    records = body.pop("alerts", None)
+    assert set(body) == {"text", "blocks"}
+    _assert_slack_safe(body)
+    header = body["blocks"][0]["text"]["text"]
+    sections = [b["text"]["text"] for b in body["blocks"] if b["type"] == "section"]
+    context = body["blocks"][-1]["elements"][0]["text"]
+    # escaped, not dropped: Slack decodes the entities back to the names as written
+    for field_text in (body["text"], header, sections[0], context):
+        assert HOSTILE in html.unescape(field_text), field_text
+    assert "AT&amp;T &lt;b&gt;" in body["text"] and "AT&amp;T &lt;b&gt;" in sections[1]
+    assert "metric &lt;!here&gt;" in body["text"] and "metric &lt;!here&gt;" in sections[0]
+    assert "source &lt;#C0GENERAL&gt;" in body["text"]
+    assert "-&gt;" in body["text"]  # the fallback's own arrows are text too
+    if include_alerts:  # the machine-readable records stay exact
+        assert records is not None
+        assert {r["company_name"] for r in records} == {HOSTILE, "AT&T <b>"}
+    else:
+        assert records is None
+
+
+def test_webhook_caps_escaped_text_without_splitting_an_entity() -> None:
+    """Escaping lengthens a name (< is 4 characters as &lt;); the caps are on what is sent
+    and never leave half an entity behind."""
+    long_name = "<" * 400 + "&" * 400
+    alert = replace(APPLE, company_name=long_name, event_id=None)
+    body = build_payload([alert], NotifyContext(PURGE), max_alerts=5)
+    _assert_slack_safe(body)
+    header = body["blocks"][0]["text"]["text"]
+    section = body["blocks"][1]["text"]["text"]
+    assert len(header) <= 150 and header.endswith("&lt;…")
+    assert len(section) <= 3000 and section.endswith("…")

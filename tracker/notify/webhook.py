@@ -50,8 +50,12 @@ from tracker.sources.http_values import REDACTOR, EnvSecret, clip, read_secret
 log = logging.getLogger(__name__)
 log.addFilter(REDACTOR)
 
-_SLACK_TEXT_MAX = 3000  # characters of one section block's text
+_SLACK_TEXT_MAX = 3000  # characters of one section or context text
 _HEADER_MAX = 150  # characters of a header block
+_MESSAGE_TEXT_MAX = 40_000  # Slack truncates the top-level text beyond this
+#: The most characters each kind of block may carry, by its ``type``.
+_BLOCK_LIMITS = {"header": _HEADER_MAX, "section": _SLACK_TEXT_MAX, "context": _SLACK_TEXT_MAX}
+_ENTITY_MAX = len("&amp;")
 
 
 class WebhookSettings(NotifierSettings):
@@ -83,14 +87,46 @@ def shown_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
 
 
-def _cap(text: str, limit: int) -> str:
-    """Truncate to ``limit`` characters keeping line breaks (``clip`` folds them)."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as entities, so data is only ever shown.
 
-
-def _escape(text: str) -> str:
-    """Slack mrkdwn control characters (company names may hold them)."""
+    Slack reads ``<!channel>``, ``<@U123>`` and ``<http://x|label>`` anywhere in a
+    message (the top-level ``text`` as much as a block), so a company name could page
+    a whole channel or disguise a link. ``&`` first, or the entities would be doubled.
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cap(text: str, limit: int) -> str:
+    """Truncate escaped text to ``limit`` characters, keeping line breaks (``clip``
+    folds them) and never cutting an entity in half (``&am…`` would show as such)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&", max(0, len(cut) - _ENTITY_MAX + 1))
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def _slack_safe(node: Any, limit: int = _MESSAGE_TEXT_MAX) -> Any:
+    """The Slack part of a message with every string escaped, then capped to the limit
+    of the block it is in.
+
+    One pass over the finished message rather than an escape per place data is
+    interpolated: a field added later is covered too (the top-level ``text`` once was
+    not). Our own strings (block types, ``*bold*``, arrows) survive escaping
+    unchanged or as entities Slack shows as written, and caps apply to what is sent,
+    which escaping makes longer.
+    """
+    if isinstance(node, str):
+        return _cap(slack_escape(node), limit)
+    if isinstance(node, list):
+        return [_slack_safe(item, limit) for item in node]
+    if isinstance(node, dict):
+        limit = _BLOCK_LIMITS.get(node.get("type"), limit)  # type: ignore[arg-type]
+        return {key: _slack_safe(value, limit) for key, value in node.items()}
+    return node
 
 
 def _record(alert: Alert) -> dict[str, Any]:
@@ -120,19 +156,19 @@ def build_payload(
     title = headline(items)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": False,
-                                    "text": _cap(f"tracker: {title}", _HEADER_MAX)}},
+                                    "text": f"tracker: {title}"}},
     ]
     for alert in shown:
         line = (
-            f"*{_escape(company_label(alert))}*: *{alert.kind}* "
+            f"*{company_label(alert)}*: *{alert.kind}* "
             f"{pct(alert.change_pct)}, {count(alert.value_before)} → "
             f"{count(alert.value_after)} on {day_text(alert.date)}"
         )
-        details = _escape(", ".join(alert_details(alert)))
-        blocks.append({"type": "section", "text": {
-            "type": "mrkdwn", "text": _cap(f"{line}\n{details}", _SLACK_TEXT_MAX)}})
+        details = ", ".join(alert_details(alert))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                   "text": f"{line}\n{details}"}})
     notes = [
-        f"{_escape(join_names(names))} moved together (event `{_escape(eid)}`): "
+        f"{join_names(names)} moved together (event `{eid}`): "
         "likely a platform-wide change, not the companies themselves"
         for eid, names in events(items).items()
     ]
@@ -141,12 +177,12 @@ def build_payload(
                      f"{min(day_text(a.date) for a in items)}`")
     if notes:
         blocks.append({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": _cap(n, _SLACK_TEXT_MAX)} for n in notes[:10]]})
+            {"type": "mrkdwn", "text": n} for n in notes[:10]]})
     text_lines = [f"tracker: {title}", *(alert_line(a) for a in shown)]
     if rest > 0:
         text_lines.append(f"and {rest} more (tracker alerts)")
-    payload: dict[str, Any] = {"text": "\n".join(text_lines), "blocks": blocks}
-    if include_alerts:
+    payload: dict[str, Any] = _slack_safe({"text": "\n".join(text_lines), "blocks": blocks})
+    if include_alerts:  # records for machines: exact values, as every JSON output
         payload["alerts"] = [_record(a) for a in items]
     return payload
 
