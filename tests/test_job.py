@@ -218,6 +218,38 @@ def test_stale_lease_of_a_sigkilled_run_expires(
     assert ok.status == "ok"
 
 
+def test_summary_counts_failed_companies_beside_failed_sources(
+    project: Path,
+    sqlite_url: str,
+    fake_http: FakeHttpServer,  # noqa: F811
+    workspaces: list[Workspace],
+) -> None:
+    """A source that answers for some companies only is "ok" or "partial", not "failed":
+    without the company count, cron's line would hide that two companies got no data."""
+    fake_http.add_company("acme", 1000)  # globex and initech are unknown to it: 404
+    sources = (
+        '[sources.files]\ntype = "csv_folder"\npath = "drop"\n'
+        '[sources.gone]\ntype = "csv_folder"\npath = "missing"\n'
+        f'[sources.api]\ntype = "http_json"\n'
+        f'url = "{fake_http.url}/api/companies/{{company}}"\n'
+        'value_path = "data.employee_count"\nretries = 0\n'
+        '[companies.acme]\nname = "Acme"\n[companies.globex]\nname = "Globex"\n'
+        '[companies.initech]\nname = "Initech"\n'
+    )
+    ws = open_ws(write_config(project, sqlite_url, sources=sources), workspaces)
+    result = run_once(ws, TODAY, steps=[])
+    assert result.exit_code == 0, result.summary()
+    assert result.summary() == (
+        f"OK: {TODAY}; 6 new observations from 3 source(s), 1 failed; "
+        "2 company fetches failed; 0 new critical, 0 new warning alert(s)"
+    )
+    assert run_rows(ws)[0].summary == result.summary()
+
+    fake_http.add_company("globex", 500)  # the next day only initech fails
+    one = run_once(ws, TODAY + timedelta(days=1), steps=[])
+    assert "3 source(s), 1 failed; 1 company fetch failed; 0 new critical" in one.summary()
+
+
 def _alert(fingerprint: str, severity: str, **extra: object) -> dict[str, object]:
     return {"fingerprint": fingerprint, "company": "acme", "metric": "employees",
             "source": "files", "date": TODAY, "detected_on": TODAY, "kind": "drop",
@@ -332,7 +364,7 @@ def test_status_lists_stale_companies_and_failing_sources(
     )
     ws = open_ws(write_config(project, sqlite_url, sources=sources), workspaces)
     result = run_once(ws, TODAY, steps=[])
-    assert result.exit_code == 0 and "(1 failed)" in result.summary()
+    assert result.exit_code == 0 and "2 source(s), 1 failed;" in result.summary()
 
     report = status(ws, today=TODAY)
     assert report.runs["id"].tolist() == [result.run_id]
@@ -384,7 +416,7 @@ def test_cli_run_collect_status(project: Path, sqlite_url: str) -> None:
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("OK: ")
-    assert "10 new observations from 2 source(s) (1 failed)" in lines[0]
+    assert "10 new observations from 2 source(s), 1 failed; 0 new critical" in lines[0]
 
     coll = tracker("--config", cfg, "collect", cwd=project)
     no_traceback(coll)

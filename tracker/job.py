@@ -77,9 +77,17 @@ class RunResult:
         backfill = len(self.new_alerts) - len(self.fresh_alerts)
         parts = [f"{label}: {self.day}"]
         if c is not None:
+            # a source that answers for some companies only is not "failed", so the
+            # companies it could not fetch are counted on their own: else cron's line
+            # would say all is well while companies silently go without data
             failed = len(c.failed_sources)
             parts.append(f"{c.inserted} new observations from {len(c.outcomes)} source(s)"
-                         + (f" ({failed} failed)" if failed else ""))
+                         + (f", {failed} failed" if failed else ""))
+            # a failure without a company is the whole source's, counted just above
+            companies = sum(f.company is not None for o in c.outcomes for f in o.failures)
+            if companies:
+                parts.append(f"{companies} company {'fetch' if companies == 1 else 'fetches'}"
+                             " failed")
         parts.append(f"{crit} new critical, {warn} new warning alert(s)")
         if backfill:
             parts.append(f"{backfill} alert(s) about older history stored (tracker alerts)")
