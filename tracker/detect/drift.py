@@ -31,7 +31,7 @@ _MAX_GAP = 35
 @dataclass
 class Drifts:
     """Drift alarms: series column, alarm day, excess (log), score, values at both ends,
-    horizon (days) of the excess."""
+    horizon (days) of the excess, and the estimated onset day of the new trend."""
 
     col: np.ndarray
     day: np.ndarray
@@ -40,6 +40,7 @@ class Drifts:
     before: np.ndarray
     after: np.ndarray
     horizon: np.ndarray
+    onset: np.ndarray
 
 
 def horizons(settings: DetectSettings) -> tuple[int, int]:
@@ -220,7 +221,7 @@ def find_drifts(y_cal: np.ndarray, v_cal: np.ndarray, days: np.ndarray,
     _, b = horizons(settings)
     hs = all_horizons(settings)
     h_max = hs[-1]
-    empty = Drifts(*(np.zeros(0) for _ in range(7)))
+    empty = Drifts(*(np.zeros(0) for _ in range(8)))
     if y_cal.size == 0:
         return empty
     d0 = int(days[0])
@@ -273,9 +274,66 @@ def find_drifts(y_cal: np.ndarray, v_cal: np.ndarray, days: np.ndarray,
     h_r = np.asarray(hs, dtype=np.int64)[k]
     ex_all = np.stack([ex for ex, _ in trends])
     before_rows = np.searchsorted(grow, np.clip(t[r] - h_r, 0, None), side="right") - 1
+    onset = onsets(dq, obs, t[r], c, h_r, settings) if r.size else np.zeros(0, dtype=np.int64)
     return Drifts(col=c, day=(t[r] + d0).astype(np.int64), excess=ex_all[k, r, c],
                   score=best_score[keep], before=_last_finite(v_cal, before_rows, c),
-                  after=v_cal[np.searchsorted(grow, t[r]), c], horizon=h_r)
+                  after=v_cal[np.searchsorted(grow, t[r]), c], horizon=h_r,
+                  onset=(onset + d0).astype(np.int64))
+
+
+#: Onset candidates reach this many days before the horizon that found the drift (a
+#: drift is found weeks after it starts, sometimes after more than a horizon) and stop
+#: this many days before the alarm, so the new trend has points to be fitted on.
+_ONSET_BEFORE = 28
+_ONSET_AFTER = 5
+
+
+def onsets(dq: np.ndarray, obs: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+           h_rows: np.ndarray, settings: DetectSettings) -> np.ndarray:
+    """The grid row where each alarm's new trend began: a change-point estimate.
+
+    The alarm day is when a drift became knowable, weeks after it started; dating it
+    there (or at the start of its horizon) puts a correct detection outside the event.
+    So the jump-free log path over the baseline and the horizon is fitted with a
+    broken line (level, slope, and a change of slope at the onset), and the onset
+    with the least squared error is taken. Only the alarm's own past is read (rows
+    up to the alarm, back to the start of its baseline), so the estimate is causal
+    and the same in a daily run as in a batch. Few alarms: a loop of small solves.
+    """
+    _, b = horizons(settings)
+    out = np.asarray(rows, dtype=np.int64) - np.asarray(h_rows, dtype=np.int64) + 1
+    for k, (t, c, h) in enumerate(zip(rows.tolist(), cols.tolist(), h_rows.tolist(),
+                                      strict=True)):
+        lo = max(0, t - h - b + 1)  # rows a daily run has exactly as a batch does
+        seen = obs[lo:t + 1, c]
+        s = np.flatnonzero(seen).astype(np.float64)
+        if s.size < 8:
+            continue
+        y = np.cumsum(dq[lo:t + 1, c])[seen] / _FIX
+        taus = np.arange(max(s[2], t - lo - h - _ONSET_BEFORE), t - lo - _ONSET_AFTER + 1,
+                         dtype=np.float64)
+        if taus.size == 0:
+            continue
+        hinge = np.maximum(0.0, s[None, :] - taus[:, None])  # (K, n)
+        n = float(s.size)
+        xtx = np.empty((taus.size, 3, 3))
+        xtx[:, 0, 0] = n
+        xtx[:, 0, 1] = xtx[:, 1, 0] = s.sum()
+        xtx[:, 1, 1] = (s * s).sum()
+        xtx[:, 0, 2] = xtx[:, 2, 0] = hinge.sum(axis=1)
+        xtx[:, 1, 2] = xtx[:, 2, 1] = hinge @ s
+        xtx[:, 2, 2] = (hinge * hinge).sum(axis=1)
+        xty = np.empty((taus.size, 3))
+        xty[:, 0] = y.sum()
+        xty[:, 1] = s @ y
+        xty[:, 2] = hinge @ y
+        ok = np.abs(np.linalg.det(xtx)) > 1e-9
+        if not ok.any():
+            continue
+        beta = np.linalg.solve(xtx[ok], xty[ok][..., None])[..., 0]
+        sse = (y * y).sum() - (beta * xty[ok]).sum(axis=1)
+        out[k] = lo + int(taus[ok][int(np.argmin(sse))])
+    return out
 
 
 def _noise(h: int, settings: DetectSettings) -> float:

@@ -53,10 +53,11 @@ class DriftDetector(Detector):
 
 
 def drift_rows(names: np.ndarray, dr: drift_mod.Drifts) -> Rows:
-    """One row per episode: dated from the start of the horizon that found it."""
+    """One row per episode: dated at its estimated onset, detected on the day it became
+    knowable (the first strong day)."""
     day = dr.day.astype(np.int64)
     return {"series": names[dr.col.astype(np.int64)],
-            "date": to_timestamps(day - dr.horizon.astype(np.int64) + 1),
+            "date": to_timestamps(dr.onset.astype(np.int64)),
             "detected_on": to_timestamps(day), "confirmed_on": to_timestamps(day),
             "kind": np.where(dr.excess < 0, "drift_down", "drift_up"),
             "status": np.full(day.size, "confirmed"), "change_pct": 100.0 * np.expm1(dr.excess),
