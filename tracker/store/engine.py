@@ -87,6 +87,10 @@ def redact(url: str) -> str:
         return "<unparseable database URL>"
 
 
+#: The database backends the schema, the migrations and the bulk writes are tested on.
+SUPPORTED_BACKENDS = frozenset({"sqlite", "postgresql"})
+
+
 def create(url: str) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created if missing."""
     try:
@@ -100,6 +104,14 @@ def create(url: str) -> Engine:
             "sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/db"
         ) from exc
     backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        # SQLAlchemy would name a driver to install, but the schema and the bulk paths
+        # are written and tested for these two only: say so instead of half-working.
+        raise StoreError(
+            f"database URL {redact(url)}: unsupported dialect {backend!r}; tracker stores its "
+            "data in SQLite (sqlite:///path/to/file.db) or PostgreSQL "
+            "(postgresql+psycopg://user@host:5432/db)"
+        )
     kwargs: dict = {}
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
