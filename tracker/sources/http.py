@@ -49,10 +49,23 @@ USER_AGENT = f"tracker/{_VERSION} (+{PROJECT_URL})"
 
 
 def _one_number_for_both(value: Any) -> Any:
-    """Let ``timeout = 10`` mean 10 s for both connecting and reading."""
+    """Let ``timeout = 10`` mean 10 s for both connecting and reading, ``[5, 30]`` the pair.
+
+    Settings are strict (no value is guessed from another type), and a TOML array is
+    a list, never a tuple: so these two documented forms are converted here and every
+    other one (``"10"``, ``true``, a table) is refused naming both forms. The items of
+    the pair are then validated strictly as numbers.
+    """
+    from pydantic_core import PydanticCustomError
+
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (value, value)
-    return value
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise PydanticCustomError(
+        "timeout_type",
+        "Input should be seconds: one number for both, or [connect, read], e.g. 10 or [5, 30]",
+    )
 
 
 def _positive(value: tuple[float, float]) -> tuple[float, float]:
@@ -61,7 +74,8 @@ def _positive(value: tuple[float, float]) -> tuple[float, float]:
     return value
 
 
-#: (connect, read) seconds, as requests takes them; one number sets both.
+#: (connect, read) seconds, as requests takes them; one number sets both, a TOML array
+#: ``[connect, read]`` each (the deliberate exceptions to strict settings).
 Timeout = Annotated[tuple[float, float], BeforeValidator(_one_number_for_both),
                     AfterValidator(_positive)]
 
