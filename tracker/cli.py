@@ -74,8 +74,15 @@ def _workspace(ctx: typer.Context) -> Workspace:
 
 
 def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
-    """Print (or write) a frame as a plain table, CSV or JSON records."""
+    """Print (or write) a frame as a plain table, CSV or JSON records.
+
+    Printed or written, CSV goes through tracker.output, the one CSV writer (cells
+    that a spreadsheet would run as formulas are neutralized; JSON stays exact), and
+    a file through its one atomic write (a failed write leaves the old file whole).
+    """
     import pandas as pd
+
+    from tracker.output import csv_text, write_file
 
     frame = frame.copy()
     for col in frame.columns:
@@ -87,7 +94,7 @@ def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
             frame[col] = [v.isoformat() if isinstance(v, date | datetime) else v
                           for v in frame[col]]
     if fmt == "csv":
-        text = frame.to_csv(index=False)
+        text = csv_text(frame)
     elif fmt == "json":
         text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
     else:
@@ -95,10 +102,7 @@ def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
     if output is None:
         sys.stdout.write(text)
     else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise TrackerError(f"{output}: cannot write: {exc}") from exc
+        write_file(output, text)
 
 
 def emit_rows(

@@ -14,6 +14,7 @@ different from a confirmed one (solid).
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping
 from datetime import date
@@ -30,6 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tracker.errors import InputError, NotFoundError
+from tracker.output import write_file
 
 if TYPE_CHECKING:
     from tracker.workspace import Workspace
@@ -439,6 +441,9 @@ def _long(data: pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame],
 def save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG or SVG (by suffix) at 120 dpi, creating parent folders.
 
+    Atomically: a failed write (disk full, read-only folder) leaves the old chart
+    and raises tracker.output.WriteError.
+
     The size is not trimmed (no ``bbox_inches="tight"``): a chart's pixel size is
     then predictable, figure size x 120, which reports and tests rely on. SVGs carry
     no date and fixed ids, so drawing the same chart twice gives the same file.
@@ -448,14 +453,20 @@ def save(fig: Figure, path: str | Path) -> Path:
     if fmt not in ("png", "svg"):
         raise InputError(f"{path}: cannot save a chart as {path.suffix or 'no suffix'!r}; "
                          "use a .png or .svg file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with rc_context({"svg.hashsalt": "tracker"}):  # stable clip-path ids in SVGs
-            fig.savefig(path, format=fmt, dpi=DPI,
-                        metadata={"Date": None} if fmt == "svg" else None)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the chart: {exc}") from exc
-    return path
+    return write_file(path, render(fig, fmt), parents=True)
+
+
+def render(fig: Figure, fmt: str = "png") -> bytes:
+    """``fig`` as PNG or SVG bytes, drawn in memory.
+
+    Drawing never touches the disk, so a chart can be staged with the files it
+    belongs with (the report) and written by tracker.output's one atomic write.
+    """
+    buffer = io.BytesIO()
+    with rc_context({"svg.hashsalt": "tracker"}):  # stable clip-path ids in SVGs
+        fig.savefig(buffer, format=fmt, dpi=DPI,
+                    metadata={"Date": None} if fmt == "svg" else None)
+    return buffer.getvalue()
 
 
 def _names(ws: Workspace) -> dict[str, str]:

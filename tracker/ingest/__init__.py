@@ -23,6 +23,7 @@ from tracker.ingest.csvfile import (
     reject_resolved_conflicts,
 )
 from tracker.ingest.jsonfile import parse_json
+from tracker.output import write_csv
 from tracker.store import Connection, Store
 from tracker.store import companies as company_ops
 
@@ -172,11 +173,8 @@ def import_file(
     rejects_path = None
     if rejected:
         rejects_path = rejects_path_for(path, options.rejects_dir)
-        try:
-            rejects_path.parent.mkdir(parents=True, exist_ok=True)
-            parsed.rejects.to_csv(rejects_path, index=False)
-        except OSError as exc:
-            raise InputError(f"{rejects_path}: cannot write the rejects file: {exc}") from exc
+        # before the import's transaction: no rejects file, no import (WriteError)
+        write_csv(rejects_path, parsed.rejects, parents=True)
     notify(path, "writing")
     with store.transaction(f"importing {path}") as conn:
         inserted, n_companies = write_parsed(store, conn, parsed,

@@ -16,6 +16,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tracker.errors import InputError
+from tracker.output import staged
 from tracker.records import StepOutcome
 from tracker.store import companies as company_ops
 from tracker.store import run_history
@@ -57,14 +58,10 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     and to read however many companies are tracked.
     """
     from tracker.alerts import list_alerts
-    from tracker.plots import plot_company, save
+    from tracker.plots import plot_company, render
 
     root = output_dir or ws.settings.resolve(ws.settings.report.output_dir)
     folder = root / day.isoformat()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{folder}: cannot create the report folder: {exc}") from exc
     alerts = list_alerts(ws)
     new_ids = set(new_ids or [])
     new = alerts[alerts["id"].isin(new_ids)]
@@ -79,24 +76,27 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     wanted = list(dict.fromkeys([*new["company"], *open_["company"]]))[:MAX_CHARTS]
     shown = pd.concat([new, open_])
     first_alert = shown.groupby("company")["date"].min() if len(shown) else {}
-    charts = []
-    for company in wanted:
-        # from a few months before the company's first alert shown, up to the day
-        since = pd.Timestamp(first_alert[company]) - pd.Timedelta(days=120)
-        try:
-            fig = plot_company(ws, company, since=since.date(), until=day)
-        except InputError:  # no data in the window: nothing to draw
-            continue
-        name = f"{company}.png"
-        save(fig, folder / name)
-        charts.append({"company": company, "file": name})
-    html = _env().get_template("daily.html.j2").render(
-        day=day.isoformat(), summary=summary, new_alerts=_records(new),
-        open_alerts=_records(open_), events=events, charts=charts,
-        companies=company_ops.count(ws.store),
-    )
     path = folder / "index.html"
-    path.write_text(html, encoding="utf-8")
+    charts = []
+    # the page and its charts are put in place together once every byte of them is
+    # written: a disk filling up half way leaves yesterday's report whole
+    with staged() as stage:
+        for company in wanted:
+            # from a few months before the company's first alert shown, up to the day
+            since = pd.Timestamp(first_alert[company]) - pd.Timedelta(days=120)
+            try:
+                fig = plot_company(ws, company, since=since.date(), until=day)
+            except InputError:  # no data in the window: nothing to draw
+                continue
+            name = f"{company}.png"
+            stage.write(folder / name, render(fig, "png"), parents=True)
+            charts.append({"company": company, "file": name})
+        html = _env().get_template("daily.html.j2").render(
+            day=day.isoformat(), summary=summary, new_alerts=_records(new),
+            open_alerts=_records(open_), events=events, charts=charts,
+            companies=company_ops.count(ws.store),
+        )
+        stage.write(path, html, parents=True)
     return Report(path, len(charts), len(new), len(open_))
 
 
