@@ -290,8 +290,10 @@ LONG_NAME = "x" * 201
         (f"company,date,count,source\nApple,2022-10-10,5,{LONG_NAME}\n",
          "column 'source': source name longer than 200 characters"),
         (f"date,{LONG_NAME}\n2022-10-10,5\n", "company name longer than 200 characters"),
-        ("company,date,count\n!!!,2022-10-10,5\n",
-         "column 'company': no company id can be made from '!!!'"),
+        ("company,date,count\n\u200b,2022-10-10,5\n", "column 'company': empty company name"),
+        ('company,date,count\n"\u3000 \u2060",2022-10-10,5\n',
+         "column 'company': empty company name"),
+        ("date,\u200b\n2022-10-10,5\n", "column 'company': empty company name"),
     ],
 )
 def test_bad_rows_name_line_column_and_reason(

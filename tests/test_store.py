@@ -144,6 +144,51 @@ def test_slugify() -> None:
     assert company_ops.slugify("Apple Inc.") == "apple-inc"
     assert company_ops.slugify("Nestlé S.A.") == "nestle-s-a"
     assert company_ops.slugify("  AT&T ") == "at-t"
+    assert company_ops.slugify("株式会社テスト") == "zhushihuishetesuto_d46fbbrd"
+    assert company_ops.slugify("   ") == company_ops.slugify("\u200b") == ""
+    # same words, other encoding or case: one id; other words: another id
+    assert company_ops.slugify("ｿﾆｰ") == company_ops.slugify("ソニー")
+    assert company_ops.slugify("ΟΤΕ") == company_ops.slugify("οτε")
+    assert company_ops.slugify("אל על") != company_ops.slugify("על אל")
+    assert company_ops.slugify("東京 2") != company_ops.slugify("大阪 2")
+    # a 200-character name whose ASCII fold would pass the id column: hashed, short
+    long_fold = "\u3392" * 200  # each '㎒' folds to 'MHz'
+    assert len(company_ops.slugify(long_fold)) <= company_ops.MAX_ID
+
+
+def test_alias_key_folds_case_space_and_encoding() -> None:
+    assert company_ops.alias_key("  Apple   INC ") == "apple inc"
+    assert company_ops.alias_key("ΣΌΝΙ") == company_ops.alias_key("Σόνι")
+    assert company_ops.alias_key("ｿﾆｰ") == company_ops.alias_key("ソニー")
+    assert company_ops.alias_key("Nestle\u0301") == company_ops.alias_key("Nestlé")
+
+
+def test_resolve_names_a_new_company_by_its_first_spelling(store: Store) -> None:
+    with store.transaction() as conn:
+        ids = company_ops.resolve(conn, ["Apple Inc", "APPLE INC", "apple inc.", " ", ""])
+    assert ids == {"Apple Inc": "apple-inc", "APPLE INC": "apple-inc", "apple inc.": "apple-inc"}
+    assert company_ops.name_of(store, "apple-inc") == "Apple Inc"
+
+
+def test_latin_names_resolve_as_they_always_did(store: Store) -> None:
+    """'STRASSE' is not 'Straße' to the ASCII rule ('strasse', 'strae'): it stays so,
+    even though casefold equates them, because existing databases hold both."""
+    with store.transaction() as conn:
+        first = company_ops.resolve(conn, ["Straße"])
+    with store.transaction() as conn:
+        second = company_ops.resolve(conn, ["STRASSE"])
+    assert (first, second) == ({"Straße": "strae"}, {"STRASSE": "strasse"})
+
+
+def test_find_tries_the_typed_id_before_the_id_made_from_it(store: Store) -> None:
+    with store.transaction() as conn:
+        ids = company_ops.resolve(conn, ["!!!", "5BGFHDT7"])
+    assert ids == {"!!!": "_5bgfhdt7", "5BGFHDT7": "5bgfhdt7"}
+    assert store.company_id("_5bgfhdt7") == "_5bgfhdt7"
+    assert store.company_id("!!!") == "_5bgfhdt7"
+    assert store.company_id("5bgfhdt7") == "5bgfhdt7"
+    with pytest.raises(NotFoundError):
+        store.company_id("\u200b")
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(sqlite_url: str) -> None:

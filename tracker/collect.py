@@ -167,7 +167,8 @@ def _drop_conflicts(source: Source, frame: pd.DataFrame, outcome: SourceOutcome
 
     Two spellings that resolve to one company ("Apple Inc." and "Apple, Inc") with
     different values for the same day would otherwise be stored as whichever came
-    last; a name that yields no company id cannot be stored at all.
+    last; an empty name (nothing visible: the only kind without a company id)
+    cannot be stored at all.
     """
     key = ["company", "metric", "source", "as_of"]
     unresolved = frame["company"].isna().to_numpy()
@@ -180,7 +181,7 @@ def _drop_conflicts(source: Source, frame: pd.DataFrame, outcome: SourceOutcome
     if not bad.any():
         return frame
     for row in frame[bad].itertuples():
-        why = ("no company id can be made from this name" if pd.isna(row.company) else
+        why = ("empty company name" if pd.isna(row.company) else
                f"conflicting values for company {row.company!r} on {row.as_of:%Y-%m-%d} "
                f"(this row: {row.value})")
         outcome.failures.append(Failure(source.instance, row.written, why))

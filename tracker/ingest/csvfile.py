@@ -30,6 +30,7 @@ from tracker.ingest.cells import (
     parse_dates,
 )
 from tracker.records import DEFAULT_METRIC
+from tracker.store.companies import is_blank
 
 Layout = Literal["auto", "long", "wide", "thinknum"]
 
@@ -275,6 +276,18 @@ def _conflict_reasons(rows: pd.DataFrame, key: list[str],
     )
 
 
+def _blank(names: pd.Series) -> np.ndarray:
+    """Mask of names with nothing visible (spaces, zero-width or control characters).
+
+    Judged once per distinct name, by the rule that makes ids
+    (:func:`tracker.store.companies.is_blank`): a name that passes here always
+    gets a company id.
+    """
+    distinct = names.unique()
+    blank = [n for n in distinct if is_blank(n)]
+    return names.isin(blank).to_numpy() if blank else np.zeros(len(names), dtype=bool)
+
+
 def validate(
     path: Path, layout: str, raw: pd.DataFrame, lines: pd.Series, frame: pd.DataFrame,
     dates: pd.Series, counts: pd.Series, dcol: str, vcol: str | pd.Series,
@@ -300,7 +313,7 @@ def validate(
                    f"({FIRST_DAY:%Y-%m-%d} to {LAST_DAY:%Y-%m-%d})"),
         (frame["company"].str.len().gt(MAX_NAME).to_numpy(),
          f"column 'company': company name {too_long}"),
-        (frame["company"].eq("").to_numpy(), "column 'company': empty company name"),
+        (_blank(frame["company"]), "column 'company': empty company name"),
     ):
         if not mask.any():
             continue
@@ -421,8 +434,9 @@ def reject_resolved_conflicts(parsed: ParsedFile, ids: Mapping[str, str | None])
 
     ``Apple Inc.`` = 100 and ``Apple, Inc`` = 999 on one day are different labels but
     one company: both rows are rejected, as are good rows that resolve to a company
-    and day already rejected as conflicting. A name that yields no company id is a
-    bad row too. ``ids`` maps each name in ``parsed.good`` to its company id. Only
+    and day already rejected as conflicting. ``ids`` maps each name in ``parsed.good``
+    to its company id; every name :func:`validate` accepts has one, so a name
+    without one (a ``ParsedFile`` built elsewhere) is rejected as empty. Only
     rows of names sharing an id with another name are examined, so the common case
     (every name its own company) costs a pass over the distinct names.
     """
@@ -435,11 +449,7 @@ def reject_resolved_conflicts(parsed: ParsedFile, ids: Mapping[str, str | None])
     resolvable = good["company"].isin(mapped.index).to_numpy()
     if not resolvable.all():
         missing = np.flatnonzero(~resolvable)
-        reason[missing] = (
-            "column 'company': no company id can be made from "
-            + good["company"].iloc[missing].map(repr).astype(object)
-            + " (ids are made of its letters a-z and digits)"
-        ).to_numpy()
+        reason[missing] = "column 'company': empty company name"
     shared = mapped[mapped.groupby(mapped).transform("size").to_numpy() > 1].index
     if len(shared):
         mine = np.flatnonzero(good["company"].isin(shared).to_numpy())
