@@ -110,9 +110,18 @@ class Workspace:
         known_at: datetime | None = None,
         revisions: bool = False,
     ) -> pd.DataFrame:
+        """Observations (``OBS_COLUMNS``) with each company's name in ``company_name``.
+
+        The id alone is opaque for a name like '株式会社テスト'; the name goes last so
+        that readers of the existing columns by position keep working.
+        """
+        from tracker.store import companies as company_ops
+
         ids = [self.store.company_id(c) for c in companies_] if companies_ else None
-        return self.store.observations(ids, metric=metric, since=since, known_at=known_at,
-                                       revisions=revisions)
+        frame = self.store.observations(ids, metric=metric, since=since, known_at=known_at,
+                                        revisions=revisions)
+        frame["company_name"] = frame["company"].map(company_ops.names(self.store))
+        return frame
 
 
 def open_workspace(config: str | Path | None = None, db: str | None = None) -> Workspace:
