@@ -13,23 +13,84 @@ Secrets never live here: sections name the environment variable that holds them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from datetime import date, time
+from collections.abc import Mapping
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from tracker.detect.settings import DetectSettings
+from tracker.detect.settings import SETTINGS_CONFIG, DetectSettings
 from tracker.errors import ConfigError
 
 DATABASE_ENV = "TRACKER_DATABASE_URL"
 DEFAULT_CONFIG_NAME = "config.toml"
+M = TypeVar("M", bound=BaseModel)
+
+# -- the documented forms of the values TOML has no exact type for ------------------------
+
+CLOCK_FORM = 'Input should be a valid time: "HH:MM" or "HH:MM:SS", 24-hour, e.g. "06:00"'
+DAY_FORM = 'Input should be a valid date: "YYYY-MM-DD" or a TOML date, e.g. 2022-10-11'
+_CLOCK = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _clock_time(value: Any) -> time:
+    """A time of day from "HH:MM", "HH:MM:SS" or a TOML local time; nothing else.
+
+    Pydantic's own time parsing reads ``7`` as seven seconds past midnight, and a
+    scheduler that runs at 00:00:07 instead of 07:00 fails silently, so a number, a
+    one-digit hour ("7:30") or a fraction of a second is refused with the form.
+    """
+    if isinstance(value, time) and value.tzinfo is None and value.microsecond == 0:
+        return value
+    if isinstance(value, str) and (m := _CLOCK.fullmatch(value)):
+        hour, minute, second = int(m[1]), int(m[2]), int(m[3] or 0)
+        if hour < 24 and minute < 60 and second < 60:
+            return time(hour, minute, second)
+    raise PydanticCustomError("clock_time", CLOCK_FORM)
+
+
+def _calendar_day(value: Any) -> date:
+    """A calendar day from "YYYY-MM-DD" or a TOML local date; nothing else.
+
+    A TOML datetime is a ``date`` subclass in Python, but a day is not an instant: it
+    is refused rather than cut to its date in whatever zone it was written in. So are
+    the other forms ``date.fromisoformat`` takes ("20221011"), and integers.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _DAY.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError("calendar_day", DAY_FORM)
+
+
+#: A time of day as config.toml writes it (``daily_at``).
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+#: A calendar day as config.toml writes it (``reference_date``).
+Day = Annotated[date, BeforeValidator(_calendar_day)]
+
+
+def validate_table(model: type[M], table: Mapping[str, Any]) -> M:
+    """The one way a config table becomes a plugin's settings: strictly.
+
+    ``strict=True`` here, not only in :data:`SETTINGS_CONFIG`, so a third-party
+    plugin whose model is a plain ``BaseModel`` gets the same strictness as the
+    built-ins; ``load_settings`` and the collector and notifier (``from_config``)
+    both come through here, so what validated is what runs.
+    """
+    return model.model_validate(dict(table), strict=True)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS_CONFIG
 
 
 class DatabaseSettings(_Strict):
@@ -39,7 +100,9 @@ class DatabaseSettings(_Strict):
 
 
 class ScheduleSettings(_Strict):
-    daily_at: time = Field(time(6, 0), description="Local time of the daily run, HH:MM")
+    daily_at: ClockTime = Field(
+        time(6, 0), description='Local time of the daily run: "HH:MM", "HH:MM:SS" or a TOML time'
+    )
     timezone: str = Field("UTC", description="IANA timezone of daily_at, e.g. Europe/Berlin")
     misfire_grace_hours: float = Field(
         12.0, gt=0, description="A run missed by up to this long (downtime) still runs on start"
@@ -97,7 +160,7 @@ class CompanySettings(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     external_ids: dict[str, str] = Field(default_factory=dict)
     reference_count: int | None = Field(None, ge=0)
-    reference_date: date | None = None
+    reference_date: Day | None = None
 
 
 class Settings(_Strict):
@@ -133,33 +196,114 @@ class Settings(_Strict):
         return p if p.is_absolute() else self.base_dir / p
 
 
+#: Pydantic's messages name Python types; a config.toml author needs the TOML form.
+#: Keyed by pydantic error type; the messages keep pydantic's start ("Input should
+#: be a valid integer") so they read the same as every other validation message.
+_TOML_FORMS = {
+    "int_type": "Input should be a valid integer: a whole number without quotes, e.g. 3",
+    "float_type": "Input should be a valid number: a number without quotes, e.g. 2.5 or 3",
+    "bool_type": "Input should be a valid boolean: true or false, without quotes",
+    "string_type": 'Input should be a valid string: text in quotes, e.g. "text"',
+    "list_type": 'Input should be an array, e.g. ["a", "b"]',
+    "dict_type": "Input should be a table, e.g. [name] or {key = value}",
+    "model_type": "Input should be a table, e.g. [name] or {key = value}",
+    "model_attributes_type": "Input should be a table, e.g. [name] or {key = value}",
+    "finite_number": "Input should be a finite number (not nan or inf)",
+}
+_TOML_TYPES = [(bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+               (datetime, "a datetime"), (date, "a date"), (time, "a time"),
+               (list, "an array"), (dict, "a table")]
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """What was given, as TOML spells it and with its TOML type: ``7 (an integer)``.
+
+    The type is the point: ``"7" (a string)`` and ``7 (an integer)`` are both wrong
+    for ``daily_at`` for different reasons.
+    """
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, date | time):
+        text = value.isoformat()
+    else:
+        text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    kind = next((name for cls, name in _TOML_TYPES if isinstance(value, cls)), None)
+    return f"{text} ({kind})" if kind else text
 
 
-def _format_errors(path: str, exc: ValidationError, prefix: str = "") -> list[str]:
-    problems = []
+def _key_path(loc: tuple[int | str, ...], raw: Any) -> tuple[tuple[int | str, ...], int | None]:
+    """The part of a pydantic location the user wrote, and where a union branch was cut.
+
+    Pydantic names the branch of a union in the location (``header_env.X.str`` and
+    ``header_env.X.EnvSecret``); those steps are not keys of the file. Steps are kept
+    while they lead through the raw TOML, so what remains is the key path as written.
+    """
+    kept: list[int | str] = []
+    cut: int | None = None
+    node = raw
+    for step in loc:
+        inside = (isinstance(node, dict) and step in node) or (
+            isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node))
+        if not inside:  # a union branch's name: it consumes no input
+            cut = len(kept) if cut is None else cut
+            continue
+        node = node[step]
+        kept.append(step)
+    return tuple(kept), cut
+
+
+def _format_errors(path: str, exc: ValidationError, raw: Any, prefix: str = "") -> list[str]:
+    """One line per problem, each naming the file, the key path, the form and the value.
+
+    The errors of one union (a string or an ``{env = ...}`` table) are one problem:
+    the branch that got furthest into the value is what the user meant, and branches
+    that failed at the same depth are merged into one "should be X or Y" message.
+    """
+    found: list[tuple[tuple[int | str, ...], int | None, dict[str, Any]]] = []
     for err in exc.errors():
-        loc = err["loc"]
-        section = prefix + ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            problems.append(f"{path}: unknown key '{section}' (check its spelling)")
-        elif err["type"] == "missing":
-            problems.append(f"{path}: '{section}' is required")
+        if err["type"] in ("missing", "extra_forbidden"):  # the key is not in the file
+            found.append((tuple(err["loc"]), None, err))
         else:
-            got = "" if "input" not in err else f", got {_describe(err['input'])}"
-            problems.append(f"{path}: '{section}': {err['msg']}{got}")
+            found.append((*_key_path(tuple(err["loc"]), raw), err))
+    deepest: dict[tuple[int | str, ...], int] = {}
+    for key, cut, _err in found:
+        if cut is not None:
+            deepest[key[:cut]] = max(deepest.get(key[:cut], 0), len(key))
+    merged: dict[tuple[int | str, ...], list[dict[str, Any]]] = {}
+    for key, cut, err in found:
+        if cut is None or len(key) == deepest[key[:cut]]:
+            merged.setdefault(key, []).append(err)
+    problems = []
+    for key, errs in merged.items():
+        section = ".".join([prefix.rstrip("."), *map(str, key)]).strip(".") or "(top level)"
+        first = errs[0]
+        if first["type"] == "extra_forbidden":
+            problems.append(f"{path}: unknown key '{section}' (check its spelling)")
+            continue
+        if first["type"] == "missing":
+            problems.append(f"{path}: '{section}' is required")
+            continue
+        messages = list(dict.fromkeys(
+            _TOML_FORMS.get(e["type"], e["msg"].removeprefix("Value error, ")) for e in errs))
+        message = ", or ".join(
+            [messages[0], *(m.removeprefix("Input should be ") for m in messages[1:])])
+        # a whole table is not echoed: the message says what is wrong with it, and it
+        # may hold a value that is better not shown (a webhook URL is a secret)
+        shown = "input" in first and (bool(key) or not isinstance(first["input"], dict))
+        got = f", got {_describe(first['input'])}" if shown else ""
+        problems.append(f"{path}: '{section}': {message}{got}")
     return problems
 
 
 def _validate_plugins(path: str, section: str, kind: str,
-                      tables: dict[str, dict[str, Any]]) -> list[str]:
-    """Each [SECTION.NAME] table against its plugin's own settings model.
+                      tables: dict[str, Any]) -> list[str]:
+    """Each [SECTION.NAME] table against its plugin's own settings model, strictly.
 
-    This imports every configured plugin's module on every command, ``tracker
-    status`` included, so the built-in sources keep pandas and the readers out of
-    their module level (tests/test_cli.py checks that validating them loads no pandas).
+    A table that is not a table was reported by :class:`Settings` already. This
+    imports every configured plugin's module on every command, ``tracker status``
+    included, so the built-in sources keep pandas and the readers out of their
+    module level (tests/test_cli.py checks that validating them loads no pandas).
     """
     from tracker.plugins import available
 
@@ -168,11 +312,15 @@ def _validate_plugins(path: str, section: str, kind: str,
     for name, table in tables.items():
         where = f"{section}.{name}"
         if not isinstance(table, dict):
-            problems.append(f"{path}: '{where}' must be a table")
             continue
         plugin = table.get("type")
         if plugin is None:
             problems.append(f"{path}: '{where}.type' is required (one of {sorted(registry)})")
+            continue
+        if not isinstance(plugin, str):
+            names = ", ".join(f'"{n}"' for n in sorted(registry))
+            problems.append(f"{path}: '{where}.type': Input should be a valid string: "
+                            f"one of {names}, in quotes, got {_describe(plugin)}")
             continue
         if plugin not in registry:
             problems.append(
@@ -181,9 +329,9 @@ def _validate_plugins(path: str, section: str, kind: str,
             )
             continue
         try:
-            registry[plugin].load().Settings.model_validate(table)
+            validate_table(registry[plugin].load().Settings, table)
         except ValidationError as exc:
-            problems += _format_errors(path, exc, prefix=f"{where}.")
+            problems += _format_errors(path, exc, table, prefix=f"{where}.")
         except Exception as exc:  # a third-party plugin may fail in any way on import
             problems.append(f"{path}: '{where}.type': {kind} {plugin!r} failed to load: {exc}")
     return problems
@@ -221,7 +369,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         settings = Settings(base_dir=base, config_path=cfg.resolve(), **raw)
     except ValidationError as exc:
-        problems += _format_errors(str(cfg), exc)
+        problems += _format_errors(str(cfg), exc, raw)
     sources = raw.get("sources", {})
     if isinstance(sources, dict):
         problems += _validate_plugins(str(cfg), "sources", "source", sources)

@@ -19,10 +19,31 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 M = TypeVar("M", bound=BaseModel)
 
 
-class Concern(BaseModel):
-    """Base of every settings group: unknown keys are errors, values never change."""
+#: The one strictness of every settings model in tracker: these ``[detect]`` groups,
+#: the sections of :mod:`tracker.config` and every source's and notifier's table
+#: (through ``SourceSettings`` and ``NotifierSettings``). It lives here because this
+#: module is the root of the settings imports (``tracker.config`` imports it, and it
+#: imports nothing of tracker); ``tracker.config`` re-exports it.
+#:
+#: * ``extra="forbid"``: a misspelt key is an error, not a silent default;
+#: * ``strict=True``: TOML already types its values, so none is guessed from another
+#:   type: ``"60"`` is not 60, ``true`` is never 1, ``1`` is not ``true`` and a
+#:   number never becomes a string. The one coercion kept is pydantic's own, and
+#:   harmless: an integer where a float is expected (``threshold = 7``);
+#: * ``allow_inf_nan=False``: ``nan`` and ``inf`` are valid TOML floats but no
+#:   threshold or duration means anything with them (``nan > 0`` is even false);
+#: * ``frozen=True``: settings are read, never changed, after validation.
+#:
+#: Where a TOML type does not map onto the Python one (a TOML array for a tuple,
+#: ``"HH:MM"`` for a time), the field's annotated type converts that documented form
+#: itself, before strict validation, and refuses every other form by name.
+SETTINGS_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Concern(BaseModel):
+    """Base of every settings group: strict, unknown keys are errors, values never change."""
+
+    model_config = SETTINGS_CONFIG
 
 
 class ScaleSettings(Concern):

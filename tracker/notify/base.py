@@ -25,8 +25,9 @@ from datetime import date
 from importlib.metadata import EntryPoint
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from tracker.config import SETTINGS_CONFIG, validate_table
 from tracker.plugins import GROUPS, available, load
 from tracker.records import Alert
 
@@ -40,10 +41,12 @@ Severity = Literal["info", "warning", "critical"]
 class NotifierSettings(BaseModel):
     """Settings every notifier accepts; subclasses add their own fields.
 
-    ``extra="forbid"`` makes a misspelt key an error instead of a silent default.
+    Strict like every settings model (:data:`tracker.config.SETTINGS_CONFIG`): a
+    misspelt key is an error instead of a silent default, and a value of the wrong
+    TOML type is an error instead of a guess (``max_alerts = "10"`` is not 10).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS_CONFIG
 
     type: str
     enabled: bool = True
@@ -84,8 +87,8 @@ class Notifier(ABC):
     def from_config(
         cls, instance: str, raw: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> Notifier:
-        """Validate a raw ``[notify.NAME]`` table and build the notifier."""
-        return cls(instance, cls.Settings.model_validate(dict(raw)), environ)
+        """Validate a raw ``[notify.NAME]`` table, as strictly as load_settings did, and build."""
+        return cls(instance, validate_table(cls.Settings, raw), environ)
 
     def wants(self, alert: Alert, default_min_severity: str) -> bool:
         """Whether this notifier's filters (severity, companies, kinds) select ``alert``."""

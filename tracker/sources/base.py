@@ -22,8 +22,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from tracker.config import SETTINGS_CONFIG, validate_table
 from tracker.errors import SourceError
 from tracker.records import CompanyRef, Failure, Observation
 
@@ -38,10 +39,12 @@ log = logging.getLogger(__name__)
 class SourceSettings(BaseModel):
     """Settings every source accepts; subclasses add their own fields.
 
-    ``extra="forbid"`` makes a misspelt key an error instead of a silent default.
+    Strict like every settings model (:data:`tracker.config.SETTINGS_CONFIG`): a
+    misspelt key is an error instead of a silent default, and a value of the wrong
+    TOML type is an error instead of a guess (``enabled = 1`` is not ``true``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS_CONFIG
 
     type: str
     enabled: bool = True
@@ -75,8 +78,11 @@ class Source(ABC):
 
     @classmethod
     def from_config(cls, instance: str, raw: dict[str, Any], context: SourceContext) -> Source:
-        """Validate a raw config table and build the source (pydantic errors bubble up)."""
-        return cls(instance, cls.Settings.model_validate(raw), context)
+        """Validate a raw config table, as strictly as load_settings did, and build the source.
+
+        Pydantic errors bubble up; ``load_settings`` reported them with the file first.
+        """
+        return cls(instance, validate_table(cls.Settings, raw), context)
 
     @abstractmethod
     def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
