@@ -2,8 +2,12 @@
 
 Validation is strict (unknown keys are errors) because a misspelt key that silently
 falls back to a default is the worst kind of configuration bug in an unattended
-job. Every problem is reported at once, each naming the file, the key, what was
-expected and what was found, so a user fixes the file in one pass.
+job. So are guessed types: TOML already types its values, so none is converted
+from another type (``daily_at = 7`` once meant 00:00:07, ``enabled = "no"`` true);
+the few documented forms TOML has no type for (``"HH:MM"``, ``"YYYY-MM-DD"``,
+``timeout = [5, 30]``) are read by their field's own type and nothing else is. Every
+problem is reported at once, each naming the file, the key path, the expected form
+and what was found with its TOML type, so a user fixes the file in one pass.
 
 Precedence of the database URL: ``--db`` > ``TRACKER_DATABASE_URL`` >
 ``[database] url`` > a SQLite file ``data/tracker.db`` beside the config file.
