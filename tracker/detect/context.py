@@ -32,7 +32,9 @@ from .settings import DetectSettings
 def tail_sizes(s: DetectSettings) -> tuple[int, int]:
     """Rows an incremental run re-scans, and observations it needs for their statistics."""
     scan_rows = 4 * (s.confirm_days + 1) + 4
-    return scan_rows, scan_rows + max(s.window, s.min_history) + 8
+    # the level test of moderate moves reaches confirm_days + 1 + 5 observations further
+    level_span = s.confirm_days + 1 + 5
+    return scan_rows, scan_rows + max(s.window, s.min_history) + 8 + level_span
 
 
 def tail_days(s: DetectSettings) -> int:

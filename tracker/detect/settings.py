@@ -140,6 +140,24 @@ class ShiftSettings(Concern):
             "move faded and is reclassified as a glitch."
         ),
     )
+    soft_threshold: float = Field(
+        4.0,
+        ge=0,
+        description=(
+            "Robust z-score from which a move below `threshold` (a moderate move) is "
+            "followed: never reported provisionally, reported once confirmed if the level "
+            "test passes. 0 (or >= `threshold`) turns moderate moves off."
+        ),
+    )
+    soft_level_threshold: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "At confirmation a moderate move's new level (median since the jump minus "
+            "median before it) must stand this many robust scales of the series' own "
+            "level noise (that same statistic over its past) from its usual value."
+        ),
+    )
 
 
 class DriftSettings(Concern):

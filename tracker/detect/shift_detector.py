@@ -18,7 +18,17 @@ from .context import Block, DayBlock, Tail, tail_days, tail_sizes
 from .matrix import Packed, log_counts, to_timestamps
 from .scale import row_stats
 from .settings import DetectSettings, ShiftSettings
-from .shifts import GLITCH, OPEN, Verdicts, big_moves, change_test, scan, sync_rows
+from .shifts import (
+    GLITCH,
+    OPEN,
+    Verdicts,
+    big_moves,
+    change_test,
+    level_stats,
+    scan,
+    soft_moves,
+    sync_rows,
+)
 
 
 class ShiftDetector(Detector):
@@ -36,7 +46,9 @@ class ShiftDetector(Detector):
         d, g = block.changes
         st = row_stats(p, d, g, s, need=big_moves(p, d, s))
         z, exceed, sd = change_test(p, d, g, st, s)
-        return shift_rows(block.names, p, z, scan(p, exceed, sd, s))
+        soft = soft_moves(p, d, z, exceed, st, s)
+        v = scan(p, exceed, sd, s, soft=soft, level=level_stats(p, soft, s))
+        return shift_rows(block.names, p, z, v)
 
     def day(self, block: DayBlock) -> Rows:
         s = block.settings
@@ -50,7 +62,11 @@ class ShiftDetector(Detector):
 
 
 def shift_rows(names: np.ndarray, p: Packed, z: np.ndarray, v: Verdicts) -> Rows:
-    """One row per candidate: the jump's two values, its size and score, its verdict."""
+    """One row per candidate: the jump's two values, its size and score, its verdict.
+
+    A moderate (soft) move is known only once confirmed: detected on that day, and
+    scored by the level test that made it news rather than by its first day's z.
+    """
     c, j = v.col, v.row
     before = p.value[j - 1, c]
     after = p.value[j, c]
@@ -58,11 +74,12 @@ def shift_rows(names: np.ndarray, p: Packed, z: np.ndarray, v: Verdicts) -> Rows
     change = 100.0 * np.expm1(raw)
     kind = np.where(v.outcome == GLITCH, "glitch", np.where(raw < 0, "drop", "spike"))
     dec = np.where(v.decided_row >= 0, p.day[np.maximum(v.decided_row, 0), c], 2**40)
+    seen = np.where(v.soft, dec, p.day[j, c])
     return {"series": names[c], "date": to_timestamps(p.day[j, c]),
-            "detected_on": to_timestamps(p.day[j, c]), "confirmed_on": to_timestamps(dec),
+            "detected_on": to_timestamps(seen), "confirmed_on": to_timestamps(dec),
             "kind": kind, "status": np.where(v.outcome == OPEN, "provisional", "confirmed"),
             "change_pct": change, "value_before": before, "value_after": after,
-            "score": np.abs(z[j, c])}
+            "score": np.where(v.soft, np.abs(v.level_z), np.abs(z[j, c]))}
 
 
 def _day_shifts(t: Tail, day: int, s: DetectSettings
@@ -76,17 +93,17 @@ def _day_shifts(t: Tail, day: int, s: DetectSettings
     p = t.packed
     m = p.y.shape[1]
     if p.n < 2:
-        none = np.zeros(0, dtype=np.int64)
-        return p, np.zeros_like(p.y), Verdicts(none, none, none, none), np.ones(m, dtype=bool)
+        return p, np.zeros_like(p.y), Verdicts.none(), np.ones(m, dtype=bool)
     scan_rows, _ = tail_sizes(s)
     from_row = max(1, p.n - scan_rows)
     st = row_stats(p, t.d, t.g, s, from_row=from_row, need=big_moves(p, t.d, s))
     z, exceed, sd = change_test(p, t.d, t.g, st, s)
-    start, ok = sync_rows(exceed, p, from_row, day, s)
-    v = scan(p, exceed, sd, s, start_row=start)
+    soft = soft_moves(p, t.d, z, exceed, st, s)
+    start, ok = sync_rows(exceed | soft, p, from_row, day, s)
+    v = scan(p, exceed, sd, s, start_row=start, soft=soft, level=level_stats(p, soft, s))
     last = p.n - 1
     mine = ok[v.col] & ((v.row == last) | (v.decided_row == last))
-    return p, z, Verdicts(v.col[mine], v.row[mine], v.decided_row[mine], v.outcome[mine]), ~ok
+    return p, z, v.select(mine), ~ok
 
 
 def may_shift_today(y_all: np.ndarray, s: DetectSettings) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .matrix import Packed, log_counts
-from .scale import RowStats
+from .scale import RowStats, cell_stats
 from .settings import DetectSettings
 
 OPEN, GLITCH, CONFIRMED = 0, 1, 2
@@ -68,14 +68,94 @@ def change_test(p: Packed, d: np.ndarray, g: np.ndarray, st: RowStats,
     return z, exceed, sd
 
 
+def soft_moves(p: Packed, d: np.ndarray, z: np.ndarray, exceed: np.ndarray, st: RowStats,
+               settings: DetectSettings) -> np.ndarray:
+    """Moderate moves: past ``soft_threshold`` and ``min_change_pct`` but not exceptional.
+
+    A 5-10% move of a company whose count wobbles by 1% a day scores 4-6, below the
+    threshold that keeps single noisy days quiet. Such a move is only news if the
+    count stays there, so it opens a candidate that is never reported as provisional:
+    it is reported once the level test at confirmation says the new level stands out
+    from the series' own level noise (see :func:`level_changes`), else forgotten.
+    """
+    if settings.soft_threshold <= 0 or settings.soft_threshold >= settings.threshold:
+        return np.zeros(exceed.shape, dtype=bool)
+    min_log = np.log1p(settings.min_change_pct / 100.0)
+    raw = log_counts(p.value)
+    with np.errstate(invalid="ignore"):
+        out = (np.abs(z) >= settings.soft_threshold) & (np.abs(d) >= min_log)
+        out[1:] &= np.abs(raw[1:] - raw[:-1]) >= min_log
+    out[0] = False
+    return out & ~exceed & (st.n >= settings.min_history)
+
+
+def level_changes(y: np.ndarray, post: int, pre: int = _PRE_OBS) -> np.ndarray:
+    """At each packed row e: median of the ``post`` observations ending at e minus the
+    median of the ``pre`` before them; NaN where either window is incomplete.
+
+    This is the quantity the confirmation of a moderate move measures (the level
+    since the jump against the level before it), so its spread over a series' past is
+    that series' own level noise: small where the count is measurement noise around
+    a smooth level (a lasting 5% move is then clear), large where it wanders like a
+    random walk (where one day's move proves nothing).
+    """
+    n, m = y.shape
+    out = np.full((n, m), np.nan)
+    if n < post + pre:
+        return out
+    view = np.lib.stride_tricks.sliding_window_view
+    after = np.median(view(y, post, axis=0), axis=-1)  # row k: window starting at k
+    before = np.median(view(y, pre, axis=0), axis=-1)
+    e = np.arange(post + pre - 1, n)
+    out[e] = after[e - post + 1] - before[e - post - pre + 1]
+    return out
+
+
+def level_stats(p: Packed, soft: np.ndarray, settings: DetectSettings
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Location and robust scale of :func:`level_changes` before each soft cell's week.
+
+    Dense arrays like ``p.y``, set at the soft cells only. The statistics come from
+    changes that ended before the Monday of the cell's week, like the change test's
+    (same window, same estimator), so the candidate's own jump never widens them.
+    """
+    loc = np.full(p.y.shape, np.nan)
+    sc = np.full(p.y.shape, np.nan)
+    r, c = np.nonzero(soft)
+    if r.size == 0:
+        return loc, sc
+    cols = np.unique(c)
+    lv = np.full(p.y.shape, np.nan)
+    lv[:, cols] = level_changes(p.y[:, cols], settings.confirm_days + 1)
+    st = cell_stats(p, lv, np.ones(p.y.shape), r, c, settings)
+    loc[r, c] = st.mu
+    sc[r, c] = st.scale
+    return loc, sc
+
+
 @dataclass
 class Verdicts:
-    """Candidates from :func:`scan`: column, row opened, row decided (-1: open), outcome."""
+    """Candidates from :func:`scan`: column, row opened, row decided (-1: open), outcome.
+
+    ``soft`` marks moderate moves, reported only once confirmed (on ``decided_row``);
+    ``level_z`` is the level test's score of those (NaN for the others).
+    """
 
     col: np.ndarray
     row: np.ndarray
     decided_row: np.ndarray
     outcome: np.ndarray
+    soft: np.ndarray
+    level_z: np.ndarray
+
+    @classmethod
+    def none(cls) -> Verdicts:
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, empty, empty, empty, np.zeros(0, dtype=bool), np.zeros(0))
+
+    def select(self, mask: np.ndarray) -> Verdicts:
+        return Verdicts(self.col[mask], self.row[mask], self.decided_row[mask],
+                        self.outcome[mask], self.soft[mask], self.level_z[mask])
 
 
 def nanmedian0(a: np.ndarray) -> np.ndarray:
@@ -102,37 +182,56 @@ def _pre_level(y: np.ndarray, i: int, c: np.ndarray) -> np.ndarray:
 
 
 def scan(p: Packed, exceed: np.ndarray, sd: np.ndarray, settings: DetectSettings,
-         start_row: np.ndarray | None = None) -> Verdicts:
+         start_row: np.ndarray | None = None, soft: np.ndarray | None = None,
+         level: tuple[np.ndarray, np.ndarray] | None = None) -> Verdicts:
     """Open, absorb and decide candidates row by row (causal by construction).
 
     ``start_row`` lets an incremental run begin each series at a point where no
     candidate can be open, so it reaches the same state as a run over all history.
+    ``soft`` (with ``level``, from :func:`level_stats`) adds moderate moves: they
+    open candidates like exceptional ones, but only those that pass the level test
+    at confirmation are kept; one that comes back, fades or is overtaken by an
+    exceptional change (which then opens its own candidate) leaves no row.
     """
     n, m = p.y.shape
     if start_row is None:
         start_row = np.ones(m, dtype=np.int64)
+    if soft is None or level is None:
+        soft = np.zeros(exceed.shape, dtype=bool)
+        level = (np.full(exceed.shape, np.nan), np.full(exceed.shape, np.nan))
+    lv_loc, lv_sc = level
     is_open = np.zeros(m, dtype=bool)
+    o_soft = np.zeros(m, dtype=bool)
     o_row = np.zeros(m, dtype=np.int64)
     o_pre = np.zeros(m)
     o_jump = np.zeros(m)
     o_day = np.zeros(m, dtype=np.int64)
     o_sd = np.ones(m)
+    o_floor = np.ones(m)
+    o_lloc = np.zeros(m)
+    o_lsc = np.ones(m)
     min_log = np.log1p(settings.min_change_pct / 100.0)
-    cols: list[np.ndarray] = []
-    rows: list[np.ndarray] = []
-    dec: list[np.ndarray] = []
-    outc: list[np.ndarray] = []
-    busy_rows = np.flatnonzero(exceed.any(axis=1))
+    out: list[tuple[np.ndarray, ...]] = []
+    opening = exceed | soft
+    busy_rows = np.flatnonzero(opening.any(axis=1))
     if busy_rows.size == 0:
-        return Verdicts(*(np.zeros(0, dtype=np.int64) for _ in range(4)))
+        return Verdicts.none()
     first = max(1, int(busy_rows[0]))
+
+    def emit(c: np.ndarray, decided: int, kind: int, lz: np.ndarray | None = None) -> None:
+        if c.size:
+            out.append((c, o_row[c], np.full(c.size, decided), np.full(c.size, kind),
+                        o_soft[c].copy(), np.full(c.size, np.nan) if lz is None else lz))
+
     for i in range(first, n):
         live = (i >= start_row) & ~np.isnan(p.y[i])
+        returned = np.zeros(m, dtype=bool)
         if is_open.any():
             act = is_open & live
             returned = act & (np.abs(p.y[i] - o_pre) <= settings.return_fraction * np.abs(o_jump))
             due = act & ~returned & (p.day[i] - o_day >= settings.confirm_days)
             confirmed = np.zeros(m, dtype=bool)
+            lz = np.full(m, np.nan)
             c = np.flatnonzero(due)
             if c.size:
                 # a shift must still stand as a level: median since the jump vs median before it
@@ -141,36 +240,41 @@ def scan(p: Packed, exceed: np.ndarray, sd: np.ndarray, settings: DetectSettings
                 post = np.where(np.arange(max(lo, 0), i + 1)[:, None] >= o_row[c][None, :],
                                 post, np.nan)
                 with np.errstate(invalid="ignore"):
-                    moved = np.abs(nanmedian0(post) - o_pre[c])
-                held = (moved >= min_log) & (moved >= settings.confirm_threshold * o_sd[c])
+                    signed = nanmedian0(post) - o_pre[c]
+                    moved = np.abs(signed)
+                    held = (moved >= min_log) & (moved >= settings.confirm_threshold * o_sd[c])
+                    # moderate moves: the new level against the series' own level noise
+                    lz[c] = (signed - o_lloc[c]) / np.maximum(o_lsc[c], o_floor[c])
+                    firm = ((np.abs(lz[c]) >= settings.soft_level_threshold)
+                            & (np.sign(signed) == np.sign(o_jump[c])))
+                held &= ~o_soft[c] | firm
                 confirmed[c[held]] = True
                 returned[c[~held]] = True
-            for mask, kind in ((returned, GLITCH), (confirmed, CONFIRMED)):
-                c = np.flatnonzero(mask)
-                if c.size:
-                    cols.append(c)
-                    rows.append(o_row[c])
-                    dec.append(np.full(c.size, i))
-                    outc.append(np.full(c.size, kind))
+            hard_glitch = returned & ~o_soft
+            emit(np.flatnonzero(hard_glitch), i, GLITCH)
+            c = np.flatnonzero(confirmed)
+            emit(c, i, CONFIRMED, np.where(o_soft[c], lz[c], np.nan))
             is_open &= ~(returned | confirmed)
-            new = live & exceed[i] & ~is_open & ~returned
-        else:
-            new = live & exceed[i]
+        # an exceptional change replaces a moderate candidate still open
+        new = live & ~returned & ((exceed[i] & (~is_open | o_soft)) | (soft[i] & ~is_open))
         c = np.flatnonzero(new)
         if c.size:
             is_open[c] = True
+            o_soft[c] = ~exceed[i, c]
             o_row[c] = i
             o_pre[c] = _pre_level(p.y, i, c)
             o_jump[c] = p.y[i, c] - o_pre[c]
             o_day[c] = p.day[i, c]
             o_sd[c] = sd[i, c]
-    c = np.flatnonzero(is_open)
-    cols.append(c)
-    rows.append(o_row[c])
-    dec.append(np.full(c.size, -1))
-    outc.append(np.full(c.size, OPEN))
-    return Verdicts(np.concatenate(cols), np.concatenate(rows), np.concatenate(dec),
-                    np.concatenate(outc))
+            o_floor[c] = level_floor(p.y[i - 1, c], settings)
+            o_lloc[c] = np.nan_to_num(lv_loc[i, c], nan=0.0)
+            o_lsc[c] = lv_sc[i, c]
+    c = np.flatnonzero(is_open & ~o_soft)
+    emit(c, -1, OPEN)
+    if not out:
+        return Verdicts.none()
+    parts = list(zip(*out, strict=True))
+    return Verdicts(*(np.concatenate(x) for x in parts))
 
 
 def sync_rows(exceed: np.ndarray, p: Packed, from_row: int, day: int,
