@@ -4,7 +4,9 @@ Its exit code follows the Nagios plugin convention so cron and monitoring system
 can act on it without parsing output: 0 nothing new, 1 new warning alerts, 2 new
 critical alerts, 3 the run itself failed. Only one run may work at a time across
 processes and hosts: a lease in the database (see ``store.runs``) makes a second
-``tracker run`` or scheduler exit with 3, or wait, as configured.
+``tracker run`` or scheduler exit with 3, or wait, as configured. A holder killed on
+this machine is taken over at once and its run marked abandoned; one on another
+host is waited out until its lease expires.
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
         _ping(ws.settings.run.heartbeat_url, ok=False)
         return result
     try:
-        result.run_id = run_ops.start_run(ws.store, "run")
+        result.run_id = run_ops.start_run(ws.store, "run", owner=owner, lease=LOCK_NAME)
         result.collected = collect(ws, day, run_id=result.run_id)
         for step in steps if steps is not None else default_steps():
             produced = step(ws, day, result.run_id)

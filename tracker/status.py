@@ -10,10 +10,12 @@ DataFrame properties are for notebooks and are built on first use.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from tracker.errors import StoreError
 from tracker.store import companies as company_ops
 from tracker.store import runs as run_ops
 from tracker.store.runs import RUN_COLUMNS, SOURCE_COLUMNS
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tracker.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 STALE_COLUMNS: tuple[str, ...] = ("id", "name", "last_day", "days_since")
 
@@ -63,7 +67,13 @@ class StatusReport:
 
 
 def status(ws: Workspace, last: int = 5, today: date | None = None) -> StatusReport:
+    """The report; runs whose process is gone are marked abandoned first, or a killed
+    run would show as running forever (see ``store.runs.reap_abandoned``)."""
     today = today or ws.today()
+    try:
+        run_ops.reap_abandoned(ws.store)
+    except StoreError as exc:  # e.g. a read-only database: still show what it holds
+        log.warning("could not mark abandoned runs: %s", exc)
     recent = run_ops.recent_runs(ws.store, last)
     sources = run_ops.source_results(ws.store, [recent[0][0]] if recent else [])
     stale_days = ws.settings.run.stale_days
