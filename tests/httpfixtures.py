@@ -19,6 +19,7 @@ Faults are injected per company and consumed one per request::
     server.inject("acme", truncate=True)                             # cut JSON, status 200
     server.inject("acme", body=b"<html>login</html>", content_type="text/html")
     server.inject("acme", drop=True)                                 # close without answering
+    server.inject("acme", cut=True, times=2)       # full Content-Length, half the body, close
 
 Every request is recorded (:attr:`FakeHttpServer.log`) with path, query, headers,
 company and a ``time.monotonic()`` stamp, to assert retries, headers and rates.
@@ -51,6 +52,7 @@ class Fault:
     delay: float = 0.0
     truncate: bool = False
     drop: bool = False
+    cut: bool = False
     times: int | None = None
 
 
@@ -239,9 +241,13 @@ def _handler_for(server: FakeHttpServer) -> type[BaseHTTPRequestHandler]:
                 body = fault.body if fault.body is not None else body
                 ctype = fault.content_type or ctype
                 headers = fault.headers
-            return self._send(status, ctype, body, headers)
+            return self._send(status, ctype, body, headers, cut=fault is not None and fault.cut)
 
-        def _send(self, status: int, ctype: str, body: bytes, headers: dict[str, str]) -> None:
+        def _send(
+            self, status: int, ctype: str, body: bytes, headers: dict[str, str], cut: bool = False
+        ) -> None:
+            """Answer; ``cut`` announces the whole body but sends half and hangs up, which
+            is what a proxy or server that dies mid-transfer looks like to a client."""
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
@@ -249,7 +255,10 @@ def _handler_for(server: FakeHttpServer) -> type[BaseHTTPRequestHandler]:
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(body[: len(body) // 2] if cut else body)
+                if cut:
+                    self.wfile.flush()
+                    self.close_connection = True
             except (BrokenPipeError, ConnectionResetError):  # the client timed out first
                 self.close_connection = True
 

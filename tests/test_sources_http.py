@@ -6,7 +6,9 @@ stays fast while still crossing real sockets.
 
 from __future__ import annotations
 
+import html
 import itertools
+import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -22,15 +24,19 @@ from httpfixtures import (
     fake_http,  # noqa: F401 - re-exported the way conftest.py would
 )
 from pydantic import ValidationError
+from sqlalchemy import select
 
+from tracker.cli import main
 from tracker.errors import ConfigError, FatalSourceError
 from tracker.records import CompanyRef, Failure, Observation
 from tracker.sources.base import SourceContext
 from tracker.sources.html_page import HtmlPageSource
 from tracker.sources.http import HttpSource
 from tracker.sources.http_json import HttpJsonSource
-from tracker.sources.http_values import lookup, parse_count
+from tracker.sources.http_values import REDACTOR, lookup, parse_count
 from tracker.sources.pdl import PeopleDataLabsSource
+from tracker.store.schema import run_sources
+from tracker.workspace import open_workspace
 
 DAY = date(2022, 10, 12)
 SECRET = "sk-live-Zq9!x/Secret+Key"
@@ -209,6 +215,68 @@ def test_dropped_connection_is_retried(srv: FakeHttpServer) -> None:
     assert not fails and obs["c0"].value == 1000
 
 
+def test_a_body_cut_off_mid_transfer_is_retried(srv: FakeHttpServer) -> None:
+    srv.inject("c0", cut=True, times=2)  # Content-Length promises more than is sent
+    obs, fails = run(json_source(srv, retries=2), companies(2))
+    assert not fails and obs["c0"].value == 1000 and obs["c1"].value == 1001
+    assert len(srv.requests_for("c0")) == 3
+
+
+def test_a_body_always_cut_off_fails_retriably_after_the_real_attempts(
+    srv: FakeHttpServer,
+) -> None:
+    srv.inject("c0", cut=True)
+    started = time.monotonic()
+    obs, fails = run(json_source(srv, retries=2), companies(2))
+    assert set(obs) == {"c1"} and fails["c0"].retriable
+    reason = fails["c0"].reason
+    assert "cut off" in reason and "after 3 attempts" in reason, reason
+    assert len(srv.requests_for("c0")) == 3
+    assert time.monotonic() - started < 2  # backoff 0.02 s doubling, not seconds
+
+
+def test_cut_bodies_and_5xx_share_one_retry_budget(srv: FakeHttpServer) -> None:
+    srv.inject("c0", status=503, times=1)
+    srv.inject("c0", cut=True, times=1)
+    srv.inject("c0", status=500, times=1)
+    _, fails = run(json_source(srv, retries=2), companies(1))
+    assert len(srv.requests_for("c0")) == 3, "3 attempts in all, not 3 per kind of fault"
+    assert "HTTP 500" in fails["c0"].reason and "after 3 attempts" in fails["c0"].reason
+
+
+def test_a_cut_html_page_is_retried(srv: FakeHttpServer) -> None:
+    srv.inject("c0", cut=True, times=1)
+    obs, fails = run(html_source(srv, selector=".employees"), companies(1))
+    assert not fails and obs["c0"].value == 1000 and len(srv.requests_for("c0")) == 2
+
+
+@pytest.mark.parametrize(
+    ("retries", "attempts"), [(0, "after 1 attempt;"), (3, "after 4 attempts")]
+)
+def test_messages_count_the_attempts_really_made(
+    srv: FakeHttpServer, retries: int, attempts: str
+) -> None:
+    srv.inject("c0", status=503, headers={"Retry-After": "0"})
+    _, fails = run(json_source(srv, retries=retries), companies(1))
+    assert attempts in fails["c0"].reason + ";", fails["c0"].reason
+    assert "retries" not in fails["c0"].reason
+    assert len(srv.requests_for("c0")) == retries + 1
+
+
+def test_a_5xx_that_is_not_retried_says_one_attempt(srv: FakeHttpServer) -> None:
+    srv.inject("c0", status=507)
+    _, fails = run(json_source(srv, retries=3), companies(1))
+    assert fails["c0"].retriable and "HTTP 507" in fails["c0"].reason
+    assert "after 1 attempt" in fails["c0"].reason and "attempts" not in fails["c0"].reason
+    assert len(srv.requests_for("c0")) == 1
+
+
+def test_an_error_answer_quotes_the_start_of_its_body(srv: FakeHttpServer) -> None:
+    srv.inject("c0", status=400, body=b'{"error": {"message": "unknown field \'size\'"}}')
+    _, fails = run(json_source(srv), companies(1))
+    assert "HTTP 400" in fails["c0"].reason and "unknown field" in fails["c0"].reason
+
+
 def test_connection_refused_is_retriable_not_an_exception() -> None:
     with FakeHttpServer() as dead:
         url = dead.url
@@ -216,6 +284,7 @@ def test_connection_refused_is_retriable_not_an_exception() -> None:
     _, fails = run(source, companies(2))
     assert all(f.retriable for f in fails.values()) and len(fails) == 2
     assert "Connection" in fails["c0"].reason or "refused" in fails["c0"].reason
+    assert "after 2 attempts" in fails["c0"].reason, fails["c0"].reason
 
 
 @pytest.mark.parametrize(
@@ -243,7 +312,10 @@ def test_fatal_faults_are_not_retried(
     ("value", "expected"),
     [
         (None, "is null"),
-        ("n/a", "contains no number"),
+        ("n/a", "does not start with a number"),
+        ("error 429: rate limited", "'error 429: rate limited' is not a count"),
+        ("12,5", "'12,5' is not a count"),
+        (1234.6, "not a whole number"),
         (0, "must be positive"),
         (-12, "must be positive"),
         (True, "boolean"),
@@ -331,6 +403,39 @@ def test_secret_never_appears_in_reasons_or_logs(
     assert "***" in fails["c0"].reason  # the query-string key was masked, not dropped
     for record in caplog.records:
         assert not any(form in record.getMessage() for form in forms), record.getMessage()
+
+
+def test_any_logger_and_any_traceback_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "tok_" + "Vb8" * 12
+    REDACTOR.add(secret)
+    caplog.set_level(logging.DEBUG)
+    other = logging.getLogger("somelibrary.child")  # no filter was ever attached to it
+    other.debug("GET /x?key=%s", quote(secret, safe=""))
+    try:
+        raise RuntimeError(f"provider said: invalid key {secret}")
+    except RuntimeError:
+        other.exception("fetch failed")
+    assert "Traceback" in caplog.text and "invalid key ***" in caplog.text
+    assert secret[:8] not in caplog.text and quote(secret)[:8] not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        lambda s: s,
+        lambda s: quote(s, safe=""),
+        lambda s: quote(s, safe="").lower(),
+        lambda s: quote(s),
+        lambda s: json.dumps(s)[1:-1],
+        lambda s: json.dumps(s)[1:-1].replace("/", "\\/"),
+        lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+        lambda s: html.escape(s),
+    ],
+)
+def test_every_written_form_of_a_secret_is_redacted(written: Any) -> None:
+    secret = "k3y/with+odd&chars=\"é<>" + "x" * 8
+    REDACTOR.add(secret)
+    assert REDACTOR(f"echo [{written(secret)}] end") == "echo [***] end"
 
 
 def test_secret_header_does_not_follow_a_redirect_to_another_host(srv: FakeHttpServer) -> None:
@@ -504,20 +609,151 @@ def test_entry_points_load_these_classes() -> None:
     assert found["pdl"] is PeopleDataLabsSource
 
 
+UNITS = ("employees", "employee", "people", "staff")
+
+
 @pytest.mark.parametrize(
     ("raw", "value"),
     [
+        (1234, 1234),
+        (1200.0, 1200),  # a JSON number written as a float, but whole
+        ("1234", 1234),
+        (" 1234\n", 1234),
+        ("007", 7),
         ("12,345", 12345),
-        ("12 345 employees", 12345),
-        ("10,001+", 10001),
-        ("1.5k", 1500),
-        (12.0, 12),
-        ("About 2M", 2_000_000),
-        ("1,234.6", 1235),
+        ("1,234,567", 1_234_567),
+        ("12 345", 12345),
+        ("12\u00a0345", 12345),
+        ("12\u202f345", 12345),
+        ("12\u2009345", 12345),
+        ("12'345", 12345),
+        ("12_345", 12345),
+        ("1,234.0", 1234),
+        ("1234.00", 1234),
+        ("1.0", 1),
+        ("1.2K", 1200),
+        ("1.2k", 1200),
+        ("1.2 K", 1200),
+        ("12K", 12000),
+        ("3M", 3_000_000),
+        ("1.25M", 1_250_000),
+        ("1,500K", 1_500_000),
+        ("0.4K", 400),
+        (2**62, 2**62),
     ],
 )
-def test_parse_count_table(raw: Any, value: int) -> None:
+def test_parse_count_accepts_a_whole_count(raw: Any, value: int) -> None:
     assert parse_count(raw, "v") == value
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("12,345 employees", 12345),
+        ("12 345 Employees", 12345),
+        ("1 employee", 1),
+        ("1.2K people", 1200),
+        ("3M staff", 3_000_000),
+        ("12,345employees", 12345),
+        ("  12,345   employees ", 12345),
+    ],
+)
+def test_parse_count_accepts_a_declared_unit(raw: str, value: int) -> None:
+    assert parse_count(raw, "v", UNITS) == value
+
+
+@pytest.mark.parametrize(
+    ("raw", "units", "why"),
+    [
+        ("error 429: rate limited", UNITS, "does not start with a number"),
+        ("unavailable until 2023-01-01", UNITS, "does not start with a number"),
+        ("2023-01-01", UNITS, "'-01-01' follows the number"),
+        ("429 Too Many Requests", UNITS, "'Too Many Requests' follows the number"),
+        ("12,5", UNITS, "',5' follows the number"),
+        ("12,5 employees", UNITS, "',5 employees' follows the number"),
+        ("about 500", UNITS, "does not start with a number"),
+        ("~500", UNITS, "does not start with a number"),
+        ("+500", UNITS, "does not start with a number"),
+        ("500+", UNITS, "a lower bound"),
+        ("10,001+ employees", UNITS, "a lower bound"),
+        ("1.2K+", UNITS, "a lower bound"),
+        ("1.234", UNITS, "ambiguous"),
+        ("12.000", UNITS, "ambiguous"),
+        ("12.500 employees", UNITS, "ambiguous"),
+        ("1.5", UNITS, "not a whole number"),
+        ("1234.6", UNITS, "not a whole number"),
+        ("1,234.6", UNITS, "not a whole number"),
+        ("1.2345K", UNITS, "not a whole number"),
+        ("1,23,456", UNITS, "',23,456' follows the number"),
+        ("1,2345", UNITS, "',2345' follows the number"),
+        ("1,234 567", UNITS, "'567' follows the number"),
+        ("1.234.567", UNITS, "ambiguous"),
+        ("12  345", UNITS, "'345' follows the number"),
+        ("1e3", UNITS, "'e3' follows the number"),
+        ("0x10", UNITS, "'x10' follows the number"),
+        ("12 employees 14 contractors", UNITS, "'employees 14 contractors' follows the number"),
+        ("12,345 employees", (), "'employees' follows the number"),
+        ("12,345 employees", ("people",), "not one of the declared units (people)"),
+        ("12,345 employees.", UNITS, "'employees.' follows the number"),
+        ("Employees: 12,345", UNITS, "does not start with a number"),
+        ("500 employees (approx.)", UNITS, "follows the number"),
+        ("3Mstaff", UNITS, "'Mstaff' follows the number"),
+        ("1.2KB", UNITS, "'KB' follows the number"),
+        ("", UNITS, "empty"),
+        ("   ", UNITS, "empty"),
+        ("n/a", UNITS, "does not start with a number"),
+        ("NaN", UNITS, "does not start with a number"),
+        ("9" * 30, UNITS, "too large"),
+        ("0", UNITS, "must be positive"),
+        ("0 employees", UNITS, "must be positive"),
+        ("-12", UNITS, "must be positive"),
+        ("\u221212", UNITS, "must be positive"),
+    ],
+)
+def test_parse_count_refuses_anything_but_a_whole_count(
+    raw: str, units: tuple[str, ...], why: str
+) -> None:
+    with pytest.raises(FatalSourceError) as info:
+        parse_count(raw, "employee_count", units)
+    message = str(info.value)
+    assert why in message, message
+    assert message.startswith("employee_count ")
+    if raw.strip() and "must be positive" not in why:
+        assert repr(" ".join(raw.split())) in message  # the value itself is quoted
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (None, "is null"),
+        (True, "boolean"),
+        (False, "boolean"),
+        (0, "must be positive"),
+        (-12, "must be positive"),
+        (0.0, "must be positive"),
+        (1234.6, "not a whole number"),
+        (0.5, "not a whole number"),
+        (float("nan"), "not a count"),
+        (float("inf"), "not a count"),
+        (1e300, "too large"),
+        (2**62 + 1, "too large"),
+        ({"a": 1}, "dict"),
+        ([1200], "list"),
+    ],
+)
+def test_parse_count_refuses_json_values_that_are_not_counts(raw: Any, why: str) -> None:
+    with pytest.raises(FatalSourceError, match=why):
+        parse_count(raw, "v")
+
+
+def test_parse_count_quotes_a_long_value_clipped_and_redacted() -> None:
+    secret = "pk_" + "Q7w" * 20
+    REDACTOR.add(secret)
+    with pytest.raises(FatalSourceError) as info:
+        parse_count(f"invalid key {secret} for account 42 " + "x" * 500, "v")
+    message = str(info.value)
+    assert "***" in message and len(message) < 200
+    assert not any(secret[i : i + 8] in message for i in range(len(secret) - 7))
 
 
 def test_lookup_list_index_errors() -> None:
@@ -530,3 +766,42 @@ def test_exported_fixture_serves_and_records(fake_http: FakeHttpServer) -> None:
     fake_http.add_company("solo", 42)
     obs, _ = run(json_source(fake_http), [CompanyRef("solo", "Solo")])
     assert obs["solo"].value == 42 and fake_http.requests_for("solo")
+
+
+# -- end to end: an error string is never a count --------------------------------------------
+
+
+def test_an_error_string_for_a_count_stores_nothing_and_is_reported(
+    srv: FakeHttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    srv.payloads["c0"] = {"data": {"employee_count": "error 429: rate limited", "as_of": "x"}}
+    srv.payloads["c1"] = {"data": {"employee_count": "unavailable until 2023-01-01"}}
+    srv.payloads["c2"] = {"data": {"employee_count": "12,5"}}
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "t.db"}"\n\n'
+        f'[sources.api]\ntype = "http_json"\nretries = 0\n'
+        f'url = "{srv.url}/api/companies/{{company}}"\nvalue_path = "data.employee_count"\n'
+        + "".join(f'[companies.c{i}]\nname = "C{i}"\n' for i in range(4)),
+        encoding="utf-8",
+    )
+    assert main(["--config", str(cfg), "collect", "--day", "2022-10-12"]) == 0  # partial
+    assert "1 observations (1 new), 3 failed" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "export", "--format", "json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert [(r["company"], r["value"]) for r in stored] == [("c3", 1003)]
+    ws = open_workspace(cfg)
+    try:
+        with ws.store.reading() as conn:
+            row = conn.execute(select(run_sources)).one()
+    finally:
+        ws.close()
+    assert (row.ok, row.failed) == (1, 3)
+    reasons = {f["company"]: f["reason"] for f in row.failures}
+    for company, value in (
+        ("c0", "error 429: rate limited"),
+        ("c1", "unavailable until 2023-01-01"),
+        ("c2", "12,5"),
+    ):
+        assert f"{value!r} is not a count" in reasons[company], reasons[company]
+    assert not any(f["retriable"] for f in row.failures)

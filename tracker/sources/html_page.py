@@ -12,6 +12,12 @@ Example::
     url = "https://{website:raw}/about"
     selector = "#stats .employees"     # CSS (soupsieve); the element's text is read
     regex = "([\\d,.]+[KkMm]?) employees"   # optional; first group, else the whole match
+    units = ["employees", "people"]    # words the count may be followed by (the default
+                                       # also has "employee" and "staff"; [] for none)
+
+Whatever the selector and regex leave must be wholly a count (see
+:func:`~tracker.sources.http_values.parse_count`): "12,345 employees" and "1.2K" are,
+"10,001+" (a size band), "about 500" and "Error 503" are failures, never a number.
 """
 
 from __future__ import annotations
@@ -110,4 +116,4 @@ class HtmlPageSource(HttpSource):
                 raise FatalSourceError(f"{url}: regex {self.settings.regex!r} did not match {seen}")
             text = match.group(1) if regex.groups else match.group(0)
             what = f"{url}: the regex match"
-        return parse_count(text, what)
+        return parse_count(text, what, self.settings.units)

@@ -1,13 +1,15 @@
 """Shared HTTP machinery for sources that ask a web server one question per company.
 
 Everything that is easy to get subtly wrong lives here once: a pooled
-:class:`requests.Session` per source instance, connect/read timeouts, urllib3 retries
-with jittered exponential backoff that honour (a capped) ``Retry-After``, a per-host
-token-bucket rate limit that also paces the retries, secrets that come only from
-environment variables and are scrubbed from every message and log line, and the
-translation of requests/urllib3 exceptions into :mod:`tracker.errors` at the one
-place they can enter. Concrete sources (``http_json``, ``html_page``, ``pdl``) only
-say which URL to ask and how to read the answer.
+:class:`requests.Session` per source instance, connect/read timeouts, one retry loop
+(connecting, the status and reading the body share its budget) with jittered
+exponential backoff that honours (a capped) ``Retry-After`` and messages that count
+the attempts made, a per-host token-bucket rate limit that also paces the retries,
+secrets that come only from environment variables and are scrubbed from every
+message and log line, and the translation of requests/urllib3 exceptions into
+:mod:`tracker.errors` at the one place they can enter. Concrete sources
+(``http_json``, ``html_page``, ``pdl``) only say which URL to ask and how to read
+the answer.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
@@ -34,7 +36,13 @@ from urllib3.util.retry import Retry
 from tracker.errors import FatalSourceError, RetriableSourceError, SourceError
 from tracker.records import CompanyRef, Observation
 from tracker.sources.base import PerCompanySource, SourceContext, SourceSettings
-from tracker.sources.http_values import REDACTOR, EnvSecret, clip, read_secret
+from tracker.sources.http_values import (
+    DEFAULT_UNITS,
+    REDACTOR,
+    EnvSecret,
+    clip,
+    read_secret,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +107,20 @@ class HttpSettings(SourceSettings):
     header_env: dict[str, str | EnvSecret] = Field(default_factory=dict)
     params: dict[str, str] = Field(default_factory=dict)
     params_env: dict[str, str | EnvSecret] = Field(default_factory=dict)
+    units: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_UNITS),
+        description="words a count may be followed by ('12,345 employees'); [] for none",
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _unit_words(cls, value: list[str]) -> list[str]:
+        """A unit is words, not digits or '+': '500+' must stay a size band, not a count."""
+        words = [" ".join(unit.split()) for unit in value]
+        for unit in words:
+            if not unit or any(c.isdigit() or c in "+-.,~" for c in unit):
+                raise ValueError(f"unit {unit!r} must be a word such as 'employees'")
+        return words
 
 
 class TokenBucket:
@@ -146,8 +168,9 @@ def host_key(scheme: str, host: str | None, port: int | None) -> str:
 class PacedRetry(Retry):
     """urllib3 Retry that caps Retry-After and takes a rate-limit token before each retry.
 
-    urllib3 retries inside the adapter, out of our sight, so this is the only place
-    that can make retries obey the per-host limit too.
+    For callers that let urllib3 retry inside the adapter, out of their sight (the
+    webhook notifier); the HTTP sources run their own loop (:class:`HttpClient`),
+    because a body read after urllib3 returned is outside urllib3's loop.
     """
 
     limiter: HostLimiter | None = None
@@ -199,7 +222,10 @@ class PacedRetry(Retry):
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A successful (2xx) response, already read within ``max_bytes``."""
+    """A successful (2xx) response, already read within ``max_bytes``.
+
+    ``url`` is the final URL (after redirects) with secrets redacted, ready to show.
+    """
 
     url: str
     status: int
@@ -217,7 +243,46 @@ _FATAL_REQUEST_ERRORS = (
     requests.exceptions.InvalidHeader,
     requests.exceptions.TooManyRedirects,
     requests.exceptions.InvalidJSONError,
+    requests.exceptions.ContentDecodingError,  # a corrupt gzip body: it will not mend
 )
+_TIMEOUTS = (requests.exceptions.Timeout, TimeoutError, Urllib3Timeout)
+_STATUS_HINTS = {
+    401: "; the credentials were rejected, check the key's environment variable",
+    403: "; access denied, check the key's permissions",
+    404: "; the company is unknown there, check its external_ids",
+    402: "; the account is out of credits",
+}
+
+
+class _AttemptFailed(Exception):
+    """One attempt failed; :meth:`HttpClient.get` decides whether to try again.
+
+    ``again``: worth another attempt now (429, most 5xx, timeouts, dropped connections,
+    bodies cut off mid-transfer). ``retriable``: worth trying on the next run when the
+    attempts are used up.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        again: bool = False,
+        retriable: bool = False,
+        retry_after: float | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message, self.again, self.retriable = message, again, retriable or again
+        self.retry_after, self.hint = retry_after, hint
+
+
+def _attempts(n: int) -> str:
+    return f"after {n} attempt" + ("s" if n != 1 else "")
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may appear in a message: secrets redacted, then shortened."""
+    return clip(url, 240)
 
 
 class _Session(requests.Session):
@@ -237,31 +302,23 @@ class _Session(requests.Session):
 
 
 class HttpClient:
-    """One pooled, retrying, rate-limited Session; every failure leaves as a SourceError."""
+    """One pooled, retrying, rate-limited Session; every failure leaves as a SourceError.
+
+    The retry loop is ours rather than urllib3's: with ``stream=True`` the body is read
+    after urllib3 has returned, so a transfer cut off mid-body (IncompleteRead) was
+    never retried, and urllib3 cannot say how many attempts it made, so messages gave
+    the configured number instead. Here one budget of ``retries`` and one backoff cover
+    connecting, the status and reading the body, and every message counts the attempts
+    really made. Each attempt takes a rate-limit token, so retries obey the limit too.
+    """
 
     def __init__(
         self, settings: HttpSettings, headers: Mapping[str, str], secret_headers: frozenset[str]
     ) -> None:
         self.settings = settings
         self.limiter = HostLimiter(settings.rate_limit, settings.burst)
-        retry = PacedRetry(
-            total=settings.retries,
-            connect=settings.retries,
-            read=settings.retries,
-            status=settings.retries,
-            other=0,
-            backoff_factor=settings.backoff,
-            backoff_max=settings.backoff_max,
-            backoff_jitter=settings.backoff_jitter,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset({"GET", "HEAD"}),
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            raise_on_redirect=False,
-        )
-        retry.limiter, retry.retry_after_max = self.limiter, settings.retry_after_max
         adapter = HTTPAdapter(
-            pool_connections=4, pool_maxsize=settings.workers, pool_block=True, max_retries=retry
+            pool_connections=4, pool_maxsize=settings.workers, pool_block=True, max_retries=0
         )
         self.session = _Session()
         self.session.secret_headers = secret_headers
@@ -275,58 +332,123 @@ class HttpClient:
 
     def get(self, url: str, params: Mapping[str, str], company: str) -> Fetched:
         """GET ``url``; raise Retriable/FatalSourceError with a secret-free message."""
-        shown = REDACTOR(url)
         parts = urlsplit(url)
-        self.limiter.acquire(host_key(parts.scheme, parts.hostname, parts.port))
+        host = host_key(parts.scheme, parts.hostname, parts.port)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.limiter.acquire(host)
+            try:
+                return self._attempt(url, params)
+            except _AttemptFailed as failed:
+                if failed.again and attempt <= self.settings.retries:
+                    wait = self._backoff(attempt, failed.retry_after)
+                    logger.debug("%s; attempt %d of %d, next in %.2f s", failed.message,
+                                 attempt, self.settings.retries + 1, wait)
+                    time.sleep(wait)
+                    continue
+                message = failed.message
+                if failed.retriable or attempt > 1:
+                    message += f", {_attempts(attempt)}"
+                error = RetriableSourceError if failed.retriable else FatalSourceError
+                raise error(message + failed.hint, company) from None
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before attempt ``attempt + 1``: the server's (capped) Retry-After if it
+        gave one, else exponential backoff with jitter, so workers do not retry in step."""
+        if retry_after:
+            return min(retry_after, self.settings.retry_after_max)
+        s = self.settings
+        value = s.backoff * 2 ** (attempt - 1) + random.random() * s.backoff_jitter
+        return float(max(0.0, min(s.backoff_max, value)))
+
+    def _attempt(self, url: str, params: Mapping[str, str]) -> Fetched:
+        """One request, redirects included; any failure leaves as :class:`_AttemptFailed`."""
+        shown = shown_url(url)
         try:
             with self.session.get(
                 url, params=params, timeout=self.settings.timeout, stream=True
             ) as response:
-                shown = REDACTOR(response.url)
-                body = self._read(response, shown, company)
-        except SourceError:
+                shown = shown_url(response.url)
+                if not 200 <= response.status_code < 300:
+                    raise self._refused(response, shown)
+                body = self._read(response, shown)
+                content_type = response.headers.get("Content-Type", "")
+                return Fetched(shown, response.status_code, content_type, body)
+        except _AttemptFailed:
             raise
         except _FATAL_REQUEST_ERRORS as exc:
-            raise FatalSourceError(f"GET {shown}: {REDACTOR(str(exc))}", company) from None
+            raise _AttemptFailed(f"GET {shown}: {clip(str(exc), 200)}") from None
+        except requests.exceptions.SSLError as exc:
+            if "certificate" in str(exc).lower():  # configuration, not bad luck: no retry
+                raise _AttemptFailed(
+                    f"GET {shown}: {self._describe(exc)}",
+                    hint="; the server's certificate was refused (see the 'verify' setting)",
+                ) from None
+            raise _AttemptFailed(f"GET {shown}: {self._describe(exc)}", again=True) from None
         except requests.exceptions.RequestException as exc:
-            cause = root_cause(exc)
-            timeouts = (requests.exceptions.Timeout, TimeoutError, Urllib3Timeout)
-            if isinstance(exc, timeouts) or isinstance(cause, timeouts):
-                connect, read = self.settings.timeout
-                reason = f"timed out (timeout {connect:g}s connect / {read:g}s read)"
-            else:
-                reason = REDACTOR(f"{type(cause).__name__}: {clip(str(cause), 160)}")
-            raise RetriableSourceError(
-                f"GET {shown}: {reason}, after {self.settings.retries} retries", company
-            ) from None
-        return Fetched(shown, response.status_code, response.headers.get("Content-Type", ""), body)
+            raise _AttemptFailed(f"GET {shown}: {self._describe(exc)}", again=True) from None
 
-    def _read(self, response: requests.Response, shown: str, company: str) -> bytes:
+    def _describe(self, exc: BaseException) -> str:
+        cause = root_cause(exc)
+        if isinstance(exc, _TIMEOUTS) or isinstance(cause, _TIMEOUTS):
+            connect, read = self.settings.timeout
+            return f"timed out (timeout {connect:g}s connect / {read:g}s read)"
+        return f"{type(cause).__name__}: {clip(str(cause), 160)}"
+
+    def _refused(self, response: requests.Response, shown: str) -> _AttemptFailed:
+        """A non-2xx answer as a failed attempt, quoting the start of its body, which is
+        where providers say what is wrong ("unknown field", "quota exceeded")."""
         status = response.status_code
-        if not 200 <= status < 300:
-            detail = f"HTTP {status} {response.reason or ''}".strip() + f" from GET {shown}"
-            if status in RETRY_STATUSES or (status >= 500 and status not in (501, 505)):
-                after = response.headers.get("Retry-After")
-                hint = f"; server asked to retry after {after}" if after else ""
-                raise RetriableSourceError(
-                    f"{detail} after {self.settings.retries} retries{hint}", company
-                )
-            hint = {
-                401: "; the credentials were rejected, check the key's environment variable",
-                403: "; access denied, check the key's permissions",
-                404: "; the company is unknown there, check its external_ids",
-                402: "; the account is out of credits",
-            }.get(status, "")
-            raise FatalSourceError(detail + hint, company)
+        detail = f"HTTP {status} {clip(response.reason or '', 60)}".strip() + f" from GET {shown}"
+        try:
+            head = next(response.iter_content(2048), b"").decode("utf-8", errors="replace")
+        except requests.exceptions.RequestException:
+            head = ""
+        if head.strip():
+            detail += f" ({clip(head, 120)})"
+        if status in RETRY_STATUSES:
+            after = response.headers.get("Retry-After")
+            hint = f"; server asked to retry after {clip(after, 40)}" if after else ""
+            return _AttemptFailed(detail, again=True, retry_after=self._retry_after(after),
+                                  hint=hint)
+        if status >= 500 and status not in (501, 505):
+            return _AttemptFailed(detail, retriable=True, hint=f" (HTTP {status} is not retried)")
+        return _AttemptFailed(detail, hint=_STATUS_HINTS.get(status, ""))
+
+    def _retry_after(self, value: str | None) -> float | None:
+        """Seconds a Retry-After header asks for (delta or HTTP date); None if unreadable."""
+        if not value:
+            return None
+        try:
+            seconds = float(Retry().parse_retry_after(value))
+        except Exception:  # urllib3 raises InvalidHeader; a bad header is no reason to fail
+            return None
+        if seconds > self.settings.retry_after_max:
+            logger.info("Retry-After %.0f s capped to %.0f s", seconds,
+                        self.settings.retry_after_max)
+        return seconds
+
+    def _read(self, response: requests.Response, shown: str) -> bytes:
         chunks, size = [], 0
-        for chunk in response.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > self.settings.max_bytes:
-                raise FatalSourceError(
-                    f"GET {shown}: response larger than max_bytes={self.settings.max_bytes}",
-                    company,
-                )
-            chunks.append(chunk)
+        try:
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > self.settings.max_bytes:
+                    raise _AttemptFailed(
+                        f"GET {shown}: response larger than max_bytes={self.settings.max_bytes}"
+                    )
+                chunks.append(chunk)
+        except _FATAL_REQUEST_ERRORS:
+            raise
+        except requests.exceptions.RequestException as exc:
+            reason = self._describe(exc)
+            if reason.startswith("timed out"):
+                message = f"GET {shown}: {reason} reading the body ({size:,} bytes read)"
+            else:
+                message = f"GET {shown}: the body was cut off mid-transfer after {size:,} bytes"
+                message += f" ({reason})"
+            raise _AttemptFailed(message, again=True) from None
         return b"".join(chunks)
 
     def close(self) -> None:

@@ -64,12 +64,14 @@ def decode_json(fetched: Fetched) -> Any:
     try:
         return json.loads(fetched.body)
     except ValueError as exc:
-        head = fetched.text().lstrip()[:200]
-        if "html" in fetched.content_type.lower() or head.startswith("<"):
+        text = fetched.text()
+        if "html" in fetched.content_type.lower() or text.lstrip().startswith("<"):
+            # clip() redacts the whole text before cutting it: a key the page echoes
+            # must not survive as the half that fits
             raise FatalSourceError(
                 f"GET {fetched.url}: expected JSON but got HTML "
-                f"(Content-Type {fetched.content_type or 'not set'}), "
-                f"starting {clip(head, 60)!r}; is the URL right, or is a login/captcha page "
+                f"(Content-Type {clip(fetched.content_type, 80) or 'not set'}), "
+                f"starting {clip(text, 60)!r}; is the URL right, or is a login/captcha page "
                 "in the way?"
             ) from None
         raise FatalSourceError(
@@ -105,7 +107,7 @@ class HttpJsonSource(HttpSource):
             raw = lookup(payload, self.settings.value_path)
         except FatalSourceError as exc:
             raise FatalSourceError(f"{where} {exc}") from None
-        value = parse_count(raw, f"{where} {self.settings.value_path!r}")
+        value = parse_count(raw, f"{where} {self.settings.value_path!r}", self.settings.units)
         as_of = day
         if self.settings.date_path:
             try:

@@ -26,7 +26,7 @@ from tracker.errors import FatalSourceError
 from tracker.records import CompanyRef, Observation
 from tracker.sources.http import Fetched, HttpSettings, HttpSource
 from tracker.sources.http_json import decode_json
-from tracker.sources.http_values import lookup, parse_count, read_secret
+from tracker.sources.http_values import clip, lookup, parse_count, read_secret
 
 ENRICH_PATH = "/v5/company/enrich"
 
@@ -85,12 +85,15 @@ class PeopleDataLabsSource(HttpSource):
             raise FatalSourceError(f"GET {fetched.url}: expected a JSON object from PDL")
         status = payload.get("status", 200)
         if status != 200:
-            raise FatalSourceError(f"GET {fetched.url}: PDL answered status {status}")
+            raise FatalSourceError(
+                f"GET {fetched.url}: PDL answered status {clip(repr(status), 40)}"
+            )
         try:
             raw = lookup(payload, "employee_count")
         except FatalSourceError:
             raise FatalSourceError(
-                f"GET {fetched.url}: PDL matched {payload.get('name')!r} but gave no employee_count"
+                f"GET {fetched.url}: PDL matched {clip(repr(payload.get('name')), 80)} but gave "
+                "no employee_count"
             ) from None
-        value = parse_count(raw, f"GET {fetched.url}: employee_count")
+        value = parse_count(raw, f"GET {fetched.url}: employee_count", self.settings.units)
         return self.observation(company, day, value)
