@@ -282,7 +282,7 @@ LONG_NAME = "x" * 201
          "value '4611686018427387905' is too large"),
         ('company,date,count\nApple,2022-10-10,"9,223,372,036,854,775,808"\n',
          "is too large"),
-        ("company,date,count\nApple,2022-10-10,1e300\n", "value '1e300' is too large"),
+        ("company,date,count\nApple,2022-10-10,1e300\n", "value '1e300' is in scientific notation"),
         (f"company,date,count\n{LONG_NAME},2022-10-10,5\n",
          "column 'company': company name longer than 200 characters"),
         (f"company,date,count,metric\nApple,2022-10-10,5,{LONG_NAME}\n",

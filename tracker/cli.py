@@ -13,6 +13,8 @@ that command; tests/test_cli.py fails if a heavy module creeps back in here.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -96,7 +98,8 @@ def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
     if fmt == "csv":
         text = csv_text(frame)
     elif fmt == "json":
-        text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+        text = frame.to_json(orient="records", date_format="iso", indent=1,
+                             force_ascii=False) + "\n"  # names in every script, as written
     else:
         text = (frame.to_string(index=False, na_rep="") if len(frame) else "(nothing)") + "\n"
     if output is None:
@@ -208,7 +211,7 @@ def import_cmd(
     """Import headcount CSVs (long, wide, Thinknum) or provider JSON exports; idempotent."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from tracker.ingest import ImportOptions
+    from tracker.ingest import ImportOptions, ImportResult
 
     ws = _workspace(ctx)
     options = ImportOptions(layout.value, company_col, date_col, count_col, metric, source,
@@ -217,20 +220,27 @@ def import_cmd(
     interactive = err.is_terminal
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                    TimeElapsedColumn(), console=err, transient=True)
-    with bar if interactive else nullcontext():
-        task = bar.add_task("importing", total=len(files) * 3) if interactive else None
+    lines: list[str] = []
 
-        def progress(path: Path, stage: str) -> None:
-            if task is not None:
-                bar.update(task, advance=1, description=f"{path.name}: {stage}")
-
-        results = ws.import_files(list(files), options, progress=progress)
-    for r in results:
+    def done(r: ImportResult) -> None:
         line = (f"{r.path}: {r.rows:,} rows ({r.layout}), {r.inserted:,} new, "
                 f"{r.unchanged:,} unchanged, {r.rejected:,} rejected, {r.companies:,} companies")
         if r.rejects_path:
             line += f"; rejected rows saved to {r.rejects_path}"
-        typer.echo(line)
+        lines.append(line)
+
+    try:
+        with bar if interactive else nullcontext():
+            task = bar.add_task("importing", total=len(files) * 3) if interactive else None
+
+            def progress(path: Path, stage: str) -> None:
+                if task is not None:
+                    bar.update(task, advance=1, description=f"{path.name}: {stage}")
+
+            ws.import_files(list(files), options, progress=progress, done=done)
+    finally:  # files imported before one that fails are said to be in
+        for line in lines:
+            typer.echo(line)
 
 
 @app.command("companies")
@@ -456,7 +466,9 @@ def plot_cmd(
         fig = plot_company(ws, company, since=first, until=last, metric=metric, log=log)
     else:
         fig = plot_overview(ws, since=first, until=last, metric=metric)
-    name = company or "overview"
+    # the file is named after the company's id, never after what was typed: a name
+    # may hold '/' or '..' (or be in any script), an id is a safe file name
+    name = ws.store.company_id(company) if company else "overview"
     target = output or ws.settings.resolve(ws.settings.report.output_dir) / f"{name}.png"
     typer.echo(str(save(fig, target)))
 
@@ -546,6 +558,11 @@ def plugins_cmd(
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
+    if hasattr(signal, "SIGXFSZ"):
+        # past a file-size limit, write() then fails with EFBIG, which tracker.output
+        # turns into one clear line, instead of the signal killing the process
+        with contextlib.suppress(ValueError):  # not the main thread: leave it as it is
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         result = app(args=argv, standalone_mode=False, prog_name="tracker")
     except typer.Exit as exc:

@@ -15,11 +15,15 @@ catch a failure.
     ├── SourceError            a data source failed for one company or as a whole
     │   ├── RetriableSourceError   429, 5xx, timeouts: worth trying again later
     │   └── FatalSourceError       401/403/404, unparseable payloads: retrying will not help
-    └── NotifyError            a notifier (webhook, email) could not deliver; the alerts
-                               stay unnotified and are sent again by the next run
+    ├── NotifyError            a notifier (webhook, email) could not deliver; the alerts
+    │                          stay unnotified and are sent again by the next run
+    └── WriteError             a file (report, chart, export, rejects) could not be written;
+                               the old file is intact (see tracker.output)
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class TrackerError(Exception):
@@ -89,3 +93,12 @@ class FatalSourceError(SourceError):
 
 class NotifyError(TrackerError):
     """A notifier could not deliver a message; the message never names a secret."""
+
+
+class WriteError(TrackerError):
+    """A file could not be written; the old file, if there was one, is unchanged."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write {path}: {reason}")

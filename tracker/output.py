@@ -35,7 +35,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracker.errors import TrackerError
+from tracker.errors import WriteError
+
+__all__ = ["WriteError", "csv_text", "neutralize", "staged", "write_csv", "write_file"]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,15 +45,6 @@ if TYPE_CHECKING:
 #: First characters that make a spreadsheet read a cell as a formula (OWASP).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-
-
-class WriteError(TrackerError):
-    """A file could not be written; the old file, if there was one, is unchanged."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"cannot write {path}: {reason}")
 
 
 # -- CSV -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -456,6 +457,12 @@ def save(fig: Figure, path: str | Path) -> Path:
     return write_file(path, render(fig, fmt), parents=True)
 
 
+#: Fonts tried in order, per character: DejaVu (matplotlib's own) first, then the
+#: common families that cover CJK, Arabic, Hebrew and other scripts where installed.
+FONTS = ["DejaVu Sans", "Noto Sans", "Noto Sans CJK JP", "Noto Sans Arabic",
+         "Noto Sans Hebrew", "WenQuanYi Zen Hei", "Droid Sans Fallback", "Arial Unicode MS"]
+
+
 def render(fig: Figure, fmt: str = "png") -> bytes:
     """``fig`` as PNG or SVG bytes, drawn in memory.
 
@@ -463,7 +470,12 @@ def render(fig: Figure, fmt: str = "png") -> bytes:
     belongs with (the report) and written by tracker.output's one atomic write.
     """
     buffer = io.BytesIO()
-    with rc_context({"svg.hashsalt": "tracker"}):  # stable clip-path ids in SVGs
+    with rc_context({"svg.hashsalt": "tracker",  # stable clip-path ids in SVGs
+                     "font.family": ["sans-serif"], "font.sans-serif": FONTS}), \
+            warnings.catch_warnings():
+        # a name in a script no installed font covers is drawn as boxes; matplotlib
+        # would also print two lines per missing character on stderr
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         fig.savefig(buffer, format=fmt, dpi=DPI,
                     metadata={"Date": None} if fmt == "svg" else None)
     return buffer.getvalue()

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from tracker.errors import InputError, NotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from tracker.config import Settings
@@ -71,10 +73,11 @@ class Workspace:
     def import_files(
         self, paths: list[str | Path], options: ImportOptions | None = None,
         progress: Progress | None = None,
+        done: Callable[[ImportResult], None] | None = None,
     ) -> list[ImportResult]:
         from tracker.ingest import import_files
 
-        return import_files(self.store, paths, options, progress=progress)
+        return import_files(self.store, paths, options, progress=progress, done=done)
 
     def companies(self) -> pd.DataFrame:
         return self.store.companies_summary()

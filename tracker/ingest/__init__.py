@@ -118,8 +118,8 @@ def preview_ids(conn: Connection, names: Iterable[str]) -> dict[str, str | None]
     """The company id each name will resolve to, without creating anything.
 
     Same rules as :func:`tracker.store.companies.resolve`: an alias, else the slug
-    (an existing company or the one that would be created); None when the name has
-    no letters or digits to make an id from.
+    (an existing company or the one that would be created); None only for a blank
+    name, which validation has already rejected.
     """
     wanted = set(names)
     known = company_ops.resolve(conn, wanted, create=False)
@@ -190,13 +190,20 @@ def import_files(
     options: ImportOptions | None = None,
     *,
     progress: Progress | None = None,
+    done: Callable[[ImportResult], None] | None = None,
 ) -> list[ImportResult]:
     """Import several files, each in its own transaction, stopping at the first error.
 
     Files before the failing one stay imported: they were complete and valid, and
-    re-running the same command skips them (imports are idempotent).
+    re-running the same command skips them (imports are idempotent). ``done`` hears
+    of each file as soon as it is in, so a caller can say so before a later file fails.
     """
-    return [import_file(store, p, options, progress=progress) for p in paths]
+    results = []
+    for p in paths:
+        results.append(import_file(store, p, options, progress=progress))
+        if done is not None:
+            done(results[-1])
+    return results
 
 
 __all__ = [

@@ -29,15 +29,35 @@ DATE_SHAPE = r"\d{4}-\d{2}-\d{2}(?:[T ].*)?"
 #: Counts above this are rejected: they cannot be real and would overflow int64 maths.
 MAX_COUNT = 2**62
 
+_SCIENTIFIC = re.compile(r"\d[eE][+-]?\d")
+
+
+def scientific(raw: pd.Series) -> np.ndarray:
+    """Cells written in scientific notation ("1.25E+06").
+
+    A spreadsheet writes a large count that way after rounding it to a few digits, so
+    the number it stands for is not the count that was exported: refused, never read.
+    """
+    cells = raw.to_numpy(dtype=object, na_value="")
+    # One search over the joined column first: the common file has no such cell, and a
+    # per-cell regex costs as much as parsing the numbers.
+    joined = "\n".join(cells)
+    if ("e" not in joined and "E" not in joined) or not _SCIENTIFIC.search(joined):
+        return np.zeros(len(cells), dtype=bool)
+    return np.fromiter((_SCIENTIFIC.search(c) is not None for c in cells), bool, len(cells))
+
+
 def parse_counts(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values, a bad-mask and a too-large mask (a subset of bad).
 
     Counts are whole numbers >= 0, optionally with thousands separators in groups
-    of three. Plain digits take the fast path; only cells that fail it go through
-    the grouping check. Only valid cells are cast to int64.
+    of three, never in scientific notation (see :func:`scientific`). Plain digits
+    take the fast path; only cells that fail it go through the grouping check. Only
+    valid cells are cast to int64.
     """
     numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan,
                                                            copy=True)
+    numbers[scientific(raw)] = np.nan
     retry = np.flatnonzero(np.isnan(numbers))
     if len(retry):
         cells = raw.iloc[retry].str.strip()

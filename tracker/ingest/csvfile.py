@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import lzma
 import re
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tracker.errors import InputError
+from tracker.ingest import sniff
 from tracker.ingest.cells import (
     FIRST_DAY,
     LAST_DAY,
@@ -28,6 +30,7 @@ from tracker.ingest.cells import (
     SEPARATORS,
     parse_counts,
     parse_dates,
+    scientific,
 )
 from tracker.records import DEFAULT_METRIC
 from tracker.store.companies import is_blank
@@ -86,42 +89,102 @@ def _pick(columns: dict[str, str], names: tuple[str, ...], given: str | None, wh
     return next((columns[n] for n in names if n in columns), None)
 
 
-_READ_OPTIONS = {
-    "dtype": str, "keep_default_na": False, "encoding": "utf-8-sig", "compression": "infer",
-    "skipinitialspace": True,
-}
+_READ_OPTIONS = {"dtype": str, "keep_default_na": False, "skipinitialspace": True}
+#: A column after the header's last one: cells there are fields a row has too many.
+EXTRA = "\x00extra"
+_TOO_MANY = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
-def _read(path: Path, **options: object) -> pd.DataFrame:
+def _read(path: Path, kind: sniff.FileKind, **options: object) -> pd.DataFrame:
+    """pandas.read_csv with every failure turned into one line about the file."""
     try:
-        return pd.read_csv(path, **_READ_OPTIONS, **options)  # type: ignore[call-overload]
+        return pd.read_csv(path, **_READ_OPTIONS, encoding=kind.encoding,  # type: ignore[call-overload]
+                           compression=kind.compression, **options)
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path}: the file is empty (expected a header line)") from exc
     except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: not a readable CSV: {exc}") from exc
+        raise _parser_error(path, exc) from exc
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except (OSError, EOFError, csv.Error, lzma.LZMAError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
+        raise sniff.decode_error(path, kind, exc) from exc
+    except (OSError, EOFError, csv.Error, lzma.LZMAError, zlib.error) as exc:
+        raise sniff.read_error(path, exc) from exc
     except ValueError as exc:  # e.g. a .zip holding several files
         raise InputError(f"{path}: cannot read: {exc}") from exc
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """All fields as strings, blank lines kept so row i sits on file line i + 2."""
+def _parser_error(path: Path, exc: pd.errors.ParserError) -> InputError:
+    text = str(exc)
+    if m := _TOO_MANY.search(text):
+        header = int(m.group(1)) - 1  # the extra column is ours
+        return InputError(
+            f"{path}:{m.group(2)}: {m.group(3)} fields, the header has {header}; check the "
+            "delimiter and that fields holding it are quoted"
+        )
+    if m := _OPEN_QUOTE.search(text):
+        return InputError(
+            f"{path}:{int(m.group(1)) + 1}: a quote opened here is never closed (a stray "
+            '" in a field? write it as "" inside a quoted field)'
+        )
+    return InputError(f"{path}: not a readable CSV: {text.strip()}")
+
+
+def _header_names(fields: list[str]) -> list[str]:
+    """Column names as pandas gives them: blanks 'Unnamed: i', repeats 'name.1'."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i, name in enumerate(fields):
+        name = name if name.strip() else f"Unnamed: {i}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        seen.setdefault(name, 0)
+        out.append(name)
+    return out
+
+
+@dataclass
+class RawTable:
+    """A CSV as read: every field a string (``frame``), the header as written, and
+    which rows had more fields than the header (``surplus``, row i of ``frame``)."""
+
+    frame: pd.DataFrame
+    header: list[str]
+    surplus: np.ndarray
+
+
+def read_table(path: Path) -> RawTable:
+    """All fields as strings, blank lines kept so row i sits on file line i + 2.
+
+    The compression, encoding and delimiter come from the file's bytes
+    (:mod:`.sniff`). Rows with more fields than the header are not folded into an
+    index column (pandas' habit) but marked, so each is a bad row of its own.
+    """
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; pass the CSV files inside it")
-    return _read(path, skip_blank_lines=False)
+    kind = sniff.inspect(path)
+    first = sniff.first_line(path, kind)
+    if not first.strip():
+        raise InputError(f"{path}: the file is empty (expected a header line)")
+    sep = sniff.delimiter(first)
+    header = next(csv.reader([first], delimiter=sep, skipinitialspace=True), [])
+    raw = _read(path, kind, sep=sep, header=None, skiprows=1,
+                names=[*_header_names(header), EXTRA], skip_blank_lines=False)
+    surplus = (raw.pop(EXTRA) != "").to_numpy()
+    return RawTable(raw, header, surplus)
 
 
-def _duplicated_columns(path: Path, columns: pd.Index) -> list[str]:
-    """Header names that appear more than once (pandas renames the copies ``X.1``)."""
-    if not any(re.fullmatch(r".+\.\d+", str(c)) for c in columns):
-        return []
-    header = _read(path, header=None, nrows=1).iloc[0].astype(str).str.strip()
-    return header[header.duplicated()].unique().tolist()
+def read_raw(path: Path) -> pd.DataFrame:
+    """:func:`read_table`'s fields only, for readers of small side files (labels)."""
+    return read_table(path).frame
+
+
+def _duplicated_columns(header: list[str]) -> list[str]:
+    """Header names that appear more than once (their copies are named ``X.1``)."""
+    names = pd.Series(header, dtype=object).astype(str).str.strip()
+    return names[names.duplicated()].unique().tolist()
 
 
 def _blank_or_header(raw: pd.DataFrame) -> np.ndarray:
@@ -170,7 +233,8 @@ def parse(
     source: str | None = None,
 ) -> ParsedFile:
     """Read and validate one file; nothing touches the database here."""
-    raw = read_raw(path)
+    table = read_table(path)
+    raw = table.frame
     columns = {_norm(c): c for c in raw.columns}
     requested = layout
     if layout == "auto":
@@ -191,14 +255,20 @@ def parse(
             )
     lines = pd.Series(np.arange(len(raw)) + 2, index=raw.index)
     keep = ~_blank_or_header(raw)
+    surplus = pd.Series(table.surplus, index=raw.index)[keep]
     raw, lines = raw[keep], lines[keep]
+    if surplus.any() and layout != "long":
+        raise InputError(
+            f"{path}:{lines[surplus].iloc[0]}: more fields than the header's "
+            f"{len(table.header)}; check the delimiter and that fields holding it are quoted"
+        )
     dcol = _pick(columns, DATE_NAMES, date_col, "date", path)
     if dcol is None:
         raise InputError(
             f"{path}: no date column found (looked for {', '.join(DATE_NAMES)}); "
             "name it with --date-col"
         )
-    duplicated = _duplicated_columns(path, raw.columns)
+    duplicated = _duplicated_columns(table.header)
     if layout == "wide":
         if duplicated:
             raise InputError(
@@ -231,11 +301,22 @@ def parse(
     mcol = columns.get("metric")
     _check_unique(path, duplicated, [c for c in (ccol, dcol, vcol, scol, mcol) if c])
     frame = pd.DataFrame({
-        "company": raw[ccol].str.strip(),
-        "metric": raw[mcol].str.strip() if mcol and metric is None else (metric or DEFAULT_METRIC),
-        "source": raw[scol].str.strip() if scol and source is None else (source or "csv"),
+        "company": _as_written(raw[ccol]),
+        "metric": _as_written(raw[mcol]) if mcol and metric is None else (metric or DEFAULT_METRIC),
+        "source": _as_written(raw[scol]) if scol and source is None else (source or "csv"),
     }, index=raw.index)
-    return validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol)
+    return validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol,
+                    surplus=surplus.to_numpy(), fields=len(table.header))
+
+
+_NEUTRALIZED = re.compile(r"^'(?=[=+\-@\t\r])")
+
+
+def _as_written(cells: pd.Series) -> pd.Series:
+    """Names stripped, and the quote tracker's CSV writer puts before a formula-like
+    name (``'=X``, see tracker.output) taken off again, so an exported or rejected
+    file imports back under the same names."""
+    return cells.str.strip().str.replace(_NEUTRALIZED, "", regex=True)
 
 
 def _check_unique(path: Path, duplicated: list[str], used: list[str]) -> None:
@@ -288,12 +369,34 @@ def _blank(names: pd.Series) -> np.ndarray:
     return names.isin(blank).to_numpy() if blank else np.zeros(len(names), dtype=bool)
 
 
+#: C0 and C1 control characters (TAB included: it has no place in a name either).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _controls(names: pd.Series) -> np.ndarray:
+    """Mask of names holding a control character, judged once per distinct name.
+
+    A NUL cannot be stored in PostgreSQL, and an escape sequence in a name would
+    rewrite the terminal of whoever lists the companies.
+    """
+    distinct = names.unique()
+    bad = [n for n in distinct if isinstance(n, str) and _CONTROL.search(n)]
+    return names.isin(bad).to_numpy() if bad else np.zeros(len(names), dtype=bool)
+
+
 def validate(
     path: Path, layout: str, raw: pd.DataFrame, lines: pd.Series, frame: pd.DataFrame,
     dates: pd.Series, counts: pd.Series, dcol: str, vcol: str | pd.Series,
+    surplus: np.ndarray | None = None, fields: int | None = None,
 ) -> ParsedFile:
+    """Every rule of a good row as a mask; rows failing one keep their line and reason.
+
+    ``surplus`` marks rows with more fields than the header: their cells cannot be
+    trusted to sit in the right columns, so they are bad whatever they hold.
+    """
     as_of, bad_date, far_date = parse_dates(dates)
     values, bad_count, too_large = parse_counts(counts)
+    sci = scientific(counts) & bad_count
     frame = frame.assign(as_of=as_of.to_numpy(), value=values, line=lines.to_numpy())
     reason = np.full(len(frame), "", dtype=object)
     vnames = vcol if isinstance(vcol, pd.Series) else pd.Series(vcol, index=frame.index)
@@ -305,7 +408,8 @@ def validate(
         (frame["source"].str.len().gt(MAX_NAME).to_numpy(),
          f"column 'source': source name {too_long}"),
         (frame["source"].eq("").to_numpy(), "column 'source': empty source name"),
-        (bad_count & ~too_large, "{col}: value {value} is not a whole number >= 0"),
+        (bad_count & ~too_large & ~sci,
+         "{col}: value {value} is not a whole number >= 0"),
         (too_large, f"{{col}}: value {{value}} is too large for a count (at most {MAX_COUNT:,})"),
         (bad_date & ~far_date,
          f"column {dcol!r}: value {{}} is not a date (expected YYYY-MM-DD)"),
@@ -314,6 +418,15 @@ def validate(
         (frame["company"].str.len().gt(MAX_NAME).to_numpy(),
          f"column 'company': company name {too_long}"),
         (_blank(frame["company"]), "column 'company': empty company name"),
+        *[(_controls(frame[col]), f"column {col!r}: {what} name holds a control character "
+           "(such as NUL or a terminal escape); remove it")
+          for col, what in (("company", "company"), ("metric", "metric"), ("source", "source"))],
+        (np.zeros(len(frame), dtype=bool) if surplus is None else surplus,
+         f"more fields than the header's {fields or len(raw.columns)}; check "
+         "the delimiter and that fields holding it are quoted"),
+        (sci,
+         "{col}: value {value} is in scientific notation; write the count in full "
+         "(a spreadsheet rounds large numbers written this way)"),
     ):
         if not mask.any():
             continue
@@ -339,7 +452,8 @@ def validate(
         conflicts = frame.loc[clashing.index]
         ok = reason == ""
     bad = ~ok
-    rejects = raw[bad].copy()
+    # a rejects file imported again has these columns already: they are replaced
+    rejects = raw[bad].drop(columns=["line", "reason"], errors="ignore")
     rejects.insert(0, "line", frame["line"].to_numpy()[bad])
     rejects["reason"] = reason[bad]
     problems = [f"{path}:{ln}: {why}" for ln, why in zip(rejects["line"], rejects["reason"],

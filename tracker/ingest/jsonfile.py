@@ -11,9 +11,10 @@ value and reason.
 
 from __future__ import annotations
 
-import gzip
 import json
+import lzma
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tracker.errors import InputError
+from tracker.ingest import sniff
 from tracker.ingest.csvfile import ParsedFile, validate
 
 NAME_KEYS = ("display_name", "name", "company", "company_name")
@@ -30,14 +32,18 @@ _MONTH = re.compile(r"\d{4}-\d{2}")
 
 def _records(path: Path) -> list[tuple[int, Any]]:
     """(position, record) pairs: the line for JSON Lines, the 1-based index otherwise."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; pass the JSON files inside it")
+    kind = sniff.inspect(path)  # compression from the bytes, as for CSV files
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as fh:
+        with sniff.text_stream(path, kind) as fh:
             text = fh.read()
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise sniff.decode_error(path, kind, exc) from exc
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise sniff.read_error(path, exc) from exc
     if ".jsonl" in path.suffixes:
         out = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -58,6 +64,13 @@ def _records(path: Path) -> list[tuple[int, Any]]:
     return list(enumerate(data, start=1))
 
 
+def _a(value: object) -> str:
+    """'a number', 'a list', ...: what a JSON value is, in the words of JSON."""
+    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
+    return kind
+
+
 def _text(value: object) -> str:
     return "" if value is None else str(value)
 
@@ -69,8 +82,10 @@ def parse_json(path: Path, *, metric: str | None = None, source: str | None = No
     ids: dict[str, dict[str, str]] = {}
     for position, record in _records(path):
         if not isinstance(record, dict):
-            rows.append((position, "", "", "not a JSON object"))
-            continue
+            raise InputError(
+                f"{path}:{position}: record {position} is {_a(record)}, not an object (a "
+                f"company record with a name and {MONTHLY_KEYS[0]})"
+            )
         name = next((_text(record[k]).strip() for k in NAME_KEYS if record.get(k)), "")
         monthly = next((record[k] for k in MONTHLY_KEYS if isinstance(record.get(k), dict)),
                        None)
