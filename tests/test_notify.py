@@ -244,7 +244,7 @@ def test_webhook_failures_never_show_the_secret_url(
     receiver.faults += [(500, {}, 0.0)] * 3
     hook = WebhookNotifier.from_config("slack", webhook(retries=2),
                                        {"TEST_HOOK_URL": receiver.url})
-    with pytest.raises(NotifyError, match=r"HTTP 500.*after 2 retries"):
+    with pytest.raises(NotifyError, match=r"HTTP 500.*after 3 attempts"):
         hook.send([APPLE], NotifyContext(PURGE))
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any('"POST *** HTTP/1.1" 404' in line for line in lines), lines  # scrubbed, not lost
@@ -264,6 +264,11 @@ def test_webhook_timeout_and_refused_connection(receiver: Receiver) -> None:
     with pytest.raises(NotifyError, match="Connection") as info:
         hook.send([APPLE], NotifyContext(PURGE))
     assert "T0SECRET" not in str(info.value)
+    assert "after 1 attempt" in str(info.value)  # retries = 0: one try, and it says so
+    hook = WebhookNotifier.from_config("slack", webhook(retries=2, backoff=0.01),
+                                       {"TEST_HOOK_URL": dead})
+    with pytest.raises(NotifyError, match=r"Connection.*after 3 attempts"):
+        hook.send([APPLE], NotifyContext(PURGE))
 
 
 def test_webhook_missing_env_var_is_named() -> None:

@@ -584,7 +584,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print("interrupted")
         return EXIT_FAILED
     except Exception:  # a bug: show it, but still exit 3 so cron reads "UNKNOWN", not 1
-        traceback.print_exc()
+        from tracker.sources.http_values import REDACTOR  # an exception may quote a key
+
+        sys.stderr.write(REDACTOR(traceback.format_exc()))
         err.print("error: internal error (a bug in tracker; please report the traceback above)",
                   markup=False, highlight=False)
         return EXIT_FAILED

@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pandas as pd
 
-#: Thousands separators: comma, underscore, space, apostrophe, NBSP, narrow NBSP, thin space.
-SEPARATOR_CHARS = ",_ '\u00a0\u202f\u2009"
+from tracker.counts import MAX_COUNT, SEPARATOR_CHARS
+
 SEPARATORS = re.compile(f"[{SEPARATOR_CHARS}]")
 #: A count written with thousands separators: groups of exactly three digits, one
 #: separator throughout ("1,234", "1 234 567", "1'234"), optionally ".0". "12,5" (a
@@ -26,8 +26,6 @@ GROUPED = (
 )
 #: A date cell: YYYY-MM-DD, optionally followed by a time part (ignored).
 DATE_SHAPE = r"\d{4}-\d{2}-\d{2}(?:[T ].*)?"
-#: Counts above this are rejected: they cannot be real and would overflow int64 maths.
-MAX_COUNT = 2**62
 
 _SCIENTIFIC = re.compile(r"\d[eE][+-]?\d")
 

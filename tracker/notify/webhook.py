@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import Field, model_validator
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from tracker.errors import NotifyError
@@ -244,7 +245,7 @@ class WebhookNotifier(Notifier):
                 reason = f"timed out (timeout {s.timeout[0]:g}s connect / {s.timeout[1]:g}s read)"
             else:
                 reason = f"{type(cause).__name__}: {clip(str(cause), 160)}"
-            raise NotifyError(REDACTOR(f"{where}: {reason}, after {s.retries} retries")) from None
+            raise NotifyError(REDACTOR(f"{where}: {reason}, {_attempts(exc, s.retries)}")) from None
         with response:
             if 200 <= response.status_code < 300:
                 log.info("webhook %s: sent %d alert(s) to %s", self.instance, len(alerts),
@@ -260,7 +261,8 @@ class WebhookNotifier(Notifier):
                 404: "; the webhook URL is wrong or was deleted",
                 410: "; the webhook was deleted",
             }.get(response.status_code, "")
-            retried = (f" after {s.retries} retries"
+            history = getattr(getattr(response.raw, "retries", None), "history", ())
+            retried = (f" after {_plural(len(history) + 1)}"
                        if response.status_code in RETRY_STATUSES else "")
             raise NotifyError(REDACTOR(
                 f"{where}: HTTP {response.status_code} {response.reason or ''}".rstrip()
@@ -269,3 +271,21 @@ class WebhookNotifier(Notifier):
 
     def close(self) -> None:
         self.session.close()
+
+
+def _plural(attempts: int) -> str:
+    return f"{attempts} attempt" + ("" if attempts == 1 else "s")
+
+
+def _attempts(exc: BaseException, retries: int) -> str:
+    """How many tries a failed POST really made: urllib3 wraps the last error in a
+    MaxRetryError only once the budget is spent; any other error came on the first."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, MaxRetryError):
+            return f"after {_plural(retries + 1)}"
+        seen = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) \
+            else seen.__cause__ or seen.__context__
+    return f"after {_plural(1)}"

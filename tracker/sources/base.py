@@ -136,7 +136,9 @@ class PerCompanySource(Source):
             return Failure(self.instance, company.id, str(exc), exc.retriable)
         except Exception as exc:  # a plugin bug for one company must not end the run
             log.exception("source %s failed unexpectedly for %s", self.instance, company.id)
-            return Failure(self.instance, company.id, f"unexpected error: {exc!r}")
+            from tracker.sources.http_values import REDACTOR  # a plugin may echo a key
+
+            return Failure(self.instance, company.id, REDACTOR(f"unexpected error: {exc!r}"))
 
     def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
         workers = max(1, min(self.workers, len(companies) or 1))

@@ -25,6 +25,7 @@ from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tracker.counts import MAX_COUNT, SEPARATOR_CHARS
 from tracker.errors import ConfigError, FatalSourceError
 from tracker.records import CompanyRef
 
@@ -70,12 +71,6 @@ def expand(template: str, company: CompanyRef, day: date, *, quote_values: bool 
         raise FatalSourceError(f"template {template!r}: {exc}", company.id) from None
 
 
-#: Thousands separators, the set ``tracker import`` accepts (tracker/ingest/cells.py):
-#: comma, underscore, space, apostrophe, NBSP, narrow NBSP, thin space. Not ".": "1.234"
-#: is 1.234 in English and 1234 in German, and a count must not depend on the reader.
-SEPARATOR_CHARS = ",_ '\u00a0\u202f\u2009"
-#: Counts above this cannot be real and would overflow int64 arithmetic (as for imports).
-MAX_COUNT = 2**62
 #: Unit words an HTTP source accepts after a count unless its ``units`` setting says otherwise.
 DEFAULT_UNITS = ("employees", "employee", "people", "staff")
 
@@ -315,6 +310,8 @@ _redact_records()
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: How environment variables are named in practice: upper case, short.
+_CONVENTIONAL_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
 def read_secret(spec: str | EnvSecret, environ: Mapping[str, str], where: str) -> str:
@@ -329,6 +326,15 @@ def read_secret(spec: str | EnvSecret, environ: Mapping[str, str], where: str) -
             "its name here"
         )
     value = environ.get(secret.env)
+    if not value and not _CONVENTIONAL_NAME.fullmatch(secret.env):
+        # An unset "name" like sk_live_4eC39HqLyjWDarjtT1zdp7dc is a key pasted where
+        # its variable's name belongs: say so without repeating it.
+        REDACTOR.add(secret.env)
+        raise ConfigError(
+            f"{where}: the value given is not the name of a set environment variable and "
+            "looks like a secret pasted in by mistake (not shown); put the secret in an "
+            "environment variable and give its name here (e.g. ACME_TOKEN)"
+        )
     if not value:
         raise ConfigError(
             f"{where} reads environment variable {secret.env}, which is not set or empty; "
