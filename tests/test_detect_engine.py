@@ -183,8 +183,10 @@ def test_short_window_follows_a_rise_in_noise() -> None:
     idx = pd.date_range("2022-01-01", periods=n, freq="D")
     m = pd.DataFrame({"s": np.round(np.exp(y))}, index=idx)
     # moderate moves off: a soft candidate can swallow the move back that alerts here
-    lagging = detect(m, DetectSettings(short_window=0, soft_threshold=0))
-    recent = detect(m)
+    # the thresholds this scenario was written for: the scale is what is under test
+    old = {"threshold": 6.5, "min_change_pct": 3.0}
+    lagging = detect(m, DetectSettings(short_window=0, soft_threshold=0, **old))
+    recent = detect(m, DetectSettings(**old))
     assert len(lagging) >= 3 > len(recent)
     assert (recent.date < idx[180] + pd.Timedelta(days=8)).all()
 

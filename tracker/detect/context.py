@@ -27,13 +27,14 @@ from .matrix import Packed, log_counts, pack, rows_at_or_after
 from .scale import cell_stats, changes, row_stats
 from .seasonal import _block_days, deseasonalize
 from .settings import DetectSettings
+from .shifts import decided_within, horizons
 
 
 def tail_sizes(s: DetectSettings) -> tuple[int, int]:
     """Rows an incremental run re-scans, and observations it needs for their statistics."""
-    scan_rows = 4 * (s.confirm_days + 1) + 4
-    # the level test of moderate moves reaches confirm_days + 1 + 5 observations further
-    level_span = s.confirm_days + 1 + 5
+    scan_rows = 4 * (decided_within(s) + 1) + 4
+    # the level tests of moderate moves reach their post + pre observations further
+    level_span = max(post + pre for post, pre in horizons(s))
     return scan_rows, scan_rows + max(s.window, s.min_history) + 8 + level_span
 
 

@@ -98,7 +98,7 @@ class ShiftSettings(Concern):
     """Level shifts and glitches: when a change is exceptional and how its verdict falls."""
 
     threshold: float = Field(
-        6.5,
+        8.0,
         gt=0,
         description=(
             "Robust z-score a log change must reach to be reported: change divided by "
@@ -106,7 +106,7 @@ class ShiftSettings(Concern):
         ),
     )
     min_change_pct: float = Field(
-        3.0,
+        4.0,
         ge=0,
         description=(
             "Smallest relative change (percent) ever reported, so statistically "
@@ -141,7 +141,7 @@ class ShiftSettings(Concern):
         ),
     )
     soft_threshold: float = Field(
-        4.0,
+        2.0,
         ge=0,
         description=(
             "Robust z-score from which a move below `threshold` (a moderate move) is "
@@ -149,8 +149,18 @@ class ShiftSettings(Concern):
             "test passes. 0 (or >= `threshold`) turns moderate moves off."
         ),
     )
+    soft_confirm_days: int = Field(
+        7,
+        ge=1,
+        le=30,
+        description=(
+            "A moderate move whose level test at `confirm_days` leans its way without "
+            "passing is tested again this many days after it, with twice the observations "
+            "on each side (noisy counts need them); not above `confirm_days`: no second test."
+        ),
+    )
     soft_level_threshold: float = Field(
-        5.0,
+        4.5,
         gt=0,
         description=(
             "At confirmation a moderate move's new level (median since the jump minus "
@@ -191,7 +201,7 @@ class DriftSettings(Concern):
         description="Smallest excess change (percent over `drift_days`) reported as drift.",
     )
     drift_threshold: float = Field(
-        4.0,
+        3.5,
         ge=0,
         description=(
             "Excess change over the horizon, in units of the series' daily scale times "

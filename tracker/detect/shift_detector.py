@@ -24,6 +24,7 @@ from .shifts import (
     Verdicts,
     big_moves,
     change_test,
+    decided_within,
     level_stats,
     scan,
     soft_moves,
@@ -47,7 +48,7 @@ class ShiftDetector(Detector):
         st = row_stats(p, d, g, s, need=big_moves(p, d, s))
         z, exceed, sd = change_test(p, d, g, st, s)
         soft = soft_moves(p, d, z, exceed, st, s)
-        v = scan(p, exceed, sd, s, soft=soft, level=level_stats(p, soft, s))
+        v = scan(p, exceed, sd, s, soft=soft, level=level_stats(p, soft, s), z=z)
         return shift_rows(block.names, p, z, v)
 
     def day(self, block: DayBlock) -> Rows:
@@ -100,7 +101,7 @@ def _day_shifts(t: Tail, day: int, s: DetectSettings
     z, exceed, sd = change_test(p, t.d, t.g, st, s)
     soft = soft_moves(p, t.d, z, exceed, st, s)
     start, ok = sync_rows(exceed | soft, p, from_row, day, s)
-    v = scan(p, exceed, sd, s, start_row=start, soft=soft, level=level_stats(p, soft, s))
+    v = scan(p, exceed, sd, s, start_row=start, soft=soft, level=level_stats(p, soft, s), z=z)
     last = p.n - 1
     mine = ok[v.col] & ((v.row == last) | (v.decided_row == last))
     return p, z, v.select(mine), ~ok
@@ -109,13 +110,13 @@ def _day_shifts(t: Tail, day: int, s: DetectSettings
 def may_shift_today(y_all: np.ndarray, s: DetectSettings) -> np.ndarray:
     """Series that can have a shift verdict on the last row of ``y_all`` (log counts).
 
-    A candidate decided today was opened at most ``confirm_days`` observations ago
-    (until then every observation found it not yet due), and opening needs a raw
-    change of at least ``min_change_pct``. So a series whose last ``confirm_days`` + 1
+    A candidate decided today was opened at most :func:`decided_within` observations
+    ago (until then every observation found it not yet due), and opening needs a raw
+    change of at least ``min_change_pct``. So a series whose last that many + 1
     changes are all smaller cannot have a row today, whatever its history: the rest
     of the pipeline can skip it. Conservative where fewer observations are at hand.
     """
-    k = s.confirm_days + 2
+    k = decided_within(s) + 2
     tail = y_all[-min(y_all.shape[0], 8 * k):]
     valid = ~np.isnan(tail)
     order = np.argsort(valid, axis=0, kind="stable")[-k:]
