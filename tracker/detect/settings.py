@@ -105,6 +105,14 @@ class ShiftSettings(Concern):
             "the series' scale (MAD-based, widened by sqrt(gap) across missing days)."
         ),
     )
+    sparse_threshold: float = Field(
+        6.5,
+        gt=0,
+        description=(
+            "The `threshold` of a change across a gap of more than a week (monthly or "
+            "sparser series), where the level test of moderate moves cannot follow a move."
+        ),
+    )
     min_change_pct: float = Field(
         4.0,
         ge=0,

@@ -63,8 +63,11 @@ def change_test(p: Packed, d: np.ndarray, g: np.ndarray, st: RowStats,
         raw = log_counts(p.value)
         raw_d = np.full_like(raw, np.nan)
         raw_d[1:] = raw[1:] - raw[:-1]
+        # Across a gap of more than a week (a monthly series) no level test can follow
+        # the move (see soft_moves), so the one-step bar stays at sparse_threshold there.
+        bar = np.where(g > _SOFT_MAX_GAP, settings.sparse_threshold, settings.threshold)
         # both the adjusted and the raw change must be big: an adjustment never creates an alert
-        exceed = ((np.abs(z) >= settings.threshold) & (np.abs(d) >= min_log)
+        exceed = ((np.abs(z) >= bar) & (np.abs(d) >= min_log)
                   & (np.abs(raw_d) >= min_log))
     exceed &= st.n >= settings.min_history
     return z, exceed, sd
@@ -85,11 +88,15 @@ def soft_moves(p: Packed, d: np.ndarray, z: np.ndarray, exceed: np.ndarray, st: 
     min_log = np.log1p(settings.min_change_pct / 100.0)
     raw = log_counts(p.value)
     with np.errstate(invalid="ignore"):
-        out = (np.abs(z) >= settings.soft_threshold) & (np.abs(d) >= min_log)
+        gap = np.zeros(p.day.shape)
+        gap[1:] = p.day[1:] - p.day[:-1]
+        # Across a long gap (a monthly series) the next observations are months away,
+        # where trends rule as much as the move: such a move must score twice as high
+        # to be followed at all.
+        gate = np.where(gap > _SOFT_MAX_GAP, 2.0 * settings.soft_threshold,
+                        settings.soft_threshold)
+        out = (np.abs(z) >= gate) & (np.abs(d) >= min_log)
         out[1:] &= np.abs(raw[1:] - raw[:-1]) >= min_log
-        # the level tests need observations days apart, not months: a monthly series'
-        # four "next observations" are a third of a year, where trends rule
-        out[1:] &= (p.day[1:] - p.day[:-1]) <= _SOFT_MAX_GAP
     out[0] = False
     return out & ~exceed & (st.n >= settings.min_history)
 
