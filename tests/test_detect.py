@@ -231,3 +231,64 @@ def test_scorer_perfect_and_empty() -> None:
     assert (s.per_kind.dropna().recall == 1).all() and (s.per_kind.dropna().precision == 1).all()
     assert s.false_alerts_per_10k_quiet_days == 0
     assert score(perfect.iloc[:0], labels, m).big_shift_recall == 0
+
+
+# -- short histories: annual series, the first months of a provider's history ---------------
+
+def _annual(values: list[float]) -> pd.DataFrame:
+    idx = pd.date_range("2012-01-01", periods=len(values), freq="YS")
+    return pd.DataFrame({"co/employees/annual": np.round(values)}, index=idx)
+
+
+def _grow(n: int, rate: float, noise: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 20_000 * np.exp(np.log1p(rate) * np.arange(n) + rng.normal(0, noise, n))
+
+
+def test_an_annual_level_shift_is_confirmed_by_the_next_point() -> None:
+    v = _grow(10, 0.08, 0.02, 3)
+    v[6:] *= 0.7  # a purge of 30% in year 7, and the level stays down
+    out = detect(_annual(list(v)))
+    idx = _annual(list(v)).index
+    assert out[["kind", "status", "date", "detected_on"]].values.tolist() == [
+        ["drop", "confirmed", idx[6], idx[7]]]
+    assert abs(out.change_pct[0] + 30) < 8
+
+
+def test_an_annual_trend_change_is_a_drift_dated_at_the_bend() -> None:
+    years = np.arange(11)
+    v = 20_000 * np.exp(np.log(1.1) * years - np.log(1.4) * np.clip(years - 6, 0, None))
+    out = detect(_annual(list(v)))
+    idx = _annual(list(v)).index
+    assert out.kind.tolist() == ["drift_down"]
+    assert out.date[0] == idx[6] and out.detected_on[0] == idx[8]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_steady_growth_with_noise_and_a_blip_is_quiet(seed: int) -> None:
+    v = _grow(14, 0.12, 0.025, seed)
+    v[8] *= 1.05  # a one-point blip of 5% that comes back
+    assert detect(_annual(list(v))).empty
+
+
+def test_a_monthly_shift_after_two_years_alerts_and_growth_does_not() -> None:
+    idx = pd.date_range("2020-01-01", periods=30, freq="MS")
+    rng = np.random.default_rng(8)
+    base = 5_000 * np.exp(0.01 * np.arange(30) + rng.normal(0, 0.012, 30))
+    shifted = base.copy()
+    shifted[24:] *= 0.75
+    out = detect(pd.DataFrame({"a/employees/pdl": np.round(shifted),
+                               "b/employees/pdl": np.round(base)}, index=idx))
+    assert out[["series", "kind", "date"]].values.tolist() == [
+        ["a/employees/pdl", "drop", idx[24]]]
+
+
+def test_a_new_daily_series_can_alert_before_it_has_min_history() -> None:
+    """Ten days in, a company loses 40%: the short-history line sees it, the shift test
+    (which needs 14 earlier changes) could not."""
+    v = _grow(30, 0.0, 0.003, 1)
+    v[10:] *= 0.6
+    idx = pd.date_range("2022-01-01", periods=30, freq="D")
+    out = detect(pd.DataFrame({"new": np.round(v)}, index=idx))
+    assert out[["kind", "date", "detected_on"]].values.tolist() == [
+        ["drop", idx[10], idx[11]]]

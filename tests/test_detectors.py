@@ -147,7 +147,7 @@ def test_registering_leaves_the_builtins_alone(matrix: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(out[out.kind != "flatline"].reset_index(drop=True), plain)
     pd.testing.assert_frame_equal(out_day[out_day.kind != "flatline"].reset_index(drop=True),
                                   plain_day)
-    assert [d.name for d in detectors()] == ["shifts", "drift"]
+    assert [d.name for d in detectors()] == ["shifts", "drift", "short"]
 
 
 def test_registry_rejects_duplicates_and_unknown_names() -> None:

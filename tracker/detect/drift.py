@@ -140,7 +140,10 @@ def _trend(win: Callable[[str, int, int], np.ndarray], t: np.ndarray, h: int, b:
     beyond = raw - win("d", h, h + b) / _FIX * (h / b)
     excess = np.where(np.sign(raw) == np.sign(beyond),
                       np.sign(raw) * np.minimum(np.abs(raw), np.abs(beyond)), 0.0)
-    covered = ((win("o", 0, h) >= 2) & (win("o", h, h + b) >= 3)
+    # At least weekly observations on both sides: across monthly points a horizon holds
+    # two or three of them, and their noise, not a trend, decides the excess (monthly
+    # histories are judged by the short-history and shift detectors instead).
+    covered = ((win("o", 0, h) >= max(2, h // 7)) & (win("o", h, h + b) >= max(3, b // 7))
                & (win("o", h + b - 35, h + b) >= 1) & (t[:, None] - h - b >= 0))
     with np.errstate(invalid="ignore", over="ignore"):
         return excess, covered & (np.abs(np.expm1(excess)) * 100.0 >= settings.drift_min_pct)

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from .base import Detector
 from .drift_detector import DriftDetector
 from .shift_detector import ShiftDetector
+from .short_detector import ShortDetector
 
-_DETECTORS: list[Detector] = [ShiftDetector(), DriftDetector()]
+_DETECTORS: list[Detector] = [ShiftDetector(), DriftDetector(), ShortDetector()]
 
 
 def detectors() -> tuple[Detector, ...]:

@@ -178,6 +178,38 @@ class ShiftSettings(Concern):
     )
 
 
+class ShortSettings(Concern):
+    """Level shifts in short histories (annual series, new companies): a trend line."""
+
+    short_min_points: int = Field(
+        4,
+        ge=3,
+        le=30,
+        description=(
+            "Fewest earlier points a short history needs before a point can be judged "
+            "against the line they draw (Theil-Sen); up to `min_history`, the shift "
+            "detector takes over after."
+        ),
+    )
+    short_threshold: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Distance from that line, in robust spreads of the earlier points around it, "
+            "that makes a point a candidate; the next point decides: a shift, a trend "
+            "change, or nothing."
+        ),
+    )
+    short_min_noise: float = Field(
+        3.0,
+        ge=0,
+        description=(
+            "Least spread (percent) assumed around the line: a handful of points can lie "
+            "on a line by chance, which would make any next point look far off."
+        ),
+    )
+
+
 class DriftSettings(Concern):
     """Drift: a sustained change of trend over weeks."""
 
@@ -305,7 +337,7 @@ class ExecutionSettings(Concern):
 
 # pydantic lists the fields of the last base first: bases in reverse reading order.
 class DetectSettings(ExecutionSettings, SeverityPolicy, SeasonalSettings, DriftSettings,
-                     ShiftSettings, ScaleSettings):
+                     ShortSettings, ShiftSettings, ScaleSettings):
     """Every threshold of detection; defaults were tuned on synthetic seeds 0-9 only.
 
     One flat model (the ``[detect]`` table) that is every concern at once, so code

@@ -1,0 +1,75 @@
+"""Level shifts in short histories (drop, spike, glitch) as a detector.
+
+The algorithm lives in :mod:`.short`. It reads the raw log counts in observation
+order (a short history has no weekly pattern worth removing) and only the first
+``min_history`` + 1 observations of a series after its start or its last
+confirmed shift, so on a day it needs a series' history only when that history is
+short: a series with more observations than that in the window given cannot have
+a row of this detector today and costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from .base import Detector, Rows, rows_on
+from .context import Block, DayBlock
+from .matrix import Packed, log_counts, pack, to_timestamps
+from .settings import DetectSettings, ShortSettings
+from .shifts import CONFIRMED
+from .short import TREND, ShortVerdicts, eligible_rows, scan_short
+
+
+class ShortDetector(Detector):
+    """Points far off the line of a short history: provisional, then confirmed or a glitch."""
+
+    name = "short"
+    Settings: ClassVar[type[ShortSettings]] = ShortSettings
+
+    def lookback_days(self, settings: DetectSettings) -> int:
+        return 1  # reads observations, not days: day() asks for history where it must
+
+    def batch(self, block: Block) -> Rows:
+        p = pack(block.y_raw, block.values, block.days)
+        return short_rows(block.names, p, scan_short(p, block.settings))
+
+    def day(self, block: DayBlock) -> Rows:
+        s = block.settings
+        counts = np.isfinite(block.values).sum(axis=0)
+        # a series with more observations than the rows this detector reads (plus the
+        # one that decides) is past its short history: nothing today
+        cols = np.flatnonzero(counts <= eligible_rows(s)[-1] + 2)
+        if cols.size == 0:
+            return short_rows(block.names[:0], pack(block.y_raw[:, :0], block.values[:, :0],
+                                                    block.days), ShortVerdicts.none())
+        if not block.whole:
+            block.need_history(cols)  # too few here: its history may be longer (sparse)
+            return short_rows(block.names[:0], pack(block.y_raw[:, :0], block.values[:, :0],
+                                                    block.days), ShortVerdicts.none())
+        sub = Block(block.values[:, cols], block.days, block.names[cols], s)
+        return rows_on(self.batch(sub), block.day)
+
+
+def short_rows(names: np.ndarray, p: Packed, v: ShortVerdicts) -> Rows:
+    """Rows of decided candidates only: a confirmed shift, dated on the point that moved,
+    or a trend change, dated on the last point on the old line; both detected on the
+    point that decided. Glitches and undecided points leave no row: in a history this
+    short one point off the line is not yet news (and a provisional row that later turns
+    into a trend change would change its kind, and so its alert)."""
+    keep = (v.outcome == CONFIRMED) | (v.outcome == TREND)
+    c, j = v.col[keep].astype(np.int64), v.row[keep].astype(np.int64)
+    d = v.decided_row[keep].astype(np.int64)
+    trend = v.outcome[keep] == TREND
+    start = np.where(trend, j - 1, j)
+    before = p.value[j - 1, c]
+    after = np.where(trend, p.value[d, c], p.value[j, c])
+    raw = log_counts(after) - log_counts(before)
+    kind = np.where(trend, np.where(raw < 0, "drift_down", "drift_up"),
+                    np.where(raw < 0, "drop", "spike"))
+    decided = to_timestamps(p.day[d, c])
+    return {"series": names[c], "date": to_timestamps(p.day[start, c]),
+            "detected_on": decided, "confirmed_on": decided, "kind": kind,
+            "status": np.full(c.size, "confirmed"), "change_pct": 100.0 * np.expm1(raw),
+            "value_before": before, "value_after": after, "score": v.score[keep]}
