@@ -161,7 +161,25 @@ alerts = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("notified_at", DateTime),
     Column("note", Text),
+    Column("reviewed_by", String(200)),
+    Column("reviewed_at", DateTime),
     Index("ix_alerts_date", "date"),
+)
+
+#: Silences mute the alerts of a company, of a kind, or of both, through ``until``
+#: (inclusive): notifications skip them and ``tracker run``'s exit code ignores them.
+#: Expired ones are kept, so a listing shows what was muted and by whom.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("company_id", String(200), ForeignKey("companies.id")),
+    Column("kind", String(20)),
+    Column("until", Date, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_silences_until", "until"),
 )
 
 #: The daily run's detection window, a cache of the observations (see
