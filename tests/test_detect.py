@@ -292,3 +292,17 @@ def test_a_new_daily_series_can_alert_before_it_has_min_history() -> None:
     out = detect(pd.DataFrame({"new": np.round(v)}, index=idx))
     assert out[["kind", "date", "detected_on"]].values.tolist() == [
         ["drop", idx[10], idx[11]]]
+
+
+def test_a_monthly_trend_change_is_a_drift_dated_at_the_bend() -> None:
+    """Three years of monthly points; the growth falls from +10% to -20% a year at month 24."""
+    idx = pd.date_range("2020-01-01", periods=36, freq="MS")
+    t = np.arange(36) / 12
+    rng = np.random.default_rng(4)
+    bent = 8_000 * np.exp(np.log(1.1) * t - np.log(1.1 / 0.8) * np.clip(t - 2, 0, None)
+                          + rng.normal(0, 0.01, 36))
+    straight = 8_000 * np.exp(np.log(1.1) * t + rng.normal(0, 0.01, 36))
+    out = detect(pd.DataFrame({"bent": np.round(bent), "straight": np.round(straight)},
+                              index=idx))
+    assert out[["series", "kind"]].values.tolist() == [["bent", "drift_down"]]
+    assert abs((out.date[0] - idx[24]).days) <= 62 and out.detected_on[0] > idx[26]

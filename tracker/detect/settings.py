@@ -210,6 +210,17 @@ class ShortSettings(Concern):
     )
 
 
+    sparse_trend_f: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "How much better a bent line must fit the last two years of a monthly (or "
+            "sparser) history than a straight one (an F ratio against their spread) to "
+            "call it a trend change."
+        ),
+    )
+
+
 class DriftSettings(Concern):
     """Drift: a sustained change of trend over weeks."""
 

@@ -14,12 +14,21 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Detector, Rows, rows_on
+from .base import Detector, Rows, concat_rows, rows_on
 from .context import Block, DayBlock
 from .matrix import Packed, log_counts, pack, to_timestamps
 from .settings import DetectSettings, ShortSettings
 from .shifts import CONFIRMED
-from .short import TREND, ShortVerdicts, eligible_rows, scan_short
+from .short import (
+    _TREND_POINTS,
+    _TREND_QUIET,
+    TREND,
+    ShortVerdicts,
+    SparseTrends,
+    eligible_rows,
+    scan_short,
+    sparse_trends,
+)
 
 
 class ShortDetector(Detector):
@@ -33,23 +42,29 @@ class ShortDetector(Detector):
 
     def batch(self, block: Block) -> Rows:
         p = pack(block.y_raw, block.values, block.days)
-        return short_rows(block.names, p, scan_short(p, block.settings))
+        return concat_rows([short_rows(block.names, p, scan_short(p, block.settings)),
+                            trend_rows(block.names, p, sparse_trends(p, block.settings))])
 
     def day(self, block: DayBlock) -> Rows:
         s = block.settings
         counts = np.isfinite(block.values).sum(axis=0)
-        # a series with more observations than the rows this detector reads (plus the
-        # one that decides) is past its short history: nothing today
-        cols = np.flatnonzero(counts <= eligible_rows(s)[-1] + 2)
-        if cols.size == 0:
-            return short_rows(block.names[:0], pack(block.y_raw[:, :0], block.values[:, :0],
-                                                    block.days), ShortVerdicts.none())
-        if not block.whole:
+        # A series with more observations here than the short-history rows (plus the
+        # one that decides) and than a sparse trend test reads (its points and the
+        # episode before) cannot have a row today that these points do not show.
+        few = counts <= max(eligible_rows(s)[-1] + 2, _TREND_POINTS + _TREND_QUIET)
+        many = np.flatnonzero(~few)
+        rows = []
+        if many.size:
+            sub = Block(block.values[:, many], block.days, block.names[many], s)
+            p = pack(sub.y_raw, sub.values, sub.days)
+            rows.append(rows_on(trend_rows(sub.names, p, sparse_trends(p, s)), block.day))
+        cols = np.flatnonzero(few)
+        if cols.size and not block.whole:
             block.need_history(cols)  # too few here: its history may be longer (sparse)
-            return short_rows(block.names[:0], pack(block.y_raw[:, :0], block.values[:, :0],
-                                                    block.days), ShortVerdicts.none())
-        sub = Block(block.values[:, cols], block.days, block.names[cols], s)
-        return rows_on(self.batch(sub), block.day)
+        elif cols.size:
+            sub = Block(block.values[:, cols], block.days, block.names[cols], s)
+            rows.append(rows_on(self.batch(sub), block.day))
+        return concat_rows(rows)
 
 
 def short_rows(names: np.ndarray, p: Packed, v: ShortVerdicts) -> Rows:
@@ -73,3 +88,14 @@ def short_rows(names: np.ndarray, p: Packed, v: ShortVerdicts) -> Rows:
             "detected_on": decided, "confirmed_on": decided, "kind": kind,
             "status": np.full(c.size, "confirmed"), "change_pct": 100.0 * np.expm1(raw),
             "value_before": before, "value_after": after, "score": v.score[keep]}
+
+
+def trend_rows(names: np.ndarray, p: Packed, tr: SparseTrends) -> Rows:
+    """One row per trend change of a sparse history: dated at the bend, detected at the
+    point that made it clear; the change is the excess over the old line by then."""
+    c, j, q = tr.col.astype(np.int64), tr.row.astype(np.int64), tr.onset.astype(np.int64)
+    day = to_timestamps(p.day[j, c])
+    return {"series": names[c], "date": to_timestamps(p.day[q, c]), "detected_on": day,
+            "confirmed_on": day, "kind": np.where(tr.excess < 0, "drift_down", "drift_up"),
+            "status": np.full(c.size, "confirmed"), "change_pct": 100.0 * np.expm1(tr.excess),
+            "value_before": p.value[q, c], "value_after": p.value[j, c], "score": tr.score}
