@@ -15,6 +15,7 @@ import pytest
 from helpers import open_ws, tracker
 from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import insert, select
+from test_monitoring import HeartbeatServer, heartbeat  # noqa: F401
 
 from tracker.job import LOCK_NAME, run_once
 from tracker.records import ALERT_FIELDS, Alert, StepOutcome
@@ -97,17 +98,17 @@ def test_run_exits_0_and_again_with_nothing_new(
     assert lock_rows(ws) == []  # released
 
 
-def test_unreachable_database_exits_3_and_pings_fail(
+def test_unreachable_database_exits_3_and_pings_3(
     project: Path,
     sqlite_url: str,
-    fake_http: FakeHttpServer,  # noqa: F811
+    heartbeat: HeartbeatServer,  # noqa: F811
     workspaces: list[Workspace],
 ) -> None:
     db_dir = project / "db"
     cfg = write_config(
         project,
         f"sqlite:///{db_dir / 'tracker.db'}",
-        run=f'heartbeat_url = "{fake_http.url}/ping/abc"',
+        run=f'heartbeat_url = "{heartbeat.url}"',
     )
     ws = open_ws(cfg, workspaces)
     ws.store.engine.dispose()
@@ -117,7 +118,7 @@ def test_unreachable_database_exits_3_and_pings_fail(
     assert result.exit_code == 3 and result.run_id is None
     assert "database" in (result.error or "") and "tracker.db" in (result.error or "")
     assert result.summary().startswith("UNKNOWN: run failed: database")
-    assert [r.path for r in fake_http.log] == ["/ping/abc/fail"]
+    assert heartbeat.paths() == ["/3"]  # the run never started: no /start
 
 
 def test_unreachable_postgresql_exits_3(project: Path, workspaces: list[Workspace]) -> None:
@@ -132,10 +133,10 @@ def test_unreachable_postgresql_exits_3(project: Path, workspaces: list[Workspac
 def test_held_lease_exits_3_naming_the_holder(
     project: Path,
     db_url: str,
-    fake_http: FakeHttpServer,  # noqa: F811
+    heartbeat: HeartbeatServer,  # noqa: F811
     workspaces: list[Workspace],
 ) -> None:
-    cfg = write_config(project, db_url, run=f'heartbeat_url = "{fake_http.url}/ping/abc"')
+    cfg = write_config(project, db_url, run=f'heartbeat_url = "{heartbeat.url}"')
     ws = open_ws(cfg, workspaces)
     hold_lease(ws, "otherhost:4242:cafe", timedelta(minutes=5))
     result = run_once(ws, TODAY, steps=[])
@@ -145,12 +146,12 @@ def test_held_lease_exits_3_naming_the_holder(
     assert "; expires at " in (result.error or "")  # another host: waited out, not presumed dead
     assert run_rows(ws) == []  # nothing started
     assert [r.owner for r in lock_rows(ws)] == ["otherhost:4242:cafe"]  # not stolen
-    assert fake_http.log == []  # the holder reports for itself; /fail would mark it down
+    assert heartbeat.pings == []  # the holder reports for itself; /3 would mark it down
 
     with ws.store.transaction() as conn:  # the other run finishes
         conn.execute(locks.delete())
     assert run_once(ws, TODAY, steps=[]).exit_code == 0
-    assert [r.path for r in fake_http.log] == ["/ping/abc"]
+    assert heartbeat.paths() == ["/start", "/0"]
 
 
 def test_on_lock_wait_waits_for_the_holder_then_runs(
@@ -196,9 +197,9 @@ def test_summary_counts_failed_companies_beside_failed_sources(
     )
     ws = open_ws(write_config(project, sqlite_url, sources=sources), workspaces)
     result = run_once(ws, TODAY, steps=[])
-    assert result.exit_code == 0, result.summary()
+    assert result.exit_code == 1, result.summary()  # a failed source: at least WARNING
     assert result.summary() == (
-        f"OK: {TODAY}; 6 new observations from 3 source(s), 1 failed; "
+        f"WARNING: {TODAY}; 6 new observations from 3 source(s), 1 failed; "
         "2 company fetches failed; 0 new critical, 0 new warning alert(s)"
     )
     assert run_rows(ws)[0].summary == result.summary()
@@ -256,10 +257,10 @@ def test_alert_record_from_a_mapping() -> None:
 def test_a_crashing_step_fails_the_run_instead_of_recording_ok(
     project: Path,
     sqlite_url: str,
-    fake_http: FakeHttpServer,  # noqa: F811
+    heartbeat: HeartbeatServer,  # noqa: F811
     workspaces: list[Workspace],
 ) -> None:
-    cfg = write_config(project, sqlite_url, run=f'heartbeat_url = "{fake_http.url}/hb"')
+    cfg = write_config(project, sqlite_url, run=f'heartbeat_url = "{heartbeat.url}"')
     ws = open_ws(cfg, workspaces)
 
     def broken_step(ws: Workspace, day: date, run_id: int) -> list[dict]:
@@ -270,17 +271,17 @@ def test_a_crashing_step_fails_the_run_instead_of_recording_ok(
     (row,) = run_rows(ws)
     assert (row.status, row.details["exit_code"]) == ("failed", 3)
     assert lock_rows(ws) == []
-    assert [r.path for r in fake_http.log] == ["/hb/fail"]
+    assert heartbeat.paths() == ["/start", "/3"]
 
 
 def test_database_lost_mid_run_is_reported_not_raised(
     project: Path,
-    fake_http: FakeHttpServer,  # noqa: F811
+    heartbeat: HeartbeatServer,  # noqa: F811
     workspaces: list[Workspace],
 ) -> None:
     db_dir = project / "db"
     cfg = write_config(
-        project, f"sqlite:///{db_dir / 'tracker.db'}", run=f'heartbeat_url = "{fake_http.url}/hb"'
+        project, f"sqlite:///{db_dir / 'tracker.db'}", run=f'heartbeat_url = "{heartbeat.url}"'
     )
     ws = open_ws(cfg, workspaces)
 
@@ -291,7 +292,7 @@ def test_database_lost_mid_run_is_reported_not_raised(
 
     result = run_once(ws, TODAY, steps=[pull_the_plug])
     assert result.exit_code == 3 and "recording a run" in (result.error or "")
-    assert [r.path for r in fake_http.log] == ["/hb/fail"]
+    assert heartbeat.paths() == ["/start", "/3"]
 
 
 def test_two_lease_holders_in_one_process_have_different_owners(sqlite_url: str) -> None:
@@ -322,7 +323,7 @@ def test_status_lists_stale_companies_and_failing_sources(
     )
     ws = open_ws(write_config(project, sqlite_url, sources=sources), workspaces)
     result = run_once(ws, TODAY, steps=[])
-    assert result.exit_code == 0 and "2 source(s), 1 failed;" in result.summary()
+    assert result.exit_code == 1 and "2 source(s), 1 failed;" in result.summary()
 
     report = status(ws, today=TODAY)
     assert report.runs["id"].tolist() == [result.run_id]
@@ -340,17 +341,17 @@ def test_status_lists_stale_companies_and_failing_sources(
 def test_every_source_failing_is_a_failed_run(
     project: Path,
     sqlite_url: str,
-    fake_http: FakeHttpServer,  # noqa: F811
+    heartbeat: HeartbeatServer,  # noqa: F811
     workspaces: list[Workspace],
 ) -> None:
     sources = '[sources.gone]\ntype = "csv_folder"\npath = "missing"\n'
     cfg = write_config(project, sqlite_url, sources=sources,
-                       run=f'heartbeat_url = "{fake_http.url}/hb"')
+                       run=f'heartbeat_url = "{heartbeat.url}"')
     ws = open_ws(cfg, workspaces)
     result = run_once(ws, TODAY, steps=[])
     assert result.exit_code == 3
     assert result.summary().startswith("UNKNOWN: run failed: every source failed (gone: folder")
-    assert [r.path for r in fake_http.log] == ["/hb/fail"]
+    assert heartbeat.paths() == ["/start", "/3"]
     assert run_rows(ws)[0].status == "failed"
 
 
@@ -371,9 +372,9 @@ def test_cli_run_collect_status(project: Path, sqlite_url: str) -> None:
 
     run = tracker("--config", cfg, "run", cwd=project)
     no_traceback(run)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 1, run.stderr  # a source failed
     lines = run.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("OK: ")
+    assert len(lines) == 1 and lines[0].startswith("WARNING: ")
     assert "10 new observations from 2 source(s), 1 failed; 0 new critical" in lines[0]
 
     coll = tracker("--config", cfg, "collect", cwd=project)
@@ -384,7 +385,8 @@ def test_cli_run_collect_status(project: Path, sqlite_url: str) -> None:
 
     st = tracker("--config", cfg, "status", cwd=project)
     no_traceback(st)
-    assert st.returncode == 0
+    assert st.returncode == 2  # the collect that exited 3 is the last run: failed
+    assert st.stdout.startswith("CRITICAL: last collect (run 2, ")
     assert "collect" in st.stdout and "run" in st.stdout
     sources_part = st.stdout.split("Sources in the last run:")[1].split("Stale companies")[0]
     assert "gone" in sources_part and "failed" in sources_part
@@ -413,6 +415,7 @@ def test_cli_run_lock_held_and_database_down_exit_3(
 def test_run_with_unreachable_database_says_unknown_on_stdout(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text(
         '[database]\nurl = "postgresql+psycopg://u@127.0.0.1:1/db?connect_timeout=2"\n'
+        '[sources.files]\ntype = "csv_folder"\npath = "drop"\n'
     )
     proc = tracker("run", cwd=tmp_path, timeout=60)
     assert proc.returncode == 3

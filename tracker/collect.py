@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ from tracker.sources.registry import load_source_class
 from tracker.store import companies as company_ops
 from tracker.store import runs as run_ops
 from tracker.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tracker.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +58,55 @@ class CollectResult:
     def failed_sources(self) -> list[str]:
         return [o.source for o in self.outcomes if o.status == "failed"]
 
+    @property
+    def exit_code(self) -> int:
+        """``tracker collect``'s code, and what its run record says: 3 (failed) when any
+        source failed, since collecting is all a collect does; 0 otherwise."""
+        return 3 if self.failed_sources else 0
+
     def summary(self) -> str:
         parts = [f"{o.source}: {o.status} ({o.ok} ok, {len(o.failures)} failed, "
                  f"{o.inserted} new)" for o in self.outcomes]
         return "; ".join(parts) or "no sources configured"
 
 
-def build_sources(ws: Workspace, only: list[str] | None = None) -> list[Source]:
-    """Instantiate the enabled sources (all, or the named ones)."""
-    configured = ws.settings.sources
+def enabled_sources(settings: Settings, only: list[str] | None = None) -> list[str]:
+    """The sources a collection would run (all enabled ones, or the named ones).
+
+    None is a ConfigError naming the config file read (or that none was found): a
+    run that collects nothing must not report "OK, 0 new observations", and it
+    must say so before anything (a database, a report folder) is created. Checked
+    from settings alone, so the CLI can ask before it opens the store.
+    """
+    configured = settings.sources
     if only:
         unknown = sorted(set(only) - configured.keys())
         if unknown:
             raise InputError(f"unknown source(s) {', '.join(unknown)}; configured: "
                              f"{', '.join(sorted(configured)) or 'none'}")
+    wanted = [n for n in configured if not only or n in only]
+    names = [n for n in wanted if configured[n].get("enabled", True)]
+    if names:
+        return names
+    where = (f"in {settings.config_path}" if settings.config_path is not None
+             else f"(no config.toml found in {settings.base_dir}; pass --config PATH)")
+    if only:
+        raise ConfigError(f"nothing to collect: source(s) {', '.join(wanted)} are disabled "
+                          f"(enabled = false) {where}")
+    if configured:
+        raise ConfigError(f"nothing to collect: every source is disabled (enabled = false) "
+                          f"{where}: {', '.join(configured)}")
+    raise ConfigError(f"nothing to collect: no source is configured {where}; "
+                      "add a [sources.NAME] table (see README, Configuration)")
+
+
+def build_sources(ws: Workspace, only: list[str] | None = None) -> list[Source]:
+    """Instantiate the enabled sources (all, or the named ones); see enabled_sources."""
+    configured = ws.settings.sources
+    names = set(enabled_sources(ws.settings, only))
     built = []
     for name, table in configured.items():
-        if only and name not in only:
-            continue
-        if not table.get("enabled", True):
+        if name not in names:
             continue
         cls = load_source_class(table["type"])
         context = SourceContext(base_dir=ws.settings.base_dir,
@@ -242,9 +276,11 @@ def collect(ws: Workspace, day: date | None = None, only: list[str] | None = Non
         raise
     result = CollectResult(run_id, day, outcomes)
     if own_run:
-        status = "failed" if sources and len(result.failed_sources) == len(sources) else "ok"
-        run_ops.finish_run(ws.store, run_id, status, result.summary())
+        # the record says what the exit code says: a collect that exited 3 is not "ok"
+        run_ops.finish_run(ws.store, run_id, "failed" if result.exit_code else "ok",
+                           result.summary(), {"exit_code": result.exit_code})
     return result
 
 
-__all__ = ["CollectResult", "SourceError", "SourceOutcome", "build_sources", "collect"]
+__all__ = ["CollectResult", "SourceError", "SourceOutcome", "build_sources", "collect",
+           "enabled_sources"]

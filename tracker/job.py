@@ -1,8 +1,11 @@
 """The main job, ``tracker run``: collect -> detect -> alert -> notify -> report, once.
 
 Its exit code follows the Nagios plugin convention so cron and monitoring systems
-can act on it without parsing output: 0 nothing new, 1 new warning alerts, 2 new
-critical alerts, 3 the run itself failed. Only one run may work at a time across
+can act on it without parsing output: 0 nothing new, 1 new warning alerts or a
+failed source, 2 new critical alerts, 3 the run itself failed (no source to collect
+from, every source failed, the database or the lock unavailable). ``[run]
+heartbeat_url`` gets healthchecks.io's ``/start`` and ``/<exit code>`` pings (see
+:class:`Heartbeat`). Only one run may work at a time across
 processes and hosts: a lease in the database (see ``store.runs``) makes a second
 ``tracker run`` or scheduler exit with 3, or wait, as configured. A holder killed on
 this machine is taken over at once and its run marked abandoned; one on another
@@ -14,14 +17,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from tracker.collect import CollectResult, collect
+from tracker.collect import CollectResult, collect, enabled_sources
 from tracker.errors import LockHeldError, TrackerError
 from tracker.records import Alert, StepOutcome
 from tracker.store import runs as run_ops
@@ -59,12 +64,15 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        """3 when the run failed; else by fresh alerts, and at least 1 (WARNING) when a
+        source failed: a run that lost a source did not fully do its job, and cron
+        must hear it even on a day without alerts."""
         if self.error is not None:
             return EXIT_FAILED
         severities = {a.severity for a in self.fresh_alerts}
         if "critical" in severities:
             return EXIT_CRITICAL
-        if "warning" in severities:
+        if "warning" in severities or (self.collected and self.collected.failed_sources):
             return EXIT_WARNING
         return EXIT_OK
 
@@ -97,30 +105,86 @@ class RunResult:
         return "; ".join(parts)
 
 
-def _ping(url: str | None, ok: bool) -> None:
-    """healthchecks.io-style heartbeat: URL on success, URL/fail on failure."""
-    if not url:
-        return
-    target = url if ok else url.rstrip("/") + "/fail"
-    try:
-        requests.get(target, timeout=10, headers={"User-Agent": "tracker heartbeat"})
-    except requests.RequestException as exc:  # a monitoring hiccup must not fail the run
-        log.warning("heartbeat %s failed: %s", target.split("?")[0], exc)
+class Heartbeat:
+    """healthchecks.io-style pings of ``[run] heartbeat_url``: ``URL/start`` when a run
+    starts, ``URL/<exit code>`` when it ends (healthchecks reads 0 as success, any
+    other code as failure), both with the same ``rid`` so the service pairs them and
+    times the run; the end ping POSTs the summary line, which healthchecks keeps in
+    its log. See https://healthchecks.io/docs/http_api/.
+
+    The URL is a secret (whoever has it can report the job healthy), so a problem
+    names only its scheme and host. A ping that fails (4xx/5xx, unreachable, timeout)
+    never fails the run: it is logged and kept in :attr:`problems` for the summary,
+    because a dead-man's switch that silently stopped hearing from us is worth
+    knowing about.
+    """
+
+    TIMEOUT = 10.0
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url or None
+        self.rid = str(uuid.uuid4())
+        self.problems: list[str] = []
+
+    def start(self) -> None:
+        self._send("start", "")
+
+    def finish(self, exit_code: int, summary: str) -> None:
+        self._send(str(exit_code), summary)
+
+    def target(self, signal: str) -> str:
+        """The URL of one signal: the path gets ``/signal``, the query ``rid``."""
+        assert self.url is not None
+        parts = urlsplit(self.url)
+        query = "&".join(q for q in (parts.query, f"rid={self.rid}") if q)
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{signal}",
+                                         query=query))
+
+    def where(self) -> str:
+        """The service without the secret: scheme and host (and port) only."""
+        assert self.url is not None
+        parts = urlsplit(self.url)
+        host = parts.hostname or "?"
+        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+    def _send(self, signal: str, body: str) -> None:
+        if self.url is None:
+            return
+        try:
+            reply = requests.post(self.target(signal), data=body.encode("utf-8"),
+                                  timeout=self.TIMEOUT,
+                                  headers={"User-Agent": "tracker heartbeat",
+                                           "Content-Type": "text/plain; charset=utf-8"})
+        except requests.Timeout:
+            problem = f"no answer within {self.TIMEOUT:g} s"
+        except (requests.RequestException, ValueError) as exc:
+            # the exception's text quotes the URL: name only its kind
+            problem = f"could not be reached ({type(exc).__name__})"
+        else:
+            if reply.status_code < 400:
+                return
+            problem = f"answered HTTP {reply.status_code}"
+        message = f"heartbeat /{signal} to {self.where()} {problem}"
+        log.warning("%s", message)
+        self.problems.append(message)
 
 
-def ping_failure(config: object = None) -> None:
-    """Send the failure heartbeat when the run could not even open its workspace.
+def ping_failure(config: object, summary: str) -> list[str]:
+    """Send the failure heartbeat (``/3``) when the run could not even start, e.g. its
+    workspace did not open; the problems of that ping, for the summary line.
 
     The config may be fine while the database is down; if the config itself is
     broken there is no URL to ping and nothing more to do.
     """
-    from tracker.config import load_settings
+    from tracker.config import Settings, load_settings
 
     try:
-        url = load_settings(config).run.heartbeat_url  # type: ignore[arg-type]
+        settings = config if isinstance(config, Settings) else load_settings(config)  # type: ignore[arg-type]
     except TrackerError:
-        return
-    _ping(url, ok=False)
+        return []
+    beat = Heartbeat(settings.run.heartbeat_url)
+    beat.finish(EXIT_FAILED, summary)
+    return beat.problems
 
 
 def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
@@ -150,21 +214,29 @@ def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
 
 
 def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = None) -> RunResult:
-    """The whole main job once; never raises for a failed run, it reports it."""
+    """The whole main job once; never raises for a failed run, it reports it.
 
+    Heartbeats: ``/start`` once the run holds the lease (a run refused by the lock
+    pings nothing: the holder reports for itself, and a ``/start`` without its end
+    would page), ``/<exit code>`` when it is over, including a run that could not
+    start for want of a source or a database.
+    """
     day = day or ws.today()
     result = RunResult(None, day)
+    beat = Heartbeat(ws.settings.run.heartbeat_url)
     try:
+        enabled_sources(ws.settings)  # nothing to collect: failed, not "OK, 0 new"
         owner, stop = _hold_lease(ws)
     except LockHeldError as exc:
-        # the run holding the lock reports for itself: pinging /fail here would mark a
-        # healthy job down
         result.error = str(exc)
         return result
     except TrackerError as exc:
         result.error = str(exc)
-        _ping(ws.settings.run.heartbeat_url, ok=False)
+        beat.finish(result.exit_code, result.summary())
+        result.notes += beat.problems
         return result
+    beat.start()
+    result.notes += beat.problems
     try:
         result.run_id = run_ops.start_run(ws.store, "run", owner=owner, lease=LOCK_NAME)
         result.collected = collect(ws, day, run_id=result.run_id)
@@ -177,39 +249,46 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
             # the detection step still hands over rows as dicts; records from here on
             result.new_alerts += [a if isinstance(a, Alert) else Alert.from_mapping(a)
                                   for a in produced]
-        status = "ok"
         outcomes = result.collected.outcomes
         if outcomes and all(o.status == "failed" for o in outcomes):
             # detection still ran on what was stored, but no new data came in: the
             # run did not do its job, and cron must hear it (exit 3), not "OK"
             reasons = "; ".join(f"{o.source}: {o.reason or 'failed'}" for o in outcomes)
             result.error = f"every source failed ({reasons})"
-            status = "failed"
     except TrackerError as exc:
         result.error = str(exc)
-        status = "failed"
     except Exception as exc:  # a bug in a step: record the run as failed, not as ok
         log.exception("the run crashed")
         result.error = f"unexpected error: {exc!r}"
-        status = "failed"
     finally:
         stop.set()
         try:
-            if result.run_id is not None:
-                run_ops.finish_run(ws.store, result.run_id,
-                                   "failed" if result.error else "ok", result.summary(),
-                                   {**result.details, "exit_code": result.exit_code})
+            _record(ws, result)
         except TrackerError as exc:  # e.g. the database went away mid-run
             result.error = result.error or str(exc)
-            status = "failed"
         finally:
             try:
                 run_ops.release_lease(ws.store, LOCK_NAME, owner)
             except TrackerError as exc:  # the lease then expires after LEASE_TTL
                 result.error = result.error or str(exc)
-                status = "failed"
-    _ping(ws.settings.run.heartbeat_url, ok=status == "ok")
+    known = len(beat.problems)
+    beat.finish(result.exit_code, result.summary())
+    if len(beat.problems) > known:
+        # the record was written before the end ping could be tried: say it there too
+        result.notes += beat.problems[known:]
+        try:
+            _record(ws, result)
+        except TrackerError as exc:  # best effort: the summary line and the log have it
+            log.warning("could not add the heartbeat problem to run %s: %s",
+                        result.run_id, exc)
     return result
+
+
+def _record(ws: Workspace, result: RunResult) -> None:
+    """Write the run's outcome (status, summary line, exit code) into its record."""
+    if result.run_id is not None:
+        run_ops.finish_run(ws.store, result.run_id, "failed" if result.error else "ok",
+                           result.summary(), {**result.details, "exit_code": result.exit_code})
 
 
 def default_steps() -> list[Step]:

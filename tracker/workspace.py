@@ -127,16 +127,54 @@ class Workspace:
         return frame
 
 
-def open_workspace(config: str | Path | None = None, db: str | None = None) -> Workspace:
-    """Load config, open (and migrate) the database, sync declared companies."""
-    from tracker.config import load_settings
-    from tracker.store import Store
+def open_workspace(
+    config: str | Path | Settings | None = None, db: str | None = None, *, create: bool = True
+) -> Workspace:
+    """Load config, open (and migrate) the database, sync declared companies.
 
-    settings = load_settings(config)
-    store = Store(settings.database_url(db))
+    ``create=False`` is for commands that only read: a database that does not exist
+    (or holds no tracker tables) is then an error naming what was looked for where,
+    and nothing is created, so a typo'd ``--db`` cannot leave an empty store behind
+    and print "(nothing)" as if the store were empty.
+    """
+    from tracker.config import Settings, load_settings
+    from tracker.store import Store
+    from tracker.store.engine import MissingDatabaseError
+
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    try:
+        store = Store(settings.database_url(db), create=create)
+    except MissingDatabaseError as exc:
+        raise MissingDatabaseError(
+            f"{exc} ({database_origin(settings, db)}); nothing was created: a database "
+            "is created by 'tracker import', 'tracker collect' or 'tracker run'"
+        ) from None
     ws = Workspace(settings, store)
-    ws.sync_companies()
+    try:
+        ws.sync_companies()
+    except BaseException:
+        store.close()
+        raise
     return ws
+
+
+def database_origin(settings: Settings, db: str | None = None) -> str:
+    """Where the database URL came from, in the precedence ``Settings.database_url``
+    applies, so an error can say which setting to fix."""
+    import os
+
+    from tracker.config import DATABASE_ENV
+
+    if db:
+        return "from --db"
+    if os.environ.get(DATABASE_ENV):
+        return f"from {DATABASE_ENV}"
+    if settings.database.url:
+        return f"from [database] url in {settings.config_path}"
+    if settings.config_path is not None:
+        return f"the default of {settings.config_path}, which sets no [database] url"
+    return (f"the default: no config.toml in {settings.base_dir}; "
+            "pass --config PATH or --db URL")
 
 
 def parse_day(value: str | None, flag: str) -> date | None:

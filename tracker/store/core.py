@@ -60,12 +60,22 @@ ORDER BY s.series_id, s.source_id, s.as_of
 class Store:
     """One database, opened and migrated; cheap to keep for a process's lifetime."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, create: bool = True) -> None:
+        """Open ``url``; ``create=False`` refuses (MissingDatabaseError) a database that
+        does not exist or holds no tracker schema, creating nothing, as read commands
+        need. An existing store at an older revision is still migrated."""
         self.url = url
-        self.engine = engine_ops.create(url)
+        self.engine = engine_ops.create(url, create_missing=create)
         self.dialect = self.engine.dialect.name
-        if migrate:
-            self.migrate()
+        try:
+            if not create:
+                with engine_ops.translate(self.engine, "checking the schema version"):
+                    engine_ops.require_schema(self.engine)
+            if migrate:
+                self.migrate()
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def __repr__(self) -> str:
         return f"Store({engine_ops.redact(self.url)!r})"

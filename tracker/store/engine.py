@@ -91,8 +91,31 @@ def redact(url: str) -> str:
 SUPPORTED_BACKENDS = frozenset({"sqlite", "postgresql"})
 
 
-def create(url: str) -> Engine:
-    """An engine for ``url``; a SQLite file's folder is created if missing."""
+class MissingDatabaseError(StoreError):
+    """A command that only reads was pointed at a database that does not exist (yet).
+
+    Its own type so that the workspace can add where the URL came from (a typo'd
+    ``--db``, the config, the default) before the one line reaches the user.
+    """
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for other backends, memory or URI filenames."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    db = parsed.database
+    return Path(db) if db and db != ":memory:" else None
+
+
+def create(url: str, *, create_missing: bool = True) -> Engine:
+    """An engine for ``url``; a SQLite file's folder is created if missing.
+
+    With ``create_missing=False`` a SQLite file that does not exist is a
+    :class:`MissingDatabaseError` and nothing is created: connecting would create
+    the file, and a read command must not leave an empty database (or its folder)
+    behind a typo.
+    """
     try:
         parsed = make_url(url)
         parsed.port  # noqa: B018 - a non-numeric port only fails when read
@@ -117,7 +140,10 @@ def create(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         db = parsed.database
-        if db and db != ":memory:":
+        file = sqlite_file(url)
+        if file is not None and not create_missing and not file.is_file():
+            raise MissingDatabaseError(f"no database file {file.resolve()}")
+        if db and db != ":memory:" and create_missing:
             try:
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -205,6 +231,19 @@ def _stored_revision(conn: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_schema(engine: Engine) -> None:
+    """Raise MissingDatabaseError when the database holds no tracker schema at all.
+
+    For a read command: an existing but empty PostgreSQL database, or a SQLite file
+    of another program, is not silently turned into a tracker store.
+    """
+    if current_revision(engine) is None:
+        raise MissingDatabaseError(
+            f"database {redact(engine.url.render_as_string(hide_password=False))} "
+            "holds no tracker data (no tracker tables)"
+        )
 
 
 def current_revision(engine: Engine) -> str | None:
