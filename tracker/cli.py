@@ -35,6 +35,8 @@ from tracker.workspace import Workspace, open_workspace, parse_day, parse_timest
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.config import Settings
+
 EXIT_FAILED = 3
 
 app = typer.Typer(
@@ -66,11 +68,29 @@ class FileFormat(StrEnum):
     json = "json"
 
 
+#: The commands that may create the database; every other one only reads an existing
+#: store (a missing one is an error naming where it was looked for, and nothing is
+#: created). The one place this rule lives. ``db upgrade`` opens its own store.
+CREATES_DATABASE = frozenset({"import", "collect", "run", "detect", "schedule"})
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    """This invocation's settings, loaded once (before any database is opened)."""
+    from tracker.config import load_settings
+
+    obj = ctx.find_root().obj
+    if obj.get("settings") is None:
+        obj["settings"] = load_settings(obj.get("config"))
+    return obj["settings"]
+
+
 def _workspace(ctx: typer.Context) -> Workspace:
-    """The workspace for this invocation, opened on first use and closed at exit."""
+    """The workspace for this invocation, opened on first use and closed at exit;
+    created only for the commands in CREATES_DATABASE."""
     obj = ctx.find_root().obj
     if obj.get("ws") is None:
-        obj["ws"] = open_workspace(obj.get("config"), obj.get("db"))
+        obj["ws"] = open_workspace(_settings(ctx), obj.get("db"),
+                                   create=ctx.info_name in CREATES_DATABASE)
         ctx.find_root().call_on_close(obj["ws"].close)
     return obj["ws"]
 
@@ -172,6 +192,15 @@ def _iso(value: object) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
+def _print_version(value: bool) -> None:
+    """``tracker --version``: which tracker a cron log or a bug report came from."""
+    if value:
+        from tracker import __version__
+
+        typer.echo(f"tracker {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -182,6 +211,11 @@ def root(
         str | None,
         typer.Option("--db", help="Database URL; overrides TRACKER_DATABASE_URL and config"),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version,
+                     help="Print the version and exit"),
+    ] = False,
 ) -> None:
     """Global options shared by every command."""
     ctx.obj = {"config": config, "db": db, "ws": None}
@@ -302,8 +336,9 @@ def collect_cmd(
     = None,
 ) -> None:
     """Run every configured source once and store what they return."""
-    from tracker.collect import collect
+    from tracker.collect import collect, enabled_sources
 
+    enabled_sources(_settings(ctx), source)  # nothing to collect: exit 3, nothing created
     result = collect(_workspace(ctx), parse_day(day, "--day"), source)
     for o in result.outcomes:
         line = f"{o.source}: {o.status}, {o.ok:,} observations ({o.inserted:,} new)"
@@ -312,8 +347,8 @@ def collect_cmd(
         if o.reason:
             line += f": {o.reason}"
         typer.echo(line)
-    if result.failed_sources:
-        raise typer.Exit(EXIT_FAILED)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command("run")
@@ -322,14 +357,18 @@ def run_cmd(
     day: Annotated[str | None, typer.Option(help="Day to run for (default: today)")] = None,
 ) -> int:
     """The main job: collect, detect, alert, notify, report; exit 0/1/2/3 like Nagios."""
+    from tracker.collect import enabled_sources
     from tracker.job import EXIT_FAILED as RUN_FAILED
     from tracker.job import ping_failure, run_once
 
     try:
+        enabled_sources(_settings(ctx))  # before the store: a run of nothing creates nothing
         ws = _workspace(ctx)
     except TrackerError as exc:  # cron reads stdout and the exit code: say UNKNOWN there too
-        typer.echo(f"UNKNOWN: run failed: {exc}")
-        ping_failure(ctx.find_root().obj.get("config"))
+        line = f"UNKNOWN: run failed: {exc}"
+        problems = ping_failure(ctx.find_root().obj.get("settings")
+                                or ctx.find_root().obj.get("config"), line)
+        typer.echo("; ".join([line, *problems]))
         return RUN_FAILED
     result = run_once(ws, parse_day(day, "--day"))
     typer.echo(result.summary())
@@ -356,18 +395,29 @@ def schedule_cmd(ctx: typer.Context) -> None:
 def status_cmd(
     ctx: typer.Context,
     runs: Annotated[int, typer.Option(min=1, help="How many recent runs to show")] = 5,
-) -> None:
-    """Recent runs, failing sources and companies whose data is stale."""
+    max_age: Annotated[
+        float | None,
+        typer.Option("--max-age", min=0, metavar="HOURS",
+                     help="CRITICAL when the last successful run is older (default 36)"),
+    ] = None,
+) -> int:
+    """Health check, exit 0/1/2/3 like Nagios: recent runs, failing sources, stale data."""
     from tracker.status import STALE_COLUMNS, status
     from tracker.store.runs import RUN_COLUMNS, SOURCE_COLUMNS
 
-    report = status(_workspace(ctx), runs)
+    try:
+        report = status(_workspace(ctx), runs, max_age_hours=max_age)
+    except TrackerError as exc:  # a check that cannot look is UNKNOWN (3), said on stdout
+        typer.echo(f"UNKNOWN: {str(exc).splitlines()[0]}")
+        raise
+    typer.echo(report.headline)
     typer.echo("Recent runs:")
     emit_rows(RUN_COLUMNS, report.run_rows)
     typer.echo("Sources in the last run:")
     emit_rows(SOURCE_COLUMNS, report.source_rows)
     typer.echo(f"Stale companies (no observation for {report.stale_days}+ days):")
     emit_rows(STALE_COLUMNS, report.stale_rows, types={"last_day": date, "days_since": int})
+    return report.exit_code
 
 
 #: Choices for --status and --kind, from the alert contract in tracker.records.
