@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -590,3 +591,69 @@ def test_provider_jsonl_gz_errors_name_the_record(store: Store, tmp_path: Path) 
     flat.write_text(json.dumps([{"name": "A", "employee_count": 5}]))
     with pytest.raises(InputError, match="no monthly headcounts"):
         import_file(store, flat)
+
+
+SNAPSHOT_NAMES = [
+    ("2022-10-10.csv", datetime(2022, 10, 10, 23, 59, 59, 999999)),
+    ("20221010.csv.gz", datetime(2022, 10, 10, 23, 59, 59, 999999)),
+    ("snapshot_20221010.csv", datetime(2022, 10, 10, 23, 59, 59, 999999)),
+    ("linkedin-2022-10-10.tsv", datetime(2022, 10, 10, 23, 59, 59, 999999)),
+    ("2022-10-10T06:00:00Z.csv", datetime(2022, 10, 10, 6)),
+    ("2022-10-10T06:00.csv", datetime(2022, 10, 10, 6)),
+    ("20221010T060000Z.json", datetime(2022, 10, 10, 6)),
+    ("2022-10-10T08:00:00+02:00.jsonl", datetime(2022, 10, 10, 6)),
+    ("2022-10-10T08:00:00+0200.csv.xz", datetime(2022, 10, 10, 6)),
+    ("2022-10-10T06:00:00.250Z.csv", datetime(2022, 10, 10, 6, 0, 0, 250000)),
+    ("2023-01-05.csv", datetime(2023, 1, 5, 12)),  # today: now, not tonight
+]
+
+
+@pytest.mark.parametrize(("name", "stamp"), SNAPSHOT_NAMES, ids=[n for n, _ in SNAPSHOT_NAMES])
+def test_snapshot_names_say_when_they_were_collected(name: str, stamp: datetime) -> None:
+    from tracker.ingest import snapshot_time
+
+    assert snapshot_time(name, now=datetime(2023, 1, 5, 12)) == stamp
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("2022-10.csv", "does not say when"),
+    ("x2022-10-10.csv", "does not say when"),
+    ("2022-10-10-final.csv", "does not say when"),
+    ("2022-1010.csv", "does not say when"),
+    ("2022-10-10T6:00Z.csv", "does not say when"),
+    ("2022-13-01.csv", "not a real date"),
+    ("2022-10-10T24:00:00Z.csv", "not a real date"),
+    ("2023-01-06.csv", "in the future"),
+    ("2022-10-10.xlsx", "not a snapshot file"),
+    ("2022-10-10", "not a snapshot file"),
+])
+def test_snapshot_names_that_are_refused(name: str, reason: str) -> None:
+    from tracker.ingest import snapshot_time
+
+    with pytest.raises(InputError, match=reason):
+        snapshot_time(name, now=datetime(2023, 1, 5, 12))
+
+
+def test_wide_file_with_a_collected_at_column(store: Store, write_csv) -> None:  # type: ignore[no-untyped-def]
+    """The column is each row's time, not a company called collected_at."""
+    path = write_csv("wide.csv", "date,Apple,Amazon,collected_at\n"
+                                 "2022-10-10,5,7,2022-10-10T06:00:00Z\n"
+                                 "2022-10-10,4,7,2022-10-11T06:00:00Z\n")
+    result = import_file(store, path)
+    assert (result.layout, result.rows, result.inserted) == ("wide", 4, 3)
+    obs = store.observations(revisions=True)
+    assert sorted(zip(obs["company"], obs["value"], obs["collected_at"], strict=True)) == [
+        ("amazon", 7, pd.Timestamp("2022-10-10 06:00")),
+        ("apple", 4, pd.Timestamp("2022-10-11 06:00")),
+        ("apple", 5, pd.Timestamp("2022-10-10 06:00")),
+    ]
+
+
+def test_one_collected_at_per_row_and_day(store: Store, write_csv) -> None:  # type: ignore[no-untyped-def]
+    """Two values for one day at one time still conflict; at two times they are revisions."""
+    path = write_csv("a.csv", "company,date,count,collected_at\n"
+                              "Apple,2022-10-10,5,2022-10-10T06:00:00Z\n"
+                              "Apple,2022-10-10,6,2022-10-10T06:00:00Z\n")
+    with pytest.raises(ImportValidationError, match="conflicting duplicate rows"):
+        import_file(store, path)
+    assert store.observations().empty

@@ -15,6 +15,7 @@ import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,60 @@ THINKNUM_MARKERS = ("as_of_date", "company_name", "employees_on_platform")
 #: Size of the database columns holding company ids, metric and source names.
 MAX_NAME = 200
 MAX_SHOWN = 20
+#: A column saying, per row, when the value was learned (an ``export --revisions``
+#: file has it): the alternative to one ``--collected-at`` for the whole file.
+COLLECTED_COL = "collected_at"
+TIMESTAMP_EXAMPLE = "2022-10-10T06:00:00Z"
+
+
+def learned_at(text: str, now: datetime) -> datetime:
+    """When a value was learned, from an ISO 8601 text, as naive UTC.
+
+    The rule of ``--collected-at`` (:func:`tracker.workspace.parse_timestamp`: an
+    offset converted to UTC, none meaning UTC, a bare date the end of that day),
+    so a snapshot file, a column and the flag mean the same by the same words. Two
+    additions, because a stamp here is stored for good and orders every later
+    revision: a bare date of today means now (the end of the day has not come),
+    and a time after ``now`` is refused, since it would hide every value collected
+    until then. Raises InputError with the reason only (the caller names the place).
+    """
+    from tracker.workspace import parse_timestamp
+
+    text = text.strip()
+    try:
+        stamp = parse_timestamp(text, "")
+    except InputError:
+        raise InputError(f"{text!r} is not a timestamp (expected e.g. {TIMESTAMP_EXAMPLE} "
+                         "or a date, YYYY-MM-DD)") from None
+    assert stamp is not None
+    if len(text) == 10 and stamp.date() == now.date():
+        stamp = now
+    if stamp > now:
+        raise InputError(f"{text!r} is in the future (now is {now:%Y-%m-%dT%H:%M:%S}Z); "
+                         "a value cannot be learned before it is collected")
+    return stamp
+
+
+def parse_collected(cells: pd.Series, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's collected_at (datetime64, naive UTC; NaT when bad) and its reason.
+
+    Judged once per distinct text: a snapshot file repeats one stamp on every row.
+    """
+    codes, uniques = pd.factorize(cells)
+    stamps = np.full(len(uniques) + 1, np.datetime64("NaT"), dtype="datetime64[us]")
+    why = np.full(len(uniques) + 1, "", dtype=object)
+    where = f"column {COLLECTED_COL!r}"
+    for i, text in enumerate(uniques):
+        if not str(text).strip():
+            why[i] = (f"{where}: empty; give the UTC time the value was learned "
+                      f"(e.g. {TIMESTAMP_EXAMPLE})")
+            continue
+        try:
+            stamps[i] = np.datetime64(learned_at(str(text), now), "us")
+        except InputError as exc:
+            why[i] = f"{where}: value {exc}"
+    why[-1] = f"{where}: empty"  # code -1: a missing cell
+    return stamps[codes].astype("datetime64[ns]"), why[codes]
 
 
 @dataclass
@@ -263,6 +318,7 @@ def parse(
             f"{len(table.header)}; check the delimiter and that fields holding it are quoted"
         )
     dcol = _pick(columns, DATE_NAMES, date_col, "date", path)
+    kcol = columns.get(COLLECTED_COL)
     if dcol is None:
         raise InputError(
             f"{path}: no date column found (looked for {', '.join(DATE_NAMES)}); "
@@ -276,17 +332,17 @@ def parse(
                 "in a wide file each company needs exactly one column"
             )
         if requested == "auto":
-            text = _text_columns(raw, dcol)
+            text = _text_columns(raw.drop(columns=[kcol]) if kcol else raw, dcol)
             if text:
                 raise InputError(
                     f"{path}: no company column found (looked for {', '.join(COMPANY_NAMES)}); "
                     "name it with --company-col, or use --format wide for one column per "
                     f"company (column {text[0]!r} holds text, not counts)"
                 )
-        return _parse_wide(path, raw, lines, dcol, metric, source)
+        return _parse_wide(path, raw, lines, dcol, metric, source, kcol)
     if layout == "thinknum":
         _check_unique(path, duplicated, [columns[m] for m in columns if m in (
-            *THINKNUM_MARKERS, "followers_count", "link", "industry")])
+            *THINKNUM_MARKERS, "followers_count", "link", "industry", COLLECTED_COL)])
         return _parse_thinknum(path, raw, lines, columns, source)
     ccol = _pick(columns, COMPANY_NAMES, company_col, "company", path)
     vcol = _pick(columns, COUNT_NAMES, count_col, "count", path)
@@ -299,14 +355,15 @@ def parse(
         )
     scol = columns.get("source")
     mcol = columns.get("metric")
-    _check_unique(path, duplicated, [c for c in (ccol, dcol, vcol, scol, mcol) if c])
+    _check_unique(path, duplicated, [c for c in (ccol, dcol, vcol, scol, mcol, kcol) if c])
     frame = pd.DataFrame({
         "company": _as_written(raw[ccol]),
         "metric": _as_written(raw[mcol]) if mcol and metric is None else (metric or DEFAULT_METRIC),
         "source": _as_written(raw[scol]) if scol and source is None else (source or "csv"),
     }, index=raw.index)
     return validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol,
-                    surplus=surplus.to_numpy(), fields=len(table.header))
+                    surplus=surplus.to_numpy(), fields=len(table.header),
+                    collected=raw[kcol] if kcol else None)
 
 
 _NEUTRALIZED = re.compile(r"^'(?=[=+\-@\t\r])")
@@ -388,11 +445,15 @@ def validate(
     path: Path, layout: str, raw: pd.DataFrame, lines: pd.Series, frame: pd.DataFrame,
     dates: pd.Series, counts: pd.Series, dcol: str, vcol: str | pd.Series,
     surplus: np.ndarray | None = None, fields: int | None = None,
+    collected: pd.Series | None = None, now: datetime | None = None,
 ) -> ParsedFile:
     """Every rule of a good row as a mask; rows failing one keep their line and reason.
 
     ``surplus`` marks rows with more fields than the header: their cells cannot be
     trusted to sit in the right columns, so they are bad whatever they hold.
+    ``collected`` holds each row's collected_at cell, when the file has that
+    column: ``good`` then has a ``collected_at`` column, and a day may appear once
+    per collected_at (a file of revisions), not only once.
     """
     as_of, bad_date, far_date = parse_dates(dates)
     values, bad_count, too_large = parse_counts(counts)
@@ -440,8 +501,15 @@ def validate(
             reason[idx] = [text.format(repr(v)) for v in dates.iloc[idx]]
         else:
             reason[idx] = text
-    ok = reason == ""
     key = ["company_key", "metric", "source", "as_of"]
+    if collected is not None:
+        from tracker.store.companies import now_utc
+
+        stamps, why = parse_collected(collected, now or now_utc())
+        frame = frame.assign(collected_at=stamps)
+        reason = np.where(why != "", why, reason)
+        key.append("collected_at")
+    ok = reason == ""
     candidates = frame[ok].assign(company_key=frame.loc[ok, "company"].str.casefold())
     clashing = _conflict_reasons(candidates, key, lambda rows: [
         f"{c!r} on {d:%Y-%m-%d}" for c, d in zip(rows["company"], rows["as_of"], strict=True)
@@ -471,13 +539,14 @@ def _free_name(taken: pd.Index, name: str) -> str:
 
 
 def _parse_wide(path: Path, raw: pd.DataFrame, lines: pd.Series, dcol: str,
-                metric: str | None, source: str | None) -> ParsedFile:
-    companies = [c for c in raw.columns if c != dcol]
+                metric: str | None, source: str | None, kcol: str | None = None) -> ParsedFile:
+    companies = [c for c in raw.columns if c not in (dcol, kcol)]
     if not companies:
         raise InputError(f"{path}: wide layout needs one column per company besides {dcol!r}")
     # Melt into private names: a company may be called "company" or "count".
     cname, vname = _free_name(raw.columns, "__company__"), _free_name(raw.columns, "__count__")
-    long = raw.melt(id_vars=[dcol], value_vars=companies, var_name=cname,
+    long = raw.melt(id_vars=[dcol, *([kcol] if kcol else [])], value_vars=companies,
+                    var_name=cname,
                     value_name=vname, ignore_index=False)
     long = long[long[vname].str.strip() != ""]
     unnamed = long[cname].astype(str).str.fullmatch(r"Unnamed: \d+")
@@ -496,9 +565,10 @@ def _parse_wide(path: Path, raw: pd.DataFrame, lines: pd.Series, dcol: str,
         "source": source or "csv",
     })
     cells = pd.DataFrame({"date": long[dcol], "company": long[cname].astype(str),
-                          "count": long[vname]})
+                          "count": long[vname],
+                          **({COLLECTED_COL: long[kcol]} if kcol else {})})
     return validate(path, "wide", cells, long_lines, frame, long[dcol], long[vname], dcol,
-                     long[cname].astype(str))
+                    long[cname].astype(str), collected=long[kcol] if kcol else None)
 
 
 def _parse_thinknum(path: Path, raw: pd.DataFrame, lines: pd.Series, columns: dict[str, str],
@@ -515,8 +585,10 @@ def _parse_thinknum(path: Path, raw: pd.DataFrame, lines: pd.Series, columns: di
             "metric": metric,
             "source": source or "thinknum",
         }, index=rows.index)
+        kcol = columns.get(COLLECTED_COL)
         parts.append(validate(path, "thinknum", rows, lines.loc[rows.index], frame,
-                               rows[columns["as_of_date"]], rows[col], columns["as_of_date"], col))
+                              rows[columns["as_of_date"]], rows[col], columns["as_of_date"], col,
+                              collected=rows[kcol] if kcol else None))
     good = pd.concat([p.good for p in parts], ignore_index=True)
     rejects = (pd.concat([p.rejects for p in parts], ignore_index=True)
                .sort_values("line", kind="stable").reset_index(drop=True))
@@ -565,9 +637,10 @@ def reject_resolved_conflicts(parsed: ParsedFile, ids: Mapping[str, str | None])
         missing = np.flatnonzero(~resolvable)
         reason[missing] = "column 'company': empty company name"
     shared = mapped[mapped.groupby(mapped).transform("size").to_numpy() > 1].index
+    stamped = [COLLECTED_COL] if COLLECTED_COL in good.columns else []
     if len(shared):
         mine = np.flatnonzero(good["company"].isin(shared).to_numpy())
-        cols = ["company", "metric", "source", "as_of", "value", "line"]
+        cols = ["company", "metric", "source", "as_of", *stamped, "value", "line"]
         pool = pd.concat([
             good.iloc[mine][cols].assign(pos=mine),
             conflicts.loc[conflicts["company"].isin(shared), cols].assign(pos=-1),
@@ -575,7 +648,8 @@ def reject_resolved_conflicts(parsed: ParsedFile, ids: Mapping[str, str | None])
         pool["company_id"] = pool["company"].map(mapped)
         spellings = pool.groupby("company_id")["company"].agg(
             lambda names: " and ".join(repr(n) for n in pd.unique(names)))
-        clashing = _conflict_reasons(pool, ["company_id", "metric", "source", "as_of"],
+        clashing = _conflict_reasons(pool, ["company_id", "metric", "source", "as_of",
+                                            *stamped],
                                      lambda rows: [
             f"company {cid!r} (written {spellings[cid]}) on {d:%Y-%m-%d}"
             for cid, d in zip(rows["company_id"], rows["as_of"], strict=True)
