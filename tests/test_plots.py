@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import matplotlib.dates as mdates
@@ -124,7 +124,8 @@ def test_confirmed_drop_is_a_solid_line_at_the_purge_day_with_its_change(
     assert line.get_linestyle()[0][1] is None  # solid: no dash pattern
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("drop -50.6%" in t and "576,562 → 284,991" in t for t in texts), texts
-    assert fig.axes[0].get_title(loc="left") == "Apple"
+    # the data's last day, not today's date
+    assert fig.axes[0].get_title(loc="left") == "Apple, data through 2022-12-31"
 
 
 def test_provisional_drop_is_dashed_and_says_so(replay_ws: Workspace) -> None:
@@ -169,8 +170,60 @@ def test_glitch_is_a_filled_marker_on_the_glitch_point(ws: Workspace) -> None:
     (x, y), = marker.get_offsets()
     assert x == pytest.approx(_num(date(2022, 8, 17)))
     assert y == 1509
-    assert marker.get_facecolor()[0][3] == 1  # confirmed: filled, not hollow
+    assert marker.get_facecolor()[0][3] == 1  # decided: filled, not hollow
+    assert marker.get_gid() == "alert:glitch:glitch:2022-08-17"
     assert not _alert_artists(fig, "drop")
+
+
+# -- charts of the past (issue 10.3) ------------------------------------------------
+
+def test_a_chart_of_the_past_shows_the_verdict_of_that_day(ws: Workspace) -> None:
+    """Detected over the whole history, Contoso's move is a glitch, decided after
+    its day: drawn --until its day, it is the provisional drop that was paged."""
+    glitch = date(2022, 8, 17)
+    fig = plots.plot_company(ws, "Contoso Logistics", until=glitch)
+    (line,) = _alert_artists(fig, "drop")
+    assert line.get_gid() == f"alert:drop:provisional:{glitch}"
+    assert not _alert_artists(fig, "glitch")
+    assert any("(provisional)" in t.get_text() for t in fig.axes[0].texts)
+    assert fig.axes[0].get_title(loc="left") == (
+        f"Contoso Logistics, data through {glitch} as known on {glitch}")
+    later = plots.plot_company(ws, "Contoso Logistics", until=date(2022, 8, 25))
+    (marker,) = _alert_artists(later, "glitch")
+    assert marker.get_gid() == f"alert:glitch:glitch:{glitch}"
+    # nothing is drawn before it was detected
+    assert not _alert_artists(plots.plot_company(ws, "Apple", until=PURGE - timedelta(days=1)),
+                              "drop")
+
+
+def test_a_chart_of_the_past_draws_the_values_known_then(tmp_path: Path) -> None:
+    """A correction made after the day is not on the chart of that day; a withdrawn
+    alert is grey and dotted on today's chart, and as it was on the chart of then."""
+    with _workspace(tmp_path) as w:
+        run_detection(w)
+        before = plots.plot_company(w, "Apple", until=PURGE)
+        fix = tmp_path / "fix.csv"
+        days = pd.date_range(PURGE, "2022-12-31").strftime("%Y-%m-%d")
+        pd.DataFrame({"company": "Apple", "date": days, "employees": 576000,
+                      "source": "linkedin"}).to_csv(
+            fix, index=False)
+        import_file(w.store, fix)  # collected now: after 2022-10-11
+        run_detection(w)
+        assert list_alerts(w, company="apple")["verdict"].tolist() == ["withdrawn"]
+        then = plots.plot_company(w, "Apple", until=PURGE)
+        y_then = np.asarray(then.axes[0].get_lines()[0].get_ydata(), dtype="float64")
+        y_before = np.asarray(before.axes[0].get_lines()[0].get_ydata(), dtype="float64")
+        np.testing.assert_array_equal(y_then, y_before)  # 284,991 as known then
+        (line,) = _alert_artists(then, "drop")
+        assert line.get_gid() == f"alert:drop:provisional:{PURGE}"
+        now = plots.plot_company(w, "Apple")
+        (gone,) = _alert_artists(now, "drop")
+        assert gone.get_gid() == f"alert:drop:withdrawn:{PURGE}"
+        assert gone.get_linestyle()[0][1] is not None and tuple(
+            gone.get_color()[0][:3]) == pytest.approx((0x9a / 255,) * 3)
+        assert 576000 in np.asarray(now.axes[0].get_lines()[0].get_ydata())
+        plots.save(then, tmp_path / "then.png")
+        plots.save(now, tmp_path / "now.png")
 
 
 def test_drift_is_a_shaded_span_from_its_start_to_its_detection() -> None:

@@ -16,6 +16,7 @@ from tracker.config import Settings
 from tracker.detection import run_detection
 from tracker.errors import InputError
 from tracker.ingest import ImportOptions, import_file
+from tracker.records import ALERT_VERDICTS
 from tracker.replay import evaluate, read_labels, timeline
 from tracker.store import Store
 from tracker.workspace import Workspace
@@ -32,30 +33,32 @@ def ws(sqlite_url: str, sample_ws) -> Workspace:  # type: ignore[no-untyped-def]
 
 def test_timeline_orders_verdicts_by_the_day_they_were_reached(ws: Workspace) -> None:
     events = timeline(ws, start=date(2022, 8, 1), end=date(2022, 10, 31))
-    got = [(str(r.day.date()), r.event, r.company, r.kind) for r in events.itertuples()]
-    severities = {(r.event, r.company): r.severity for r in events.itertuples()}
-    # the glitch looked like a critical 70% drop on its day; info once reclassified
-    assert severities[("reported", "contoso-logistics")] == "critical"
-    assert severities[("reclassified", "contoso-logistics")] == "info"
+    got = [(str(r.day.date()), r.verdict, r.company, r.kind) for r in events.itertuples()]
+    severities = {(r.verdict, r.company): r.severity for r in events.itertuples()}
+    # the glitch looked like a critical 70% drop on its day; info once it came back
+    assert severities[("provisional", "contoso-logistics")] == "critical"
+    assert severities[("glitch", "contoso-logistics")] == "info"
+    # one vocabulary: the verdict words of the stored alerts
+    assert set(events["verdict"]) <= set(ALERT_VERDICTS)
     assert got == [
-        ("2022-08-17", "reported", "contoso-logistics", "drop"),
-        ("2022-08-18", "reclassified", "contoso-logistics", "glitch"),
-        ("2022-09-04", "reported", "binance", "drop"),
+        ("2022-08-17", "provisional", "contoso-logistics", "drop"),
+        ("2022-08-18", "glitch", "contoso-logistics", "glitch"),
+        ("2022-09-04", "provisional", "binance", "drop"),
         ("2022-09-07", "confirmed", "binance", "drop"),
-        ("2022-10-11", "reported", "amazon", "drop"),
-        ("2022-10-11", "reported", "apple", "drop"),
+        ("2022-10-11", "provisional", "amazon", "drop"),
+        ("2022-10-11", "provisional", "apple", "drop"),
         ("2022-10-14", "confirmed", "amazon", "drop"),
         ("2022-10-14", "confirmed", "apple", "drop"),
     ]
 
 
 def test_replay_matches_what_daily_runs_stored(ws: Workspace) -> None:
-    """The replay's 'reported' day is when a daily run first stored the alert."""
+    """The replay's 'provisional' day is when a daily run first stored the alert."""
     for day in pd.date_range("2022-10-09", "2022-10-12"):
         run_detection(ws, until=day.date())
     stored = list_alerts(ws, since=date(2022, 10, 1))
     replayed = timeline(ws, start=date(2022, 10, 9), end=date(2022, 10, 12))
-    reported = replayed[replayed["event"] == "reported"]
+    reported = replayed[replayed["verdict"] == "provisional"]
     assert sorted(stored["company"]) == sorted(reported["company"])
     assert set(stored["detected_on"].astype(str)) == {"2022-10-11"}
 
@@ -104,8 +107,8 @@ def test_cli_replay(tmp_path: Path) -> None:
     csv = run("replay", "--start", "2022-10-11", "--end", "2022-10-11", "--format", "csv")
     assert csv.returncode == 0, csv.stderr
     lines = csv.stdout.splitlines()
-    assert lines[0].startswith("day,event,company")
-    assert len(lines) == 3 and all(",reported," in line for line in lines[1:])
+    assert lines[0].startswith("day,verdict,company")
+    assert len(lines) == 3 and all(",provisional," in line for line in lines[1:])
     scored = run("replay", "--labels", str(LABELS))
     assert "glitch-vs-shift classification accuracy: 1.000" in scored.stdout
 
@@ -122,11 +125,11 @@ def test_as_known_replay_reports_late_data_when_it_arrived(tmp_path: Path) -> No
     import_file(store, early_csv, ImportOptions(collected_at=datetime(2022, 6, 1)))
     import_file(store, late_csv, ImportOptions(collected_at=datetime(2022, 10, 13, 7)))
     known = timeline(ws, start=date(2022, 10, 9), end=date(2022, 10, 16), as_known=True)
-    got = [(str(r.day.date()), r.event, r.company, str(r.date.date()))
+    got = [(str(r.day.date()), r.verdict, r.company, str(r.date.date()))
            for r in known.itertuples()]
     assert got == [
-        ("2022-10-11", "reported", "amazon", "2022-10-11"),
-        ("2022-10-13", "reported", "apple", "2022-10-11"),
+        ("2022-10-11", "provisional", "amazon", "2022-10-11"),
+        ("2022-10-13", "provisional", "apple", "2022-10-11"),
         ("2022-10-14", "confirmed", "amazon", "2022-10-11"),
         ("2022-10-14", "confirmed", "apple", "2022-10-11"),
     ]
@@ -151,13 +154,13 @@ def _as_known_reference(ws: Workspace, start: date, end: date) -> pd.DataFrame:
         matrix, keys = build_matrix(ws, known_at=known, until=day.date())
         rows = _verdicts(detect(matrix, ws.settings.detect).join(keys, on="series"), ws)
         rows = rows[rows["day"] <= day]
-        key = list(zip(rows["company"], rows["date"], rows["event"], strict=True))
+        key = list(zip(rows["company"], rows["date"], rows["verdict"], strict=True))
         fresh = np.array([k not in seen for k in key], dtype=bool)
         if day == pd.Timestamp(start):
             fresh &= (rows["day"] == day).to_numpy()
         seen.update(key)
         parts.append(rows[fresh].assign(day=day))
-    out = pd.concat(parts, ignore_index=True).sort_values(["day", "company", "event"],
+    out = pd.concat(parts, ignore_index=True).sort_values(["day", "company", "verdict"],
                                                           kind="stable")
     out["change_pct"] = out["change_pct"].round(2)
     return out[TIMELINE_COLUMNS].reset_index(drop=True)

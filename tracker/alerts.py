@@ -7,6 +7,14 @@ on its day and reclassified as a glitch two days later is the same alert, update
 never a second one. Re-running detection therefore never duplicates an alert, and
 an analyst's status (acknowledged, dismissed, resolved) survives every re-run.
 
+The *verdict* is one vocabulary everywhere (:data:`VERDICTS`): the detector's
+provisional or confirmed, ``glitch`` for a move that came back (the detector says
+so by its kind; it is mapped here, once), and ``withdrawn`` for a stored alert that
+a detection of its days, on corrected data, no longer finds. Withdrawn alerts stay
+(someone may have been paged); every change is recorded with why
+(:func:`alert_history`), and :func:`alerts_as_of` rebuilds the state alerts had on
+a past day, for charts of the past.
+
 Alerts found while backfilling history (first detected more than ``fresh_days``
 before the run's day) are stored but not counted as new: importing two years of
 history must not page anyone about 2022.
@@ -27,13 +35,14 @@ import pandas as pd
 
 from tracker.detect import events
 from tracker.errors import InputError
-from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES
+from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES, ALERT_VERDICTS
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
 from tracker.workspace import Workspace
 
 STATUSES = ALERT_STATUSES
 KINDS = ALERT_KINDS
+VERDICTS = ALERT_VERDICTS
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -46,6 +55,7 @@ class DetectionResult:
     new: pd.DataFrame = field(default_factory=pd.DataFrame)
     updated: int = 0
     series: int = 0
+    withdrawn: int = 0
 
     def fresh(self, day: date, fresh_days: int) -> pd.DataFrame:
         """New alerts first reported within ``fresh_days`` of ``day`` (not backfill)."""
@@ -78,16 +88,25 @@ def _corroborate(found: pd.DataFrame) -> np.ndarray:
     return agree
 
 
+def verdict_of(kind: Any, status: Any) -> Any:
+    """The verdict of detector rows: the detector tells a glitch by its kind (and calls
+    it confirmed), a shift or a drift by its status (provisional or confirmed)."""
+    return np.where(np.asarray(kind) == "glitch", "glitch", np.asarray(status))
+
+
 def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
                   mark: alert_store.DetectionMark | None = None,
                   window: window_cache.Window | None = None,
-                  neighbours_from: date | None = None) -> DetectionResult:
+                  neighbours_from: date | None = None,
+                  judged: alert_store.Judged | None = None) -> DetectionResult:
     """Turn detector rows (with company, metric, source) into stored alerts.
 
     ``found`` is every verdict of a full pass, or (with ``neighbours_from``) those of
     the days a daily run judged: then the stored moves dated ``neighbours_from`` or
     later are grouped with them, so a drop today joins yesterday's event at another
     company, and their event and corroboration are updated where that changed them.
+    The stored alerts that ``judged`` covers and ``found`` does not restate are
+    withdrawn, in the same transaction.
     """
     found = found.copy()
     if len(found):
@@ -97,27 +116,40 @@ def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
         # in date order a later verdict about the same alert is its newer state
         found = found.drop_duplicates("fingerprint", keep="last").reset_index(drop=True)
         found["series_id"], found["source_id"] = alert_store.series_source_ids(ws.store, found)
-        found["verdict"] = found["status"]
-    stored = _neighbours(ws, found, neighbours_from)
+        found["verdict"] = verdict_of(found["kind"], found["status"])
+    stored = _neighbours(ws, found, neighbours_from, judged)
     linked = pd.concat([stored, found], ignore_index=True) if len(stored) else found
     grouped = _link(ws, linked)
     rows = [_row(r) for r in linked.to_dict("records")]
-    new_fps, updated = alert_store.upsert(ws.store, rows, mark=mark, window=window)
+    saved = alert_store.upsert(ws.store, rows, mark=mark, window=window, judged=judged,
+                               found=set(found["fingerprint"]) if len(found) else set())
     found = linked.iloc[len(stored):].reset_index(drop=True)
     if found.empty:
         return DetectionResult(found, grouped, found.assign(id=pd.Series(dtype="int64")),
-                               updated, series)
-    new = found[found["fingerprint"].isin(new_fps)].reset_index(drop=True)
-    return DetectionResult(found, grouped, new, updated, series)
+                               saved.updated, series, saved.withdrawn)
+    new = found[found["fingerprint"].isin(saved.new)].reset_index(drop=True)
+    return DetectionResult(found, grouped, new, saved.updated, series, saved.withdrawn)
 
 
-def _neighbours(ws: Workspace, found: pd.DataFrame, since: date | None) -> pd.DataFrame:
-    """Stored moves from ``since`` on that ``found`` does not restate, in detector columns."""
+def _neighbours(ws: Workspace, found: pd.DataFrame, since: date | None,
+                judged: alert_store.Judged | None) -> pd.DataFrame:
+    """Stored moves from ``since`` on that ``found`` does not restate, in detector
+    columns; not those ``judged`` covers, which are being withdrawn."""
     if since is None:
         return found.iloc[0:0]
     stored = alert_store.moves_since(ws.store, since)
     if len(found):
         stored = stored[~stored["fingerprint"].isin(found["fingerprint"])]
+    if judged is not None and judged.withdraw and len(stored):
+        detected = pd.to_datetime(stored["detected_on"])
+        covered = detected <= pd.Timestamp(judged.day)
+        if judged.first_detected is not None:
+            covered &= detected >= pd.Timestamp(judged.first_detected)
+        if judged.since is not None:
+            covered &= pd.to_datetime(stored["date"]) >= pd.Timestamp(judged.since)
+        if judged.company_ids is not None:
+            covered &= stored["company"].isin(judged.company_ids)
+        stored = stored[~covered]
     if stored.empty:
         return found.iloc[0:0]
     stored = stored.assign(status=stored["verdict"])
@@ -188,3 +220,62 @@ def set_status(ws: Workspace, ids: list[int], status: str, note: str | None = No
     if status not in STATUSES:
         raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     return alert_store.set_status(ws.store, ids, status, note)
+
+
+# -- history: what changed, and the state alerts had on a past day -----------------------
+
+HISTORY_FIELDS = ("alert_id", "company", "metric", "source", "date", "day", "changed_at",
+                  "old_verdict", "new_verdict", "old_status", "new_status", "changes", "reason")
+
+
+def alert_history(ws: Workspace, ids: list[int] | None = None) -> pd.DataFrame:
+    """Every recorded change of alerts (all, or ``ids``), oldest first: ``day`` is the
+    last day of data the detection judged, ``changed_at`` when (UTC), ``changes`` maps
+    each changed field to [old, new], ``reason`` says why."""
+    log = alert_store.changes(ws.store, ids)
+    listed = list_alerts(ws)[["id", "company", "metric", "source", "date"]]
+    out = log.merge(listed.rename(columns={"id": "alert_id"}), on="alert_id", how="left")
+    return out[list(HISTORY_FIELDS)].reset_index(drop=True)
+
+
+def alerts_as_of(ws: Workspace, day: date, *, company: str | None = None) -> pd.DataFrame:
+    """The alerts as a daily run on ``day`` left them: what was known and decided by then.
+
+    Alerts first detected after ``day`` are left out; the changes recorded after it
+    are undone (a correction that withdrew an alert later, a changed size); and a
+    verdict reached after ``day`` (``confirmed_on`` later, e.g. by a full pass over
+    history) is the provisional drop or spike it was that day, graded as it was then.
+    The columns are those of :func:`list_alerts`.
+    """
+    frame = list_alerts(ws, company=company)
+    if frame.empty:
+        return frame
+    frame = frame[pd.to_datetime(frame["detected_on"]) <= pd.Timestamp(day)]
+    frame = frame.set_index("id", drop=False).copy()
+    log = alert_store.changes(ws.store, [int(i) for i in frame.index])
+    later = log[pd.to_datetime(log["day"]) > pd.Timestamp(day)]
+    dated = {"confirmed_on", "date", "detected_on"}
+    for change in reversed(list(later.itertuples(index=False))):
+        for column, (old, _new) in dict(change.changes).items():
+            if column in frame:
+                frame.at[change.alert_id, column] = (
+                    date.fromisoformat(old) if column in dated and old else old)
+        if change.old_status is not None and "status" in frame:
+            frame.at[change.alert_id, "status"] = change.old_status
+    # a drift is reported with its final word; a move is provisional until decided
+    undecided = frame["verdict"].isin(("confirmed", "glitch")) & (
+        ~frame["kind"].astype(str).str.startswith("drift")) & (
+        pd.to_datetime(frame["confirmed_on"]).isna()
+        | (pd.to_datetime(frame["confirmed_on"]) > pd.Timestamp(day)))
+    if undecided.any():
+        from tracker.detect.engine import severity
+
+        part = frame[undecided]
+        kind = np.where(part["change_pct"] < 0, "drop", "spike")
+        frame.loc[undecided, "kind"] = kind
+        frame.loc[undecided, "verdict"] = "provisional"
+        frame.loc[undecided, "confirmed_on"] = None
+        frame.loc[undecided, "severity"] = severity(
+            kind.astype(object), part["change_pct"].to_numpy(dtype=float),
+            part["score"].to_numpy(dtype=float), ws.settings.detect)
+    return frame.reset_index(drop=True)

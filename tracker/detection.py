@@ -15,7 +15,9 @@ Two entry points, one rule set (``tracker.detect``):
   not the length of the history, and its verdicts are exactly those of a full pass
   (``detect_day`` equals the batch detector; tests prove both).
 
-Both hand their verdicts to :func:`tracker.alerts.save_verdicts`.
+Both hand their verdicts to :func:`tracker.alerts.save_verdicts`, with the days they
+judged (:class:`tracker.store.alerts.Judged`): a stored alert of those days that the
+detector no longer finds (its data were corrected) is withdrawn, not left as it was.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pandas as pd
 from tracker.alerts import DetectionResult, day_of, save_verdicts
 from tracker.detect import detect, detect_day
 from tracker.detect.engine import detect_day_window, empty_frame, window_days
-from tracker.records import Alert
+from tracker.records import Alert, StepOutcome
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
 from tracker.store.latest import Latest, latest_values
@@ -144,12 +146,20 @@ def run_detection(
     if since is not None:
         found = found[found["date"] >= pd.Timestamp(since)]
     mark = None
+    through = until or matrix.index[-1].date()
     if whole:
-        through = until or matrix.index[-1].date()
         old = alert_store.load_mark(ws.store)
         if old is None or through >= old.through:
             mark = alert_store.DetectionMark(through, last_id)
-    return save_verdicts(ws, found.reset_index(drop=True), series=matrix.shape[1], mark=mark)
+    if known_at is None:
+        judged = alert_store.Judged(through, since=since,
+                                    company_ids=tuple(ids) if ids else None,
+                                    cause="a detection pass over the whole history")
+    else:  # a past state of knowledge restates alerts; it is no evidence against others
+        judged = alert_store.Judged(through, withdraw=False,
+                                    cause=f"a detection pass over what was known at {known_at}")
+    return save_verdicts(ws, found.reset_index(drop=True), series=matrix.shape[1], mark=mark,
+                         judged=judged)
 
 
 @dataclass(frozen=True)
@@ -216,9 +226,13 @@ def detect_new(ws: Workspace, day: date) -> DetectionResult:
     mark = None
     if p.mark is None or day >= p.mark.through:
         mark = alert_store.DetectionMark(day, p.last_observation)
+    late = p.mark is not None and p.start <= p.mark.through
+    cause = (f"observations of {p.start} or later were added or corrected after the last "
+             "detection" if late else "")
     return save_verdicts(ws, found, series=window.shape[1], mark=mark,
                          window=win if mark is not None else None,
-                         neighbours_from=p.start - timedelta(days=31))
+                         neighbours_from=p.start - timedelta(days=31),
+                         judged=alert_store.Judged(day, first_detected=p.start, cause=cause))
 
 
 def _deep_verdicts(ws: Workspace, keys: pd.DataFrame, deep: dict[pd.Timestamp, list[int]],
@@ -245,18 +259,23 @@ def _deep_verdicts(ws: Workspace, keys: pd.DataFrame, deep: dict[pd.Timestamp, l
     return out
 
 
-def detect_step(ws: Workspace, day: date, run_id: int) -> list[Alert]:
+def detect_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     """The main job's detection step: judge the new days, return the new alerts.
 
     Each carries ``fresh``: False for backfill (first detected more than
     ``[alerts] fresh_days`` before ``day``), which the job stores but does not count.
+    Alerts withdrawn because their data changed are said in the summary line.
     """
     result = detect_new(ws, day)
     fresh = set(result.fresh(day, ws.settings.alerts.fresh_days)["fingerprint"]) if len(
         result.new) else set()
     # a new alert's review status is "open"; the detector's word is its verdict
     days = ("date", "detected_on", "confirmed_on")
-    return [Alert.from_mapping({**r, "status": "open", "fresh": r["fingerprint"] in fresh,
-                                **{c: day_of(r[c]) for c in days}})
-            for r in result.new.to_dict("records")]
+    new = [Alert.from_mapping({**r, "status": "open", "fresh": r["fingerprint"] in fresh,
+                               **{c: day_of(r[c]) for c in days}})
+           for r in result.new.to_dict("records")]
+    notes = [f"{result.withdrawn} alert(s) withdrawn: their data changed"] \
+        if result.withdrawn else []
+    return StepOutcome(new_alerts=new, notes=notes,
+                       details={"withdrawn": result.withdrawn} if result.withdrawn else {})
 

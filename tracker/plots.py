@@ -8,8 +8,14 @@ nothing calls ``show()``: callers save the figure, or a notebook displays it.
 
 The series figure is what an analyst looks at to judge an alert, so it shows the
 data honestly: one line per source, missing days as gaps rather than invented
-values, and each alert where it happened, a provisional one (dashed) visibly
-different from a confirmed one (solid).
+values, and each alert where it happened, in the verdict vocabulary: a provisional
+one (dashed) visibly different from a confirmed one or a glitch (solid, filled), and
+a withdrawn one (grey, dotted) still there, since someone may have been paged.
+
+A chart of the past (``plot_company(..., until=D)``) shows the past: the values as
+known at the end of D (a later correction is not drawn) and the alerts in the state
+a daily run on D left them (:func:`tracker.alerts.alerts_as_of`). Titles say the
+data's last day.
 """
 
 from __future__ import annotations
@@ -45,7 +51,11 @@ KIND_COLORS = {"drop": "#c0392b", "spike": "#1e8449", "glitch": "#d35400",
                "drift_up": "#7d3c98", "drift_down": "#7d3c98"}
 SHIFTS = ("drop", "spike")
 DRIFTS = ("drift_up", "drift_down")
-_LINESTYLE = {"confirmed": "solid", "provisional": "dashed"}
+_LINESTYLE = {"confirmed": "solid", "glitch": "solid", "provisional": "dashed",
+              "withdrawn": "dotted"}
+#: Verdicts that are the final word about a move (drawn solid and filled).
+_DECIDED = ("confirmed", "glitch")
+WITHDRAWN_COLOR = "#9a9a9a"
 
 
 # -- input normalisation ------------------------------------------------------------
@@ -68,7 +78,10 @@ def _alert_frame(alerts: pd.DataFrame | None) -> pd.DataFrame:
         frame[col] = _days(frame[col]) if col in frame else pd.NaT
     if "verdict" not in frame:
         status = frame.get("status", pd.Series(index=frame.index, dtype="object"))
-        frame["verdict"] = status.where(status.isin(_LINESTYLE), None)
+        verdict = status.where(status.isin(_LINESTYLE), None)
+        if "kind" in frame:  # detector rows tell a glitch by its kind
+            verdict = verdict.where(frame["kind"] != "glitch", "glitch")
+        frame["verdict"] = verdict
     unknown = frame["verdict"].isna()
     frame.loc[unknown, "verdict"] = np.where(frame.loc[unknown, "confirmed_on"].notna(),
                                              "confirmed", "provisional")
@@ -177,10 +190,10 @@ def _mark_alerts(ax: Axes, alerts: pd.DataFrame, lines: Mapping[str, Line2D],
     stacked: dict[pd.Timestamp, int] = {}
     for a in alerts.itertuples(index=False):
         kind, verdict = str(a.kind), str(a.verdict)
-        color, style = KIND_COLORS.get(kind, "#555555"), _LINESTYLE.get(verdict, "solid")
+        color, style = _color(kind, verdict), _LINESTYLE.get(verdict, "solid")
         x = a.date
         xn = mdates.date2num(x)  # annotate() does not convert dates itself
-        text = f"{kind}{_pct(a.change_pct)}" + (" (provisional)" if verdict != "confirmed" else "")
+        text = f"{kind}{_pct(a.change_pct)}" + ("" if verdict in _DECIDED else f" ({verdict})")
         if len(lines) > 1 and isinstance(getattr(a, "source", None), str):
             text = f"{a.source}: {text}"  # several sources: say whose alert this is
         before, after = getattr(a, "value_before", np.nan), getattr(a, "value_after", np.nan)
@@ -189,8 +202,8 @@ def _mark_alerts(ax: Axes, alerts: pd.DataFrame, lines: Mapping[str, Line2D],
         gid = f"alert:{kind}:{verdict}:{x:%Y-%m-%d}"
         if kind in DRIFTS:
             end = a.detected_on if pd.notna(a.detected_on) else x
-            ax.axvspan(x, end, facecolor=color, alpha=0.12 if verdict == "confirmed" else 0.06,
-                       edgecolor=color, linestyle=style, hatch=None if verdict == "confirmed"
+            ax.axvspan(x, end, facecolor=color, alpha=0.12 if verdict in _DECIDED else 0.06,
+                       edgecolor=color, linestyle=style, hatch=None if verdict in _DECIDED
                        else "//", linewidth=0.8, gid=gid)
         elif kind == "glitch":
             source = getattr(a, "source", None)
@@ -199,7 +212,7 @@ def _mark_alerts(ax: Axes, alerts: pd.DataFrame, lines: Mapping[str, Line2D],
             if np.isnan(y) and pd.notna(getattr(a, "value_after", np.nan)):
                 y = float(a.value_after)
             ax.scatter([x], [y], s=60, marker="o", zorder=4, gid=gid, linewidths=1.6,
-                       facecolors=color if verdict == "confirmed" else "white",
+                       facecolors=color if verdict in _DECIDED else "white",
                        edgecolors=color, linestyles=style)
             if labels:
                 ax.annotate(text, xy=(xn, y), xytext=(7, -2), textcoords="offset points",
@@ -215,6 +228,11 @@ def _mark_alerts(ax: Axes, alerts: pd.DataFrame, lines: Mapping[str, Line2D],
             ax.annotate(text, xy=(xn, 1), xycoords=xform, xytext=(-5 if left else 5, -4 - 26 * k),
                         textcoords="offset points", ha="right" if left else "left", va="top",
                         fontsize=8.5, color=color, fontweight="bold")
+
+
+def _color(kind: str, verdict: str) -> str:
+    """The kind's colour; grey for a withdrawn alert, whatever it was about."""
+    return WITHDRAWN_COLOR if verdict == "withdrawn" else KIND_COLORS.get(kind, "#555555")
 
 
 def _value_at(line: Line2D, x: pd.Timestamp) -> float:
@@ -234,14 +252,14 @@ def _legend(ax: Axes, alerts: pd.DataFrame, *, sources: bool) -> list[Any]:
         if key in seen:
             continue
         seen.add(key)
-        color, style = KIND_COLORS.get(str(a.kind), "#555555"), _LINESTYLE.get(key[1], "solid")
-        label = f"{key[0]} ({key[1]})"
+        color, style = _color(str(a.kind), key[1]), _LINESTYLE.get(key[1], "solid")
+        label = key[0] if key[0] == key[1] else f"{key[0]} ({key[1]})"  # not "glitch (glitch)"
         if key[0] == "drift":
             handles.append(Patch(facecolor=color, alpha=0.25, edgecolor=color, linestyle=style,
                                  label=label))
         elif key[0] == "glitch":
             handles.append(Line2D([], [], color=color, marker="o", linestyle="none",
-                                  markerfacecolor=color if key[1] == "confirmed" else "white",
+                                  markerfacecolor=color if key[1] in _DECIDED else "white",
                                   label=label))
         else:
             handles.append(Line2D([], [], color=color, linestyle=style, label=label))
@@ -491,22 +509,49 @@ def plot_company(
 ) -> Figure:
     """``series_figure`` for a company in the store (id, alias or name), with its alerts.
 
-    ``until`` cuts the data at a day, so a replay (``run_detection(ws, until=day)``)
-    can be drawn as the analyst would have seen it that day.
+    Without ``until``: everything known now, the alerts as they stand. With it, the
+    chart a daily run on that day would have drawn: the values as known at its end
+    (:func:`known_by`), the alerts as they stood then
+    (:func:`tracker.alerts.alerts_as_of`). The title names the data's last day.
     """
-    from tracker.alerts import list_alerts
+    from tracker.alerts import alerts_as_of, list_alerts
+    from tracker.store.companies import name_of
 
     cid = ws.store.company_id(company)
-    obs = ws.store.observations([cid], metric=metric, since=since, until=until)
+    obs = ws.store.observations([cid], metric=metric, since=since, until=until,
+                                revisions=until is not None)
+    if until is not None:
+        obs = known_by(obs, until)
     if obs.empty:
         raise NotFoundError(f"no {metric!r} observations for {company!r}"
                             + (f" since {since}" if since else "")
                             + (f" until {until}" if until else ""))
-    alerts = list_alerts(ws, company=cid)
-    from tracker.store.companies import name_of
-
-    title = (name_of(ws.store, cid) or cid) + (f", data up to {until}" if until else "")
+    alerts = list_alerts(ws, company=cid) if until is None else alerts_as_of(
+        ws, until, company=cid)
+    last = pd.Timestamp(obs["as_of"].max())
+    title = f"{name_of(ws.store, cid) or cid}, data through {last:%Y-%m-%d}" + (
+        f" as known on {until:%Y-%m-%d}" if until is not None else "")
     return series_figure(obs, alerts, title=title, log=log)
+
+
+def known_by(revisions: pd.DataFrame, day: date) -> pd.DataFrame:
+    """One row per series, source and day: the value as known at the end of ``day``.
+
+    That is the latest revision collected by then. A day no revision of which had
+    been collected by then (history imported later) shows its first revision, the
+    oldest knowledge the store has of it: a chart of the past drawn from a later
+    import then still shows the data, and never a correction made after ``day``.
+    """
+    if revisions.empty or "collected_at" not in revisions:
+        return revisions
+    end = pd.Timestamp(day) + pd.Timedelta(days=1)
+    keys = [c for c in ("company", "metric", "source", "as_of") if c in revisions]
+    ordered = revisions.sort_values([*keys, "collected_at"], kind="stable")
+    known = ordered[pd.to_datetime(ordered["collected_at"]) < end]
+    first = ordered.drop_duplicates(keys, keep="first")
+    latest = known.drop_duplicates(keys, keep="last")
+    rows = pd.concat([latest, first]).drop_duplicates(keys, keep="first")
+    return rows.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def plot_overview(
@@ -514,10 +559,18 @@ def plot_overview(
     metric: str = "employees",
     companies: list[str] | None = None, max_panels: int = 12,
 ) -> Figure:
-    """``overview_figure`` over the store: every company with alerts, named properly."""
-    from tracker.alerts import list_alerts
+    """``overview_figure`` over the store: every company with alerts, named properly;
+    with ``until``, as known and decided on that day (as :func:`plot_company`)."""
+    from tracker.alerts import alerts_as_of, list_alerts
 
     ids = [ws.store.company_id(c) for c in companies] if companies else None
-    obs = ws.store.observations(ids, metric=metric, since=since, until=until)
-    alerts = list_alerts(ws, since=since)
+    obs = ws.store.observations(ids, metric=metric, since=since, until=until,
+                                revisions=until is not None)
+    if until is None:
+        alerts = list_alerts(ws, since=since)
+    else:
+        obs = known_by(obs, until)
+        alerts = alerts_as_of(ws, until)
+        if since is not None and len(alerts):
+            alerts = alerts[pd.to_datetime(alerts["date"]) >= pd.Timestamp(since)]
     return overview_figure(obs, alerts, ids, max_panels, metric=metric, names=_names(ws))

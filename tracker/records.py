@@ -17,6 +17,10 @@ DEFAULT_METRIC = "employees"
 
 #: An alert's lifecycle, set by analysts (``tracker review``).
 ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "dismissed", "resolved")
+#: What detection says of an alert, one vocabulary in the store, the CLI, replays,
+#: charts and the report: reported on its day (provisional), then the move held
+#: (confirmed) or came back (glitch); withdrawn when corrected data no longer show it.
+ALERT_VERDICTS: tuple[str, ...] = ("provisional", "confirmed", "glitch", "withdrawn")
 #: What kind of move an alert is about.
 ALERT_KINDS: tuple[str, ...] = ("drop", "spike", "glitch", "drift_up", "drift_down")
 
@@ -90,8 +94,10 @@ class Alert:
     ``fingerprint``, the identity that survives re-detection (what a notifier
     remembers having sent), ``company_name`` for messages (None when unknown), and
     ``fresh``: False for backfill of old history, which is stored but does not count
-    in ``tracker run``'s exit code. Keyword-only because twenty positional fields
-    would be a trap.
+    in ``tracker run``'s exit code. An *update* (a notified alert whose verdict
+    changed since) also carries what its notification said, ``previous_verdict``,
+    ``previous_kind`` and ``previous_severity``. Keyword-only because twenty
+    positional fields would be a trap.
     """
 
     id: int | None = None
@@ -115,6 +121,10 @@ class Alert:
     event_id: str | None = None
     sources_agreeing: int | None = None
     fresh: bool = True
+    #: For an update (a notified alert whose verdict changed): what was notified.
+    previous_verdict: str | None = None
+    previous_kind: str | None = None
+    previous_severity: str | None = None
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> Alert:

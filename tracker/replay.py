@@ -27,7 +27,7 @@ from tracker.errors import InputError
 from tracker.ingest.csvfile import read_raw
 from tracker.workspace import Workspace
 
-TIMELINE_COLUMNS = ["day", "event", "company", "metric", "source", "date", "kind",
+TIMELINE_COLUMNS = ["day", "verdict", "company", "metric", "source", "date", "kind",
                     "change_pct", "value_before", "value_after", "severity"]
 
 
@@ -41,7 +41,8 @@ def _detections(ws: Workspace, companies: list[str] | None, until: date | None
 
 
 def _verdicts(found: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
-    """Detections -> one row per verdict (reported, then confirmed or reclassified)."""
+    """Detections -> one row per verdict, in the alerts' vocabulary: provisional on the
+    day it was reported, then confirmed (it held) or glitch (it came back)."""
     shift_like = ~found["kind"].str.startswith("drift")
     first_kind = np.where(shift_like, np.where(found["change_pct"] < 0, "drop", "spike"),
                           found["kind"])
@@ -49,11 +50,13 @@ def _verdicts(found: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
     # be a glitch was, that day, a provisional drop or spike graded by its size
     first_severity = severity(first_kind, found["change_pct"].to_numpy(),
                               found["score"].to_numpy(), ws.settings.detect)
-    reported = found.assign(day=found["detected_on"], event="reported", kind=first_kind,
+    # a drift is reported with its final word; a shift is provisional on its day
+    reported = found.assign(day=found["detected_on"], kind=first_kind,
+                            verdict=np.where(shift_like, "provisional", found["status"]),
                             severity=first_severity)
     decided = found[found["confirmed_on"].notna() & shift_like]
-    decided = decided.assign(day=decided["confirmed_on"], event=np.where(
-        decided["kind"] == "glitch", "reclassified", "confirmed"))
+    decided = decided.assign(day=decided["confirmed_on"], verdict=np.where(
+        decided["kind"] == "glitch", "glitch", "confirmed"))
     return pd.concat([reported, decided], ignore_index=True)
 
 
@@ -61,8 +64,9 @@ def timeline(ws: Workspace, *, start: date | None = None, end: date | None = Non
              companies: list[str] | None = None, as_known: bool = False) -> pd.DataFrame:
     """Every verdict in [start, end], on the day a daily run would have reached it.
 
-    ``event`` is ``reported`` (a provisional drop or spike, or a drift), then
-    ``confirmed`` (the shift held) or ``reclassified`` (it came back: a glitch).
+    ``verdict`` is the alerts' own word: ``provisional`` when a drop or spike is
+    reported (a drift with the detector's verdict, on its detection day), then
+    ``confirmed`` (the shift held) or ``glitch`` (it came back).
     By default one pass over today's best data; ``as_known`` rebuilds each day from
     only the observations known by the end of that day (loaded with their own
     ``collected_at``), so late or corrected data shows up when it arrived.
@@ -78,7 +82,7 @@ def timeline(ws: Workspace, *, start: date | None = None, end: date | None = Non
         out = out[out["day"] >= pd.Timestamp(start)]
     if end is not None:
         out = out[out["day"] <= pd.Timestamp(end)]
-    out = out.sort_values(["day", "company", "event"], kind="stable")
+    out = out.sort_values(["day", "company", "verdict"], kind="stable")
     out["change_pct"] = out["change_pct"].round(2)
     return out[TIMELINE_COLUMNS].reset_index(drop=True)
 
@@ -145,10 +149,10 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
         rows = _verdicts(found.join(keys, on="series"), ws)
         rows = rows[rows["day"] <= day]  # a verdict cannot be reached before its day
         # several days judged at once restate a verdict: its latest state counts
-        rows = rows.drop_duplicates(["company", "metric", "source", "date", "event"],
+        rows = rows.drop_duplicates(["company", "metric", "source", "date", "verdict"],
                                     keep="last")
         key = list(zip(rows["company"], rows["metric"], rows["source"], rows["date"],
-                       rows["event"], strict=True))
+                       rows["verdict"], strict=True))
         fresh = np.array([k not in seen for k in key], dtype=bool)
         if day == days[0]:
             fresh &= (rows["day"] == day).to_numpy()

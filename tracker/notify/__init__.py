@@ -13,14 +13,21 @@ table (so a broken email server never makes the working webhook repeat itself), 
 as the alert's ``notified_at`` once every notifier that wants the alert has sent it.
 A failing notifier costs nothing but its own message: its alerts stay pending for
 the next run, and the run's summary line says ``notify NAME failed: reason``.
+
+When the verdict of a notified alert changes (the provisional drop is confirmed,
+turns out a glitch, or corrected data withdraw it), the next run sends that change
+once, as an *update* in a message of its own, to the notifiers that got the alert
+(selected by the kind and severity it was notified with). What each notification
+said is kept with the alert (``notified_verdict``), so an update is sent once, and
+its per-notifier delivery is remembered like an alert's (key ``FINGERPRINT@VERDICT``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +56,7 @@ __all__ = [
     "load_notifier_class",
     "notify_step",
     "pending_alerts",
+    "pending_updates",
     "send_notifications",
 ]
 
@@ -64,6 +72,7 @@ class NotifierOutcome:
     sent: int = 0
     pending: int = 0
     reason: str | None = None
+    updates: int | None = None  # alert updates (changed verdicts) sent
 
 
 @dataclass
@@ -72,6 +81,7 @@ class NotifyReport:
 
     outcomes: list[NotifierOutcome] = field(default_factory=list)
     notified: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)  # alerts whose update is delivered
 
     @property
     def failed(self) -> list[NotifierOutcome]:
@@ -84,8 +94,10 @@ class NotifyReport:
             if o.status == "failed":
                 kept = f" ({o.pending} alert(s) kept for the next run)" if o.pending else ""
                 notes.append(f"notify {o.name} failed: {o.reason}{kept}")
-            elif o.sent:
-                notes.append(f"notify {o.name}: sent {o.sent} alert(s)")
+            elif o.sent or o.updates:
+                what = [f"{o.sent} alert(s)"] if o.sent else []
+                what += [f"{o.updates} alert update(s)"] if o.updates else []
+                notes.append(f"notify {o.name}: sent {' and '.join(what)}")
         return notes
 
     def details(self) -> dict[str, Any]:
@@ -144,33 +156,50 @@ def send_notifications(
     env = os.environ if environ is None else environ
     notifiers, report.outcomes = build_notifiers(ws.settings.notify, env)
     pending = pending_alerts(ws, day)
+    updates = pending_updates(ws, day)
     default = ws.settings.alerts.min_severity
     wanted = {n.instance: [a for a in pending if n.wants(a, default)] for n in notifiers}
+    # an update goes where its alert went: selected by what the notification said
+    wanted_updates = {n.instance: [u for u in updates if n.wants(as_notified(u), default)]
+                      for n in notifiers}
     sent_before = store.sent_fingerprints(ws.store, [n.instance for n in notifiers])
     context = NotifyContext(day=day, run_id=run_id, environ=env)
     has = dict(sent_before)
     try:
         for notifier in notifiers:
             name = notifier.instance
-            todo = [a for a in wanted[name] if a.fingerprint not in sent_before[name]]
-            if not todo:
+            batches = [
+                [a for a in wanted[name] if a.fingerprint not in sent_before[name]],
+                [u for u in wanted_updates[name] if update_key(u) not in sent_before[name]],
+            ]
+            if not any(batches):
                 report.outcomes.append(NotifierOutcome(name, "idle"))
                 continue
-            try:
-                notifier.send(todo, context)
-            except TrackerError as exc:
-                log.warning("notify %s failed: %s", name, exc)
-                report.outcomes.append(NotifierOutcome(name, "failed", pending=len(todo),
-                                                       reason=str(exc)))
-                continue
-            except Exception as exc:  # a plugin bug must not cost the run or other notifiers
-                log.exception("notifier %s crashed", name)
-                report.outcomes.append(NotifierOutcome(
-                    name, "failed", pending=len(todo), reason=f"unexpected error: {exc!r}"))
-                continue
-            store.record_sent(ws.store, name, [a.fingerprint for a in todo])
-            has[name] = sent_before[name] | {a.fingerprint for a in todo}
-            report.outcomes.append(NotifierOutcome(name, "ok", sent=len(todo)))
+            outcome = NotifierOutcome(name, "ok")
+            for batch, key, is_update in ((batches[0], _fingerprint, False),
+                                          (batches[1], update_key, True)):
+                if not batch:
+                    continue
+                try:
+                    notifier.send(batch, context)
+                except TrackerError as exc:
+                    log.warning("notify %s failed: %s", name, exc)
+                    outcome.status, outcome.reason = "failed", str(exc)
+                    outcome.pending += len(batch)
+                    continue
+                except Exception as exc:  # a plugin bug must not cost the run or the others
+                    log.exception("notifier %s crashed", name)
+                    outcome.status, outcome.reason = "failed", f"unexpected error: {exc!r}"
+                    outcome.pending += len(batch)
+                    continue
+                keys = [key(a) for a in batch]
+                store.record_sent(ws.store, name, keys)
+                has[name] = has[name] | set(keys)
+                if is_update:
+                    outcome.updates = len(batch)
+                else:
+                    outcome.sent = len(batch)
+            report.outcomes.append(outcome)
     finally:
         for notifier in notifiers:
             try:
@@ -180,20 +209,62 @@ def send_notifications(
     # An alert is notified once every notifier that selects it has sent it; a notifier
     # that could not even be built blocks nothing it never selected, and is retried.
     broken = {o.name for o in report.outcomes if o.status == "failed" and o.pending == 0}
-    selected = {name: {a.fingerprint for a in chosen} for name, chosen in wanted.items()}
-    done: list[Alert] = []
-    for alert in pending if not broken else []:
-        fp = alert.fingerprint
-        owners = [name for name, fps in selected.items() if fp in fps]
-        if owners and all(fp in has[o] for o in owners):
-            done.append(alert)
+    done = [] if broken else _delivered(pending, wanted, has, _fingerprint)
     if done:
         store.mark_notified(ws.store, done)
         report.notified = [a.id for a in done if a.id is not None]
+    # an update nobody selects is settled too: no notifier will ever owe it
+    told = [] if broken else _delivered(updates, wanted_updates, has, update_key,
+                                        unowned=True)
+    from tracker.store import alerts as alert_store
+
+    alert_store.remember_notified(ws.store, [*done, *told])
+    report.updated = [a.id for a in told if a.id is not None]
     for outcome in report.outcomes:  # a notifier that could not be built: count its backlog
         if outcome.status == "failed" and outcome.pending == 0:
             outcome.pending = len(pending) - len(done)
     return report
+
+
+def _fingerprint(alert: Alert) -> str:
+    return alert.fingerprint
+
+
+def _delivered(alerts: list[Alert], wanted: Mapping[str, list[Alert]],
+               has: Mapping[str, set[str]], key: Callable[[Alert], str],
+               unowned: bool = False) -> list[Alert]:
+    """The alerts every notifier that selected them has sent (``unowned``: and those
+    no notifier selects)."""
+    selected = {name: {key(a) for a in chosen} for name, chosen in wanted.items()}
+    out = []
+    for alert in alerts:
+        k = key(alert)
+        owners = [name for name, keys in selected.items() if k in keys]
+        if (owners and all(k in has[o] for o in owners)) or (unowned and not owners):
+            out.append(alert)
+    return out
+
+
+def pending_updates(ws: Workspace, day: date) -> list[Alert]:
+    """Notified alerts whose verdict changed since their notification (confirmed, a
+    glitch, withdrawn, found again): each is sent once, as an update, like
+    Alertmanager's "resolved". Their ``previous_*`` fields say what was notified."""
+    from tracker.store import alerts as alert_store
+
+    return alert_store.pending_updates(ws.store, day)
+
+
+def as_notified(update: Alert) -> Alert:
+    """An update with the kind and severity its notification had, which decide which
+    notifiers get it: a drop paged at warning becomes an info glitch, and whoever got
+    the drop must hear of the glitch."""
+    return replace(update, kind=update.previous_kind or update.kind,
+                   severity=update.previous_severity or update.severity)
+
+
+def update_key(update: Alert) -> str:
+    """The per-notifier delivery key of an update (one per alert and verdict)."""
+    return f"{update.fingerprint}@{update.verdict}"
 
 
 def notify_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:

@@ -165,9 +165,16 @@ def company_label(alert: Alert) -> str:
 
 
 def alert_details(alert: Alert) -> list[str]:
-    """Severity, verdict, metric, source, corroboration, event and id of an alert."""
+    """Severity, verdict, metric, source, corroboration, event and id of an alert.
+
+    An update says what changed: ``now glitch (was provisional drop)``.
+    """
     parts = [str(alert.severity)]
-    if alert.verdict:
+    if alert.previous_verdict:
+        was = " ".join(dict.fromkeys(
+            str(v) for v in (alert.previous_verdict, alert.previous_kind) if v))
+        parts.append(f"now {alert.verdict} (was {was})")
+    elif alert.verdict:
         parts.append(str(alert.verdict))
     if alert.metric not in (None, "employees"):
         parts.append(f"metric {alert.metric}")
@@ -204,14 +211,20 @@ def headline(alerts: Sequence[Alert]) -> str:
     """``3 new alert(s) on 2022-10-11 (2 critical, 1 warning): Apple, Amazon, ...``.
 
     The day is when the alerts were first detected, not the run's day, so a message
-    retried by a later run still says when the move was seen.
+    retried by a later run still says when the move was seen. A message of updates
+    (changed verdicts) says so and counts the new verdicts:
+    ``2 alert update(s) about 2022-10-11 (1 glitch, 1 confirmed): Apple, Amazon``.
     """
-    by = {s: sum(a.severity == s for a in alerts) for s in ("critical", "warning", "info")}
-    counts = ", ".join(f"{n} {s}" for s, n in by.items() if n)
     days = sorted({day_text(a.detected_on or a.date) for a in alerts})
     when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
     names = list(dict.fromkeys(company_label(a) for a in ordered(alerts)))
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if alerts and all(a.previous_verdict for a in alerts):
+        verdicts = dict.fromkeys(str(a.verdict) for a in alerts)
+        counts = ", ".join(f"{sum(str(a.verdict) == v for a in alerts)} {v}" for v in verdicts)
+        return f"{len(alerts)} alert update(s) about {when} ({counts}): {shown}"
+    by = {s: sum(a.severity == s for a in alerts) for s in ("critical", "warning", "info")}
+    counts = ", ".join(f"{n} {s}" for s, n in by.items() if n)
     return f"{len(alerts)} new alert(s) on {when} ({counts}): {shown}"
 
 

@@ -163,7 +163,29 @@ alerts = Table(
     Column("note", Text),
     Column("reviewed_by", String(200)),
     Column("reviewed_at", DateTime),
+    # what the last notification said, so that a change is sent exactly once
+    Column("notified_verdict", String(20)),
+    Column("notified_kind", String(20)),
+    Column("notified_severity", String(10)),
     Index("ix_alerts_date", "date"),
+)
+
+#: Every change detection made to a stored alert: ``day`` is the last day of data
+#: the detection judged, ``changes`` maps each changed field to [old, new].
+alert_changes = Table(
+    "alert_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigId, ForeignKey("alerts.id"), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Column("old_verdict", String(20), nullable=False),
+    Column("new_verdict", String(20), nullable=False),
+    Column("old_status", String(20)),
+    Column("new_status", String(20)),
+    Column("changes", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_alert_changes_alert_id", "alert_id"),
 )
 
 #: Silences mute the alerts of a company, of a kind, or of both, through ``until``
