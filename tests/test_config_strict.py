@@ -127,6 +127,10 @@ def _sections() -> list[Case]:
         Case("report", "enabled", '"yes"', BOOLEAN),
         Case("report", "enabled", '"true"', BOOLEAN),
         Case("report", "output_dir", "1", STRING),
+        Case("report", "base_url", "1", STRING),
+        Case("report", "base_url", "true", STRING),
+        Case("report", "base_url", '["https://reports.example.org/"]', STRING),
+        Case("report", "base_url", '"reports.example.org"', "http:// or https://"),
         # [companies.ID]
         Case("companies.apple", "name", "1", STRING),
         Case("companies.apple", "aliases", '"apple inc"', ARRAY),

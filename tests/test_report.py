@@ -24,8 +24,9 @@ def ws(sqlite_url: str, sample_ws) -> Workspace:  # type: ignore[no-untyped-def]
     return sample_ws(sqlite_url)
 
 
-def _browser():  # type: ignore[no-untyped-def]
-    """A headless Chromium driven by chromedriver, or a skip with the reason."""
+def headless_chromium():  # type: ignore[no-untyped-def]
+    """A headless Chromium driven by chromedriver, or a skip with the reason (also
+    used by test_report_day.py)."""
     chromium = shutil.which("chromium")
     driver = shutil.which("chromedriver")
     if not (chromium and driver):
@@ -84,17 +85,20 @@ def test_outside_text_is_escaped(ws: Workspace, tmp_path: Path) -> None:
 def test_report_in_headless_chromium(ws: Workspace, tmp_path: Path) -> None:
     run_detection(ws)
     ids = list_alerts(ws)["id"].tolist()
-    report = build_report(ws, date(2022, 12, 31), new_ids=ids[:2], output_dir=tmp_path)
-    browser = _browser()
+    # new: the purge of 11 October (first seen within [alerts] fresh_days of the day)
+    report = build_report(ws, date(2022, 10, 14), new_ids=ids[2:], output_dir=tmp_path)
+    browser = headless_chromium()
     try:
         browser.get(report.path.as_uri())
-        assert browser.title == "tracker report 2022-12-31"
+        assert browser.title == "tracker report 2022-10-14"
         new_rows = browser.find_elements("css selector", "#alerts-new tr")
         assert len(new_rows) == 1 + 2
         open_rows = browser.find_elements("css selector", "#alerts-open tr td:nth-child(2)")
-        assert {r.text for r in open_rows} == {"apple", "amazon", "binance"}
+        # every open alert, the info-level glitch of contoso-logistics too
+        assert {r.get_attribute("title") for r in open_rows} == {
+            "apple", "amazon", "binance", "contoso-logistics"}
         images = browser.find_elements("css selector", ".charts img")
-        assert len(images) == 4  # the two new alerts (glitch, binance) + apple, amazon
+        assert len(images) == 4  # the new apple, amazon + the open glitch and binance
         widths = [browser.execute_script("return arguments[0].naturalWidth", i) for i in images]
         assert all(w > 500 for w in widths), widths  # every chart actually loaded
         shot = tmp_path / "report.png"
@@ -111,18 +115,24 @@ def test_main_job_writes_the_report(ws: Workspace, tmp_path: Path) -> None:
     from tracker.config import ReportSettings
     from tracker.job import run_once
 
+    drop = tmp_path / "drop"  # a run needs a source: one with a quiet company
+    drop.mkdir()
+    (drop / "acme.csv").write_text("company,date,employees\nAcme,2022-10-11,1000\n")
+    sources = {"files": {"type": "csv_folder", "path": str(drop)}}
     settings = Settings(
-        base_dir=tmp_path, sources={}, report=ReportSettings(output_dir=str(tmp_path / "out"))
+        base_dir=tmp_path, sources=sources,
+        report=ReportSettings(output_dir=str(tmp_path / "out")),
     )
     result = run_once(Workspace(settings, ws.store), date(2022, 10, 11))
     page = tmp_path / "out" / "2022-10-11" / "index.html"
     assert result.exit_code == 2
     assert f"report {page}" in result.summary()
     html = page.read_text()
-    assert html.count("<td>apple</td>") == 2  # new today, and still open
+    assert html.count('title="apple"') == 2  # new today, and still open
+    assert "This run: #" in html and "<td>files</td>" in html
     off = Settings(
         base_dir=tmp_path,
-        sources={},
+        sources=sources,
         report=ReportSettings(enabled=False, output_dir=str(tmp_path / "off")),
     )
     run_once(Workspace(off, ws.store), date(2022, 10, 12))

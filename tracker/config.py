@@ -156,6 +156,22 @@ class AlertSettings(_Strict):
 class ReportSettings(_Strict):
     enabled: bool = Field(True, description="Write the HTML report at the end of tracker run")
     output_dir: str = Field("reports", description="Where HTML reports and charts are written")
+    base_url: str | None = Field(
+        None, description="Where output_dir is served, e.g. https://reports.example.org/; "
+        "when set, each notification links to the day's report under it"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        """An http(s) address: a link in a chat message or a mail must open elsewhere,
+        so a file path or a bare host name is refused rather than sent as a dead link."""
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("expected the http:// or https:// address of the folder the "
+                             'reports are served from, e.g. "https://reports.example.org/"')
+        return value
 
 
 class CompanySettings(_Strict):

@@ -1,16 +1,32 @@
-"""The daily HTML report: what an analyst opens in the morning.
+"""The daily HTML report: what an analyst opens in the morning, the whole day on one page.
 
 A static folder per day (``reports/YYYY-MM-DD/index.html`` plus PNG charts), so it
 can be mailed, served by any web server or opened from disk, with no service to
-run. Jinja2 renders it with autoescaping on: company names and sources come from
-outside data and must never become markup.
+run. Jinja2 renders it with autoescaping on: company names, sources, failure
+reasons and notes come from outside data and must never become markup.
+
+What it tells, in reading order: the run (what each source collected, which failed
+and why, which companies have gone quiet, since no data looks exactly like "all is
+well"), the alerts new today, every open alert whatever its severity (a glitch too:
+it is a verdict an analyst may want to overrule), alerts reviewed lately with their
+notes, the cross-company events, and charts, as thumbnails linking to full-size ones.
+
+The folder holds exactly the files of the latest build: a company that drops out of
+the report takes its charts with it, so nobody opens yesterday's picture of it.
+With ``[report] base_url`` set, :func:`report_url` is where a day's page is served,
+the link each notification carries.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -19,10 +35,20 @@ from tracker.errors import InputError
 from tracker.output import staged
 from tracker.records import StepOutcome
 from tracker.store import companies as company_ops
-from tracker.store import run_history
+from tracker.store import report_data, run_history
 from tracker.workspace import Workspace
 
+if TYPE_CHECKING:
+    from tracker.config import Settings
+
+log = logging.getLogger(__name__)
+
 MAX_CHARTS = 12
+#: Width in pixels of the chart thumbnails on the page; each links to the full chart.
+THUMB_WIDTH = 640
+#: Alerts no longer open are shown (and count in the events) if first seen within
+#: this many days of the report's day; open ones are shown whatever their age.
+REVIEWED_DAYS = 30
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -34,48 +60,161 @@ class Report:
     open: int
 
 
+def report_url(settings: Settings, day: date) -> str | None:
+    """The address of ``day``'s report under ``[report] base_url``, or None.
+
+    None when no base URL is set or the report is not written: a notification must
+    not link to a page that will never exist. The page is named in full
+    (``.../2022-10-11/index.html``) because not every static host serves a folder's
+    index (object stores do not, by default).
+    """
+    base = settings.report.base_url
+    if not base or not settings.report.enabled:
+        return None
+    return f"{base.rstrip('/')}/{day.isoformat()}/index.html"
+
+
 def _env() -> Environment:
-    return Environment(loader=PackageLoader("tracker.report", "templates"),
-                       autoescape=select_autoescape(["html", "j2"]),
-                       trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=PackageLoader("tracker.report", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["count"] = lambda v: "" if v is None else f"{v:,.0f}"
+    env.filters["pct"] = lambda v: "" if v is None else f"{v:+.1f}%"
+    env.filters["score"] = lambda v: "" if v is None else f"{v:.2f}"  # as tracker alerts
+    env.filters["url"] = lambda v: quote(str(v))
+    return env
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
+def _plain(value: Any) -> Any:
+    """A cell as the template shows it: None for every kind of missing, dates as text."""
+    if value is None or (not isinstance(value, str | list | dict) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def _by_severity(frame: pd.DataFrame) -> pd.DataFrame:
+    """Most severe first, then the latest first anomalous day: what to look at first."""
     if frame.empty:
+        return frame
+    rank = frame["severity"].map(_SEVERITY_ORDER).fillna(len(_SEVERITY_ORDER))
+    return (frame.assign(_rank=rank).sort_values(["_rank", "date", "id"],
+                                                 ascending=[True, False, True])
+            .drop(columns="_rank"))
+
+
+def _events(alerts: pd.DataFrame) -> list[dict[str, Any]]:
+    """Cross-company events of the alerts shown (open ones, recent ones), newest
+    first, with the companies and alerts in each."""
+    if alerts.empty:
         return []
-    records = frame.to_dict("records")
-    for r in records:  # NaN would render as "nan"; an absent event is just empty
-        r["event_id"] = r["event_id"] if isinstance(r["event_id"], str) else None
-    return records
+    linked = alerts[alerts["event_id"].notna()]
+    events = []
+    for eid, g in linked.groupby("event_id"):
+        events.append({
+            "event_id": eid, "date": _plain(g["date"].min()), "kind": g["kind"].iloc[0],
+            "companies": sorted(set(g["company_name"].fillna(g["company"]))),
+            "count": len(g), "open": int((g["status"] == "open").sum()),
+            "severity": min(g["severity"], key=lambda s: _SEVERITY_ORDER.get(s, 9)),
+        })
+    return sorted(events, key=lambda e: (e["date"], e["event_id"]), reverse=True)
+
+
+def _stale(ws: Workspace, day: date) -> list[dict[str, Any]]:
+    """Companies without an observation for ``[run] stale_days`` days by ``day``."""
+    cutoff = day - timedelta(days=ws.settings.run.stale_days)
+    return [{"id": cid, "name": name, "last_day": last and last.isoformat(),
+             "days_since": (day - last).days if last else None}
+            for cid, name, last in report_data.last_days(ws.store, day)
+            if last is None or last <= cutoff]
+
+
+def _thumbnail(png: bytes) -> bytes:
+    """A smaller copy of a chart for the page; the full one is a click away.
+
+    Resampled from the drawn chart rather than drawn again, so both show the same
+    picture and the chart is rendered once; a 256-colour palette (a chart has few
+    colours) makes it about a third of the full chart's bytes, where plain RGB would
+    save little. Pillow is matplotlib's own image library, so it is always there.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as img:
+        if img.width <= THUMB_WIDTH:
+            return png
+        height = round(img.height * THUMB_WIDTH / img.width)
+        # charts are drawn on an opaque white face: dropping alpha changes nothing
+        small = img.convert("RGB").resize((THUMB_WIDTH, height), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    small.quantize(256).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _remove_stale_images(folder: Path, keep: Iterable[str]) -> None:
+    """Delete the charts of earlier builds of this day's report that this one lacks.
+
+    After the new files are in place, not before: a failed build leaves the old
+    report whole, images and all. Only ``*.png`` files go; the tool writes nothing
+    else there besides the page.
+    """
+    keep = set(keep)
+    for old in folder.glob("*.png"):
+        if old.name not in keep:
+            try:
+                old.unlink()
+            except OSError as exc:  # an old picture left behind must not fail the run
+                log.warning("could not remove the old chart %s: %s", old, exc)
 
 
 def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
-                 summary: str = "", output_dir: Path | None = None) -> Report:
-    """Write the report for ``day``; ``new_ids`` are the alerts this run created.
+                 summary: str = "", output_dir: Path | None = None,
+                 run_id: int | None = None) -> Report:
+    """Write the report for ``day``; ``new_ids`` are the alerts this run created
+    (default: those first seen on ``day``).
 
-    Charts are drawn for the companies with new or open warning/critical alerts,
+    ``run_id`` is the run to summarize (the main job passes its own); without it the
+    latest run is shown, said to be that, with when it started. Alerts first
+    seen after ``day`` are left out, so a report rebuilt for an earlier day shows
+    what was known then. Charts are drawn for the companies with new or open alerts,
     most severe first, at most ``MAX_CHARTS``, so the report stays quick to build
     and to read however many companies are tracked.
     """
-    from tracker.alerts import list_alerts
     from tracker.plots import plot_company, render
 
     root = output_dir or ws.settings.resolve(ws.settings.report.output_dir)
     folder = root / day.isoformat()
-    alerts = list_alerts(ws)
-    new_ids = set(new_ids or [])
-    new = alerts[alerts["id"].isin(new_ids)]
-    open_ = alerts[(alerts["status"] == "open") & (alerts["severity"] != "info")]
-    open_ = open_.assign(_rank=open_["severity"].map(_SEVERITY_ORDER)).sort_values(
-        ["_rank", "date"], ascending=[True, False]).drop(columns="_rank")
-    events = []
-    if not alerts.empty:
-        grouped = alerts[alerts["event_id"].notna()].groupby("event_id")
-        events = [{"event_id": eid, "companies": sorted(set(g["company"])), "count": len(g)}
-                  for eid, g in grouped]
+    recent = day - timedelta(days=REVIEWED_DAYS)
+    alerts = report_data.known_alerts(ws.store, day, recent)
+    backfill = 0
+    if alerts.empty:
+        new = open_ = reviewed = alerts
+    else:
+        # without the run's ids (``tracker report``): the alerts first seen on the day
+        created = alerts[alerts["id"].isin(set(new_ids))] if new_ids is not None \
+            else alerts[pd.to_datetime(alerts["detected_on"]) == pd.Timestamp(day)]
+        # as in the run's exit code: an alert found while backfilling old history is
+        # stored, and open below, but it is not today's news
+        fresh = pd.to_datetime(created["detected_on"]) >= pd.Timestamp(
+            day - timedelta(days=ws.settings.alerts.fresh_days))
+        new = _by_severity(created[fresh])
+        backfill = int((~fresh).sum())
+        open_ = _by_severity(alerts[alerts["status"] == "open"])
+        reviewed = alerts[alerts["status"] != "open"]  # all recent (see known_alerts)
+        reviewed = reviewed.sort_values(["date", "id"], ascending=False)
     wanted = list(dict.fromkeys([*new["company"], *open_["company"]]))[:MAX_CHARTS]
     shown = pd.concat([new, open_])
     first_alert = shown.groupby("company")["date"].min() if len(shown) else {}
+    names = dict(zip(alerts["company"], alerts["company_name"], strict=True)) \
+        if len(alerts) else {}
     path = folder / "index.html"
     charts = []
     # the page and its charts are put in place together once every byte of them is
@@ -83,21 +222,40 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     with staged() as stage:
         for company in wanted:
             # from a few months before the company's first alert shown, up to the day
-            since = pd.Timestamp(first_alert[company]) - pd.Timedelta(days=120)
+            start = pd.Timestamp(first_alert[company]) - pd.Timedelta(days=120)
             try:
-                fig = plot_company(ws, company, since=since.date(), until=day)
+                fig = plot_company(ws, company, since=start.date(), until=day)
             except InputError:  # no data in the window: nothing to draw
                 continue
-            name = f"{company}.png"
-            stage.write(folder / name, render(fig, "png"), parents=True)
-            charts.append({"company": company, "file": name})
+            full = render(fig, "png")
+            chart = {"company": company, "name": names.get(company) or company,
+                     "file": f"{company}.png", "thumb": f"{company}.thumb.png"}
+            stage.write(folder / chart["file"], full, parents=True)
+            stage.write(folder / chart["thumb"], _thumbnail(full), parents=True)
+            charts.append(chart)
+        run = report_data.run_record(ws.store, run_id)
         html = _env().get_template("daily.html.j2").render(
-            day=day.isoformat(), summary=summary, new_alerts=_records(new),
-            open_alerts=_records(open_), events=events, charts=charts,
-            companies=company_ops.count(ws.store),
+            day=day.isoformat(), summary=summary, run=run and _plain_run(run),
+            run_given=run_id is not None, new_alerts=_records(new), backfill=backfill,
+            open_alerts=_records(open_), reviewed=_records(reviewed),
+            reviewed_days=REVIEWED_DAYS, events=_events(alerts), charts=charts,
+            charted={c["company"] for c in charts}, stale=_stale(ws, day),
+            stale_days=ws.settings.run.stale_days, companies=company_ops.count(ws.store),
         )
         stage.write(path, html, parents=True)
+    _remove_stale_images(folder, [n for c in charts for n in (c["file"], c["thumb"])])
     return Report(path, len(charts), len(new), len(open_))
+
+
+def _plain_run(run: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: _plain(v) for k, v in run.items() if k != "sources"}
+    # a failure of the whole source is its reason, in the sources table already
+    shown["sources"] = [{**s, "shown_failures": [f for f in s["failures"] if f.get("company")
+                                                 or f.get("reason") != s["reason"]]}
+                        for s in run["sources"]]
+    shown["inserted"] = sum(int(s["inserted"] or 0) for s in run["sources"])
+    shown["failed_sources"] = [s["source"] for s in run["sources"] if s["status"] == "failed"]
+    return shown
 
 
 def report_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
@@ -105,5 +263,12 @@ def report_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     if not ws.settings.report.enabled:
         return StepOutcome()
     new_ids = run_history.alerts_created_since_start(ws.store, run_id)
-    report = build_report(ws, day, new_ids=new_ids)
-    return StepOutcome(notes=[f"report {report.path}"], details={"report": str(report.path)})
+    report = build_report(ws, day, new_ids=new_ids, run_id=run_id)
+    details: dict[str, Any] = {"report": str(report.path)}
+    url = report_url(ws.settings, day)
+    if url:
+        details["report_url"] = url
+    return StepOutcome(notes=[f"report {report.path}"], details=details)
+
+
+__all__ = ["MAX_CHARTS", "Report", "build_report", "report_step", "report_url"]
