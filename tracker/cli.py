@@ -224,7 +224,14 @@ def root(
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help=".csv, .csv.gz, .json or .jsonl files")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help=".csv, .csv.gz, .json or .jsonl files")
+    ] = None,
+    snapshot_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of snapshots, each collected when its name says "
+                     "(2022-10-10.csv, 2022-10-10T06:00:00Z.csv, snapshot_20221010.csv)"),
+    ] = None,
     layout: Annotated[Layout, typer.Option("--format", help="File layout")] = Layout.auto,
     company_col: Annotated[str | None, typer.Option(help="Column holding the company")] = None,
     date_col: Annotated[str | None, typer.Option(help="Column holding the date")] = None,
@@ -242,11 +249,18 @@ def import_cmd(
         typer.Option(help="When these values were learned (UTC; load snapshots in order)"),
     ] = None,
 ) -> None:
-    """Import headcount CSVs (long, wide, Thinknum) or provider JSON exports; idempotent."""
+    """Import headcount CSVs (long, wide, Thinknum) or provider JSON exports; idempotent.
+
+    A collected_at column, --collected-at or --snapshot-dir say when the values were
+    learned, so replays as known see history as it was.
+    """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from tracker.ingest import ImportOptions, ImportResult
+    from tracker.ingest import ImportOptions, ImportResult, import_snapshots, snapshot_files
 
+    if bool(files) == (snapshot_dir is not None):
+        raise TrackerError("give either files to import or --snapshot-dir DIR, not "
+                           + ("both" if files else "neither"))
     ws = _workspace(ctx)
     options = ImportOptions(layout.value, company_col, date_col, count_col, metric, source,
                             skip_bad, rejects_dir,
@@ -257,7 +271,8 @@ def import_cmd(
     lines: list[str] = []
 
     def done(r: ImportResult) -> None:
-        line = (f"{r.path}: {r.rows:,} rows ({r.layout}), {r.inserted:,} new, "
+        when = f" collected {r.collected_at:%Y-%m-%dT%H:%M:%S}Z" if snapshot_dir else ""
+        line = (f"{r.path}{when}: {r.rows:,} rows ({r.layout}), {r.inserted:,} new, "
                 f"{r.unchanged:,} unchanged, {r.rejected:,} rejected, {r.companies:,} companies")
         if r.rejects_path:
             line += f"; rejected rows saved to {r.rejects_path}"
@@ -265,13 +280,19 @@ def import_cmd(
 
     try:
         with bar if interactive else nullcontext():
-            task = bar.add_task("importing", total=len(files) * 3) if interactive else None
+            task = None
+            if interactive:
+                count = len(snapshot_files(snapshot_dir)) if snapshot_dir else len(files or ())
+                task = bar.add_task("importing", total=count * 3)
 
             def progress(path: Path, stage: str) -> None:
                 if task is not None:
                     bar.update(task, advance=1, description=f"{path.name}: {stage}")
 
-            ws.import_files(list(files), options, progress=progress, done=done)
+            if snapshot_dir is not None:
+                import_snapshots(ws.store, snapshot_dir, options, progress=progress, done=done)
+            else:
+                ws.import_files(list(files or ()), options, progress=progress, done=done)
     finally:  # files imported before one that fails are said to be in
         for line in lines:
             typer.echo(line)
@@ -554,7 +575,13 @@ def replay_cmd(
     if labels is not None:
         typer.echo(report(evaluate(ws, read_labels(labels), tolerance=tolerance, end=last)))
         return
-    emit(timeline(ws, start=first, end=last, companies=company, as_known=as_known), fmt.value)
+    found = timeline(ws, start=first, end=last, companies=company, as_known=as_known)
+    emit(found, fmt.value)
+    if as_known and found.empty and first and last:
+        from tracker.replay import why_nothing_known
+
+        if why := why_nothing_known(ws, first, last, company):
+            err.print(f"note: {why}", markup=False, soft_wrap=True)
 
 
 @app.command("report")

@@ -136,7 +136,8 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
         if day == days[0]:
             # one batch pass: verdicts reached before the first day were known already
             earliest = day
-            found = detect(matrix.loc[:day], s)
+            # nothing known yet (all of it collected later): nothing to judge
+            found = detect(matrix.loc[:day], s) if hi else pd.DataFrame()
         elif hi > lo:  # what arrived today can change verdicts from its own day on
             earliest = pd.Timestamp(arrived_as_of[lo:hi].min())
             judged = index[(index >= earliest) & (index <= day)]
@@ -160,6 +161,33 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
         # reached today, possibly about an earlier date whose data arrived late
         parts.append(rows[fresh].assign(day=day))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def why_nothing_known(ws: Workspace, start: date, end: date,
+                      companies: list[str] | None = None) -> str | None:
+    """Why an as-known replay of [start, end] found nothing, when the data says why.
+
+    A store filled by one import of old data learned all of it on the day of the
+    import, so "as known" sees nothing in the past and a researcher gets an empty
+    answer that looks like "no anomalies". When every observation up to ``end``
+    became known after it, that is said, with the way out; None when some were
+    known in time (an empty answer is then a true one).
+    """
+    ids = [ws.store.company_id(c) for c in companies] if companies else None
+    obs = ws.store.observations(ids, until=end, revisions=True)
+    span = f"the replayed range {start:%Y-%m-%d}..{end:%Y-%m-%d}"
+    if obs.empty:
+        return f"no observations are dated on or before {end:%Y-%m-%d}, the end of {span}"
+    learned = pd.DatetimeIndex(obs["collected_at"]).normalize()
+    visible = np.maximum(learned, pd.DatetimeIndex(obs["as_of"]))
+    if (visible <= pd.Timestamp(end)).any():
+        return None
+    first, last = learned.min(), learned.max()
+    when = (f"on {first:%Y-%m-%d}" if first == last
+            else f"between {first:%Y-%m-%d} and {last:%Y-%m-%d}")
+    return (f"all {len(obs):,} observations were collected {when}, after {span}: import "
+            "snapshots with their collected_at (tracker import --snapshot-dir DIR, a "
+            "collected_at column, or --collected-at)")
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
