@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracker.alerts import list_alerts, set_status
+from tracker.alerts import LISTING_FIELDS, list_alerts, set_status
 from tracker.config import Settings
 from tracker.detection import run_detection
 from tracker.errors import InputError, NotFoundError
@@ -107,7 +107,8 @@ def test_filters(ws: Workspace) -> None:
     run_detection(ws)
     assert set(list_alerts(ws, kind="glitch")["company"]) == {"contoso-logistics"}
     assert set(list_alerts(ws, since=date(2022, 10, 1))["company"]) == {"apple", "amazon"}
-    assert list(list_alerts(ws).columns) == list(ALERT_FIELDS)
+    assert list(list_alerts(ws).columns) == list(LISTING_FIELDS)
+    assert LISTING_FIELDS[:len(ALERT_FIELDS)] == ALERT_FIELDS  # the record, then its review
 
 
 def test_second_source_corroborates(ws: Workspace, tmp_path: Path) -> None:
@@ -167,9 +168,9 @@ def test_cli_detect_and_alerts(tmp_path: Path) -> None:
     assert len(first.stdout.strip().splitlines()) == 1
     listed = json.loads(run("alerts", "--format", "json").stdout)
     assert [a["company"] for a in listed] == ["contoso-logistics", "binance", "amazon", "apple"]
-    assert list(listed[0]) == list(ALERT_FIELDS)
+    assert list(listed[0]) == list(LISTING_FIELDS)
     csv = run("alerts", "--kind", "drop", "--format", "csv").stdout.splitlines()
-    assert csv[0] == ",".join(ALERT_FIELDS) and len(csv) == 4
+    assert csv[0] == ",".join(LISTING_FIELDS) and len(csv) == 4
     apple = next(a for a in listed if a["company"] == "apple")
     review = run("review", str(apple["id"]), "--status", "dismissed")
     assert review.returncode == 0 and "1 alert(s) marked dismissed" in review.stdout
@@ -209,3 +210,88 @@ def test_monthly_provider_export_end_to_end(tmp_path: Path) -> None:
     assert str(alerts.loc[0, "date"]) == "2022-08-01"
     assert alerts.loc[0, "change_pct"] == pytest.approx(-30, abs=2)
     store.close()
+
+
+def test_listing_shows_who_reviewed_when_and_the_note(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOGNAME", "ana")
+    monkeypatch.setenv("USER", "ana")
+    run_detection(ws)
+    apple, amazon = (by_company(list_alerts(ws))[c]["id"] for c in ("apple", "amazon"))
+    before = pd.Timestamp.now(tz="UTC")
+    set_status(ws, [apple], "acknowledged", note="LinkedIn purge, known")
+    set_status(ws, [amazon], "dismissed", author="bo")
+    rows = by_company(list_alerts(ws))
+    assert (rows["apple"]["reviewed_by"], rows["apple"]["note"]) == ("ana",
+                                                                   "LinkedIn purge, known")
+    assert rows["amazon"]["reviewed_by"] == "bo" and pd.isna(rows["amazon"]["note"])
+    stamp = rows["apple"]["reviewed_at"]
+    assert stamp.tzinfo is not None and before <= stamp <= pd.Timestamp.now(tz="UTC")
+    assert pd.isna(rows["binance"]["reviewed_by"]) and pd.isna(rows["binance"]["reviewed_at"])
+    assert all(pd.isna(r["notified_at"]) for r in rows.values())  # backfill: never sent
+    assert str(rows["apple"]["detected_on"]) == "2022-10-11"
+    assert date(2022, 10, 12) <= rows["apple"]["confirmed_on"] <= date(2022, 10, 14)
+    # a second review keeps the note unless it gives one, and records its own author
+    set_status(ws, [apple], "resolved", author="cy")
+    again = by_company(list_alerts(ws))["apple"]
+    assert (again["status"], again["reviewed_by"], again["note"]) == (
+        "resolved", "cy", "LinkedIn purge, known")
+    assert again["reviewed_at"] >= stamp
+
+
+def test_open_limit_and_severity(ws: Workspace) -> None:
+    run_detection(ws)
+    every = list_alerts(ws)
+    assert every["company"].tolist() == ["contoso-logistics", "binance", "amazon", "apple"]
+    set_status(ws, [int(every.loc[1, "id"])], "dismissed")
+    assert list_alerts(ws, open_only=True)["company"].tolist() == [
+        "contoso-logistics", "amazon", "apple"]
+    # the most recent N, still oldest first; the limit applies after the filters
+    assert list_alerts(ws, limit=2)["company"].tolist() == ["amazon", "apple"]
+    assert list_alerts(ws, limit=1, kind="glitch")["company"].tolist() == ["contoso-logistics"]
+    assert list_alerts(ws, open_only=True, limit=3, min_severity="critical")[
+        "company"].tolist() == ["amazon", "apple"]
+    assert len(list_alerts(ws, min_severity="warning")) == 3  # at least warning
+    assert len(list_alerts(ws, min_severity="info")) == 4
+    with pytest.raises(InputError, match="contradicts --status dismissed"):
+        list_alerts(ws, open_only=True, status="dismissed")
+    with pytest.raises(InputError, match="--limit: 0 must be 1 or more"):
+        list_alerts(ws, limit=0)
+    with pytest.raises(InputError, match="--severity: 'loud' is not one of"):
+        list_alerts(ws, min_severity="loud")
+
+
+def test_cli_alerts_show_reviews_in_every_format(tmp_path: Path) -> None:
+    from helpers import tracker
+
+    shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
+    (tmp_path / "data" / "samples").mkdir(parents=True)
+    shutil.copy(SAMPLE, tmp_path / "data" / "samples")
+    assert tracker("run", cwd=tmp_path).returncode == 0
+    review = tracker("review", "4", "--note", "purge; known", "--author", "ana", cwd=tmp_path)
+    assert review.returncode == 0, review.stderr
+    listed = json.loads(tracker("alerts", "--format", "json", cwd=tmp_path).stdout)
+    apple = next(a for a in listed if a["id"] == 4)
+    assert (apple["company"], apple["reviewed_by"], apple["note"]) == ("apple", "ana",
+                                                                     "purge; known")
+    assert apple["reviewed_at"].startswith(str(date.today().year))
+    assert apple["notified_at"] is None
+    assert (apple["detected_on"], apple["confirmed_on"]) == ("2022-10-11", "2022-10-14")
+    csv = tracker("alerts", "--format", "csv", "--company", "apple", cwd=tmp_path).stdout
+    header, row = csv.splitlines()
+    cells = dict(zip(header.split(","), row.split(","), strict=True))
+    assert (cells["reviewed_by"], cells["note"], cells["notified_at"]) == (
+        "ana", "purge; known", "")
+    assert cells["detected_on"] == "2022-10-11" and cells["confirmed_on"] == "2022-10-14"
+    table = tracker("alerts", cwd=tmp_path).stdout.splitlines()
+    assert all(col in table[0] for col in ("notified_at", "reviewed_by", "reviewed_at", "note"))
+    assert "purge; known" in table[-1] and "ana" in table[-1]
+    recent = json.loads(tracker("alerts", "--open", "--limit", "2", "--severity", "critical",
+                                "--format", "json", cwd=tmp_path).stdout)
+    assert [a["company"] for a in recent] == ["binance", "amazon"]  # apple is acknowledged
+    for bad, needle in ((["--limit", "0"], "--limit"), (["--severity", "loud"], "--severity"),
+                        (["--open", "--status", "resolved"], "contradicts")):
+        out = tracker("alerts", *bad, cwd=tmp_path)
+        assert out.returncode == 3 and "Traceback" not in out.stderr, out.stderr
+        assert needle in out.stderr

@@ -36,6 +36,7 @@ import pandas as pd
 from tracker.detect import events
 from tracker.errors import InputError
 from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES, ALERT_VERDICTS
+from tracker.silences import checked_author
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
 from tracker.workspace import Workspace
@@ -195,31 +196,59 @@ def _num(value: float) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
+#: Columns of an alert listing: the alert record, then its review and delivery:
+#: when it was notified, who reviewed it last and when (UTC), and the analyst's note.
+REVIEW_FIELDS: tuple[str, ...] = ("notified_at", "reviewed_by", "reviewed_at", "note")
+LISTING_FIELDS: tuple[str, ...] = (*ALERT_FIELDS, *REVIEW_FIELDS)
+
+
 def list_alerts(
     ws: Workspace, *, since: date | None = None, status: str | None = None,
     kind: str | None = None, company: str | None = None, min_severity: str | None = None,
+    open_only: bool = False, limit: int | None = None,
 ) -> pd.DataFrame:
-    """Stored alerts with the fields of the alert record (records.ALERT_FIELDS)."""
+    """Stored alerts with the fields of the alert record and their review (LISTING_FIELDS).
+
+    ``open_only`` is ``status="open"`` (what still needs a look); ``min_severity``
+    keeps that level and above; ``limit`` keeps the most recent ``limit`` alerts (by
+    first anomalous day), listed oldest first like every listing. The review
+    timestamps are UTC-aware, so no export can mistake them for local time.
+    """
     if status is not None and status not in STATUSES:
         raise InputError(f"--status: {status!r} is not one of {', '.join(STATUSES)}")
+    if open_only and status not in (None, "open"):
+        raise InputError(f"--open lists open alerts; it contradicts --status {status}")
     if kind is not None and kind not in KINDS:
         raise InputError(f"--kind: {kind!r} is not one of {', '.join(KINDS)}")
-    frame = alert_store.query(ws.store, since=since, status=status, kind=kind,
+    if min_severity is not None and min_severity not in SEVERITY_RANK:
+        raise InputError(f"--severity: {min_severity!r} is not one of "
+                         f"{', '.join(SEVERITY_RANK)}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit: {limit} must be 1 or more")
+    levels = None if min_severity is None else [
+        s for s, rank in SEVERITY_RANK.items() if rank >= SEVERITY_RANK[min_severity]]
+    frame = alert_store.query(ws.store, since=since, status="open" if open_only else status,
+                              kind=kind, severities=levels, limit=limit,
                               company_id=ws.store.company_id(company) if company else None)
     if frame.empty:
-        return pd.DataFrame(columns=list(ALERT_FIELDS))
-    if min_severity is not None:
-        frame = frame[frame["severity"].map(SEVERITY_RANK) >= SEVERITY_RANK[min_severity]]
+        return pd.DataFrame(columns=list(LISTING_FIELDS))
     frame["change_pct"] = frame["change_pct"].round(2)
     frame["score"] = frame["score"].round(2)
-    return frame[list(ALERT_FIELDS)].reset_index(drop=True)
+    for col in ("notified_at", "reviewed_at"):
+        frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC")
+    return frame[list(LISTING_FIELDS)].reset_index(drop=True)
 
 
-def set_status(ws: Workspace, ids: list[int], status: str, note: str | None = None) -> int:
-    """Mark alerts reviewed (acknowledged, dismissed, resolved) or reopen them."""
+def set_status(ws: Workspace, ids: list[int], status: str, note: str | None = None,
+               author: str | None = None) -> int:
+    """Mark alerts reviewed (acknowledged, dismissed, resolved) or reopen them.
+
+    The review records its author (by default the OS user, as ``tracker review``
+    without ``--author``) and time, so a listing says who decided and when.
+    """
     if status not in STATUSES:
         raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    return alert_store.set_status(ws.store, ids, status, note)
+    return alert_store.set_status(ws.store, ids, status, note, checked_author(author))
 
 
 # -- history: what changed, and the state alerts had on a past day -----------------------

@@ -484,21 +484,32 @@ def detect_cmd(
         emit(shown, fmt.value)
 
 
+Severity = StrEnum("Severity", {s: s for s in ("info", "warning", "critical")})  # type: ignore[misc]
+
+
 @app.command("alerts")
 def alerts_cmd(
     ctx: typer.Context,
     since: Annotated[str | None, typer.Option(help="Alerts from this day on")] = None,
     status: Annotated[Status | None, typer.Option(help="Only this status")] = None,
+    open_only: Annotated[bool, typer.Option(
+        "--open", help="Only open alerts (not yet reviewed)")] = False,
     kind: Annotated[Kind | None, typer.Option(help="Only this kind")] = None,
     company: Annotated[str | None, typer.Option(help="Only this company")] = None,
+    severity: Annotated[Severity | None, typer.Option(
+        help="Only this severity and above")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Only the N most recent alerts", metavar="N")] = None,
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
-    """List stored alerts with the fields of the alert record."""
+    """List stored alerts: the alert record, when it was notified, who reviewed it and
+    when, and the note."""
     from tracker.alerts import list_alerts
 
     frame = list_alerts(_workspace(ctx), since=parse_day(since, "--since"),
-                        status=status.value if status else None,
-                        kind=kind.value if kind else None, company=company)
+                        status=status.value if status else None, open_only=open_only,
+                        kind=kind.value if kind else None, company=company,
+                        min_severity=severity.value if severity else None, limit=limit)
     emit(frame, fmt.value)
 
 
@@ -508,12 +519,66 @@ def review_cmd(
     ids: Annotated[list[int], typer.Argument(help="Alert ids (see 'tracker alerts')")],
     status: Annotated[Status, typer.Option(help="New status")] = Status.acknowledged,
     note: Annotated[str | None, typer.Option(help="A note kept with the alert")] = None,
+    author: Annotated[str | None, typer.Option(
+        help="Who reviewed (default: the OS user)")] = None,
 ) -> None:
     """Mark alerts reviewed: acknowledged, dismissed, resolved (or open again)."""
     from tracker.alerts import set_status
 
-    count = set_status(_workspace(ctx), sorted(set(ids)), status.value, note)
+    count = set_status(_workspace(ctx), sorted(set(ids)), status.value, note, author)
     typer.echo(f"{count} alert(s) marked {status.value}")
+
+
+silence_app = typer.Typer(no_args_is_help=True,
+                          help="Mute a company's or a kind's alerts until a day.")
+app.add_typer(silence_app, name="silence")
+
+
+@silence_app.command("add")
+def silence_add_cmd(
+    ctx: typer.Context,
+    until: Annotated[str, typer.Option(
+        help="Last day silenced, YYYY-MM-DD (inclusive)", metavar="DAY")],
+    note: Annotated[str, typer.Option(help="Why (kept with the silence)", metavar="TEXT")],
+    company: Annotated[str | None, typer.Argument(
+        help="Company id, name or alias (omit to silence a --kind everywhere)")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Only alerts of this kind")] = None,
+    author: Annotated[str | None, typer.Option(help="Who (default: the OS user)")] = None,
+) -> None:
+    """Silence alerts: not notified, not in tracker run's exit code, still listed."""
+    from tracker.silences import add_silence
+
+    day = parse_day(until, "--until")
+    assert day is not None
+    made = add_silence(_workspace(ctx), company=company, kind=kind.value if kind else None,
+                       until=day, note=note, author=author)
+    what = " ".join(p for p in (made.company, made.kind and f"{made.kind} alerts") if p)
+    typer.echo(f"silence {made.id}: {what} silenced through {made.until} by {made.author}")
+
+
+@silence_app.command("list")
+def silence_list_cmd(
+    ctx: typer.Context,
+    active: Annotated[bool, typer.Option("--active", help="Only active silences")] = False,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """List silences, active and expired."""
+    from tracker.silences import list_silences
+
+    emit(list_silences(_workspace(ctx), active_only=active), fmt.value)
+
+
+@silence_app.command("remove")
+def silence_remove_cmd(
+    ctx: typer.Context,
+    silence_id: Annotated[int, typer.Argument(metavar="ID",
+                                              help="Silence id (see 'tracker silence list')")],
+) -> None:
+    """Remove a silence: its alerts notify again while they are fresh."""
+    from tracker.silences import remove_silence
+
+    gone = remove_silence(_workspace(ctx), silence_id)
+    typer.echo(f"silence {gone.id} removed")
 
 
 @app.command("plot")

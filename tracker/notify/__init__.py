@@ -6,7 +6,8 @@ covers both today's alerts and the retry of yesterday's failed send:
 
     open alerts, not yet notified (``notified_at`` is null), first detected within
     ``[alerts] fresh_days`` of the run's day (older ones are backfill), at or above
-    each notifier's ``min_severity`` and matching its ``companies`` / ``kinds``.
+    each notifier's ``min_severity`` and matching its ``companies`` / ``kinds``,
+    and covered by no silence (``tracker silence``).
 
 Delivery is recorded only after a successful send: per notifier in a small state
 table (so a broken email server never makes the working webhook repeat itself), and
@@ -130,11 +131,14 @@ def build_notifiers(
 
 
 def pending_alerts(ws: Workspace, day: date) -> list[Alert]:
-    """Open alerts not yet notified whose detected_on is within fresh_days of ``day``."""
+    """Open alerts not yet notified whose detected_on is within fresh_days of ``day``,
+    and that no silence covers (``tracker.silences``): a silenced alert is held, not
+    marked notified, so removing its silence releases it while it is still fresh."""
+    from tracker.silences import unsilenced
     from tracker.store import notifications as store
 
     since = day - timedelta(days=ws.settings.alerts.fresh_days)
-    return store.pending_alerts(ws.store, since, day)
+    return unsilenced(ws, store.pending_alerts(ws.store, since, day))
 
 
 def send_notifications(

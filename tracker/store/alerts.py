@@ -290,13 +290,18 @@ def moves_since(store: Store, day: date) -> pd.DataFrame:
 
 
 def query(store: Store, *, since: date | None = None, status: str | None = None,
-          kind: str | None = None, company_id: str | None = None) -> pd.DataFrame:
-    """Stored alerts with company, metric and source names, by date then id."""
+          kind: str | None = None, company_id: str | None = None,
+          severities: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+    """Stored alerts with company, metric and source names, by date then id.
+
+    ``severities`` keeps only those levels; ``limit`` keeps the last ``limit`` alerts
+    of that order (the most recent), still returned oldest first. Both are applied in
+    SQL, so a listing of the latest ten reads ten rows, not the whole table.
+    """
     q = (select(alerts, series.c.company_id.label("company"), series.c.metric,
                 sources.c.name.label("source"))
          .join(series, series.c.id == alerts.c.series_id)
-         .join(sources, sources.c.id == alerts.c.source_id)
-         .order_by(alerts.c.date, alerts.c.id))
+         .join(sources, sources.c.id == alerts.c.source_id))
     if since is not None:
         q = q.where(alerts.c.date >= since)
     if status is not None:
@@ -305,12 +310,21 @@ def query(store: Store, *, since: date | None = None, status: str | None = None,
         q = q.where(alerts.c.kind == kind)
     if company_id is not None:
         q = q.where(series.c.company_id == company_id)
+    if severities is not None:
+        q = q.where(alerts.c.severity.in_(list(severities)))
+    if limit is not None:
+        q = q.order_by(alerts.c.date.desc(), alerts.c.id.desc()).limit(limit)
+    else:
+        q = q.order_by(alerts.c.date, alerts.c.id)
     with store.reading("listing alerts") as conn:
-        return pd.DataFrame(conn.execute(q).mappings().all())
+        rows = conn.execute(q).mappings().all()
+    return pd.DataFrame(rows[::-1] if limit is not None else rows)
 
 
-def set_status(store: Store, ids: list[int], status: str, note: str | None = None) -> int:
-    """Set the review status (and note) of alerts; every id must exist."""
+def set_status(store: Store, ids: list[int], status: str, note: str | None = None,
+               author: str | None = None) -> int:
+    """Set the review status (and note) of alerts, recording who (``author``) and when
+    (``reviewed_at``, UTC); every id must exist."""
     with store.transaction("updating alerts") as conn:
         known = set(conn.execute(select(alerts.c.id).where(
             alerts.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids}).scalars())
@@ -318,7 +332,11 @@ def set_status(store: Store, ids: list[int], status: str, note: str | None = Non
         if missing:
             raise NotFoundError(f"no alert with id {', '.join(map(str, missing))} "
                                 "(see 'tracker alerts')")
-        values: dict[str, object] = {"status": status, "updated_at": now_utc()}
+        stamp = now_utc()
+        values: dict[str, object] = {"status": status, "updated_at": stamp,
+                                     "reviewed_at": stamp}
+        if author is not None:
+            values["reviewed_by"] = author
         if note is not None:
             values["note"] = note
         conn.execute(update(alerts).where(alerts.c.id.in_(bindparam("ids", expanding=True)))
