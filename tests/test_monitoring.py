@@ -229,19 +229,42 @@ def test_a_failed_source_makes_the_run_a_warning_and_pings_1(
     assert (record.status, record.details["exit_code"]) == ("ok", 1)
 
 
-def test_a_run_without_a_source_fails_pings_3_and_never_starts(
+def test_a_run_of_disabled_sources_fails_pings_3_and_creates_nothing(
+    tmp_path: Path, heartbeat: HeartbeatServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project(tmp_path, None, sources=FILES + "enabled = false\n",
+            run=f'heartbeat_url = "{heartbeat.url}"')
+    monkeypatch.chdir(tmp_path)
+    assert main(["run"]) == 3
+    assert capsys.readouterr().out == (
+        "UNKNOWN: run failed: nothing to collect: every source is disabled (enabled = false) "
+        f"in {tmp_path / 'config.toml'}: files\n")
+    assert heartbeat.paths() == ["/3"]  # no /start: the run did not start
+    assert not (tmp_path / "data").exists() and not (tmp_path / "reports").exists()
+
+
+def test_the_scheduler_refuses_to_serve_without_a_source(
+    tmp_path: Path, sqlite_url: str, workspaces: list[Workspace]
+) -> None:
+    from tracker.errors import ConfigError
+    from tracker.schedule import serve
+
+    ws = open_ws(project(tmp_path, sqlite_url, sources=""), workspaces)
+    with pytest.raises(ConfigError, match="nothing to collect: no source is configured in "):
+        serve(ws, stop_event=threading.Event())
+    assert run_records(ws) == []
+
+
+def test_a_library_run_without_sources_is_a_detection_run(
     tmp_path: Path, sqlite_url: str, heartbeat: HeartbeatServer, workspaces: list[Workspace]
 ) -> None:
-    disabled = FILES + "enabled = false\n"
-    ws = open_ws(project(tmp_path, sqlite_url, sources=disabled,
+    """Notebooks run the job over imported data; only the commands refuse it."""
+    ws = open_ws(project(tmp_path, sqlite_url, sources="",
                          run=f'heartbeat_url = "{heartbeat.url}"'), workspaces)
     result = run_once(ws, TODAY, steps=[])
-    assert result.exit_code == 3
-    assert result.summary() == (
-        "UNKNOWN: run failed: nothing to collect: every source is disabled (enabled = false) "
-        f"in {tmp_path / 'config.toml'}: files")
-    assert heartbeat.paths() == ["/3"]  # no /start: the run did not start
-    assert run_records(ws) == []
+    assert result.exit_code == 0 and "from 0 source(s)" in result.summary()
+    assert heartbeat.paths() == ["/start", "/0"]
 
 
 # -- a run or collect of nothing, on the real CLI ---------------------------------------

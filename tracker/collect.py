@@ -71,27 +71,36 @@ class CollectResult:
 
 
 def enabled_sources(settings: Settings, only: list[str] | None = None) -> list[str]:
-    """The sources a collection would run (all enabled ones, or the named ones).
-
-    None is a ConfigError naming the config file read (or that none was found): a
-    run that collects nothing must not report "OK, 0 new observations", and it
-    must say so before anything (a database, a report folder) is created. Checked
-    from settings alone, so the CLI can ask before it opens the store.
-    """
+    """The sources a collection runs: every enabled one, or the named ones that are
+    enabled; unknown names are an InputError. May be empty (see require_sources)."""
     configured = settings.sources
     if only:
         unknown = sorted(set(only) - configured.keys())
         if unknown:
             raise InputError(f"unknown source(s) {', '.join(unknown)}; configured: "
                              f"{', '.join(sorted(configured)) or 'none'}")
-    wanted = [n for n in configured if not only or n in only]
-    names = [n for n in wanted if configured[n].get("enabled", True)]
+    return [n for n in configured
+            if (not only or n in only) and configured[n].get("enabled", True)]
+
+
+def require_sources(settings: Settings, only: list[str] | None = None) -> list[str]:
+    """enabled_sources, where none is a ConfigError naming the config file read (or
+    that none was found).
+
+    For ``tracker run``, ``collect`` and ``schedule``: a job that collects nothing
+    must not report "OK, 0 new observations", and it must say so before anything (a
+    database, a report folder) is created, so this needs settings alone. The library's
+    :func:`collect` and :func:`tracker.job.run_once` do not ask: a notebook may run
+    detection and notification over imported data with no source configured.
+    """
+    names = enabled_sources(settings, only)
     if names:
         return names
+    configured = settings.sources
     where = (f"in {settings.config_path}" if settings.config_path is not None
              else f"(no config.toml found in {settings.base_dir}; pass --config PATH)")
     if only:
-        raise ConfigError(f"nothing to collect: source(s) {', '.join(wanted)} are disabled "
+        raise ConfigError(f"nothing to collect: source(s) {', '.join(only)} are disabled "
                           f"(enabled = false) {where}")
     if configured:
         raise ConfigError(f"nothing to collect: every source is disabled (enabled = false) "
@@ -101,7 +110,7 @@ def enabled_sources(settings: Settings, only: list[str] | None = None) -> list[s
 
 
 def build_sources(ws: Workspace, only: list[str] | None = None) -> list[Source]:
-    """Instantiate the enabled sources (all, or the named ones); see enabled_sources."""
+    """Instantiate the enabled sources (all, or the named ones)."""
     configured = ws.settings.sources
     names = set(enabled_sources(ws.settings, only))
     built = []
@@ -283,4 +292,4 @@ def collect(ws: Workspace, day: date | None = None, only: list[str] | None = Non
 
 
 __all__ = ["CollectResult", "SourceError", "SourceOutcome", "build_sources", "collect",
-           "enabled_sources"]
+           "enabled_sources", "require_sources"]

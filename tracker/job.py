@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from tracker.collect import CollectResult, collect, enabled_sources
+from tracker.collect import CollectResult, collect
 from tracker.errors import LockHeldError, TrackerError
 from tracker.records import Alert, StepOutcome
 from tracker.store import runs as run_ops
@@ -219,13 +219,14 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
     Heartbeats: ``/start`` once the run holds the lease (a run refused by the lock
     pings nothing: the holder reports for itself, and a ``/start`` without its end
     would page), ``/<exit code>`` when it is over, including a run that could not
-    start for want of a source or a database.
+    start for want of a database. A workspace without sources is a detection-only
+    run here (notebooks run the job over imported data); ``tracker run`` and
+    ``tracker schedule`` refuse it first (``collect.require_sources``).
     """
     day = day or ws.today()
     result = RunResult(None, day)
     beat = Heartbeat(ws.settings.run.heartbeat_url)
     try:
-        enabled_sources(ws.settings)  # nothing to collect: failed, not "OK, 0 new"
         owner, stop = _hold_lease(ws)
     except LockHeldError as exc:
         result.error = str(exc)

@@ -34,6 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from tracker.collect import require_sources
 from tracker.config import ScheduleSettings
 from tracker.job import EXIT_CRITICAL, EXIT_FAILED, EXIT_OK, EXIT_WARNING, RunResult, run_once
 from tracker.store import run_history
@@ -171,8 +172,10 @@ def serve(ws: Workspace, *, stop_event: threading.Event | None = None,
     Blocks. ``trigger`` replaces the daily cron trigger (tests use a short interval).
     Each run's summary line is logged (INFO when OK, WARNING for new alerts, ERROR
     when the run failed) and passed to ``on_result``. Raises StoreError when the
-    database cannot be read at start-up.
+    database cannot be read at start-up, and ConfigError when no source is enabled:
+    a scheduler that collects nothing would report a healthy job every day.
     """
+    require_sources(ws.settings)
     schedule = ws.settings.schedule
     trigger = trigger or daily_trigger(schedule)
     stop = stop_event or threading.Event()
