@@ -357,9 +357,9 @@ def collect_cmd(
     = None,
 ) -> None:
     """Run every configured source once and store what they return."""
-    from tracker.collect import collect, enabled_sources
+    from tracker.collect import collect, require_sources
 
-    enabled_sources(_settings(ctx), source)  # nothing to collect: exit 3, nothing created
+    require_sources(_settings(ctx), source)  # nothing to collect: exit 3, nothing created
     result = collect(_workspace(ctx), parse_day(day, "--day"), source)
     for o in result.outcomes:
         line = f"{o.source}: {o.status}, {o.ok:,} observations ({o.inserted:,} new)"
@@ -378,12 +378,12 @@ def run_cmd(
     day: Annotated[str | None, typer.Option(help="Day to run for (default: today)")] = None,
 ) -> int:
     """The main job: collect, detect, alert, notify, report; exit 0/1/2/3 like Nagios."""
-    from tracker.collect import enabled_sources
+    from tracker.collect import require_sources
     from tracker.job import EXIT_FAILED as RUN_FAILED
     from tracker.job import ping_failure, run_once
 
     try:
-        enabled_sources(_settings(ctx))  # before the store: a run of nothing creates nothing
+        require_sources(_settings(ctx))  # before the store: a run of nothing creates nothing
         ws = _workspace(ctx)
     except TrackerError as exc:  # cron reads stdout and the exit code: say UNKNOWN there too
         line = f"UNKNOWN: run failed: {exc}"
