@@ -159,6 +159,20 @@ def test_a_silenced_alert_is_not_sent_and_is_released_when_the_silence_goes(
     assert "Apple" in receiver.posts[1].body["text"]
 
 
+def test_a_silence_holds_back_the_update_of_an_alert_that_paged(
+    ws: Workspace, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
+    run_once(ws, PURGE)  # pages the provisional drops of Apple and Amazon
+    assert len(receiver.posts) == 1
+    add_silence(ws, company="apple", until=soon(ws), note="we know, stop")
+    for day in (date(2022, 10, 12), date(2022, 10, 13), date(2022, 10, 14)):
+        run_once(ws, day)  # the drops are confirmed: one update, Amazon's only
+    updates = [p.body["text"] for p in receiver.posts[1:]]
+    assert len(updates) == 1, updates
+    assert "Amazon" in updates[0] and "Apple" not in updates[0]
+
+
 def test_a_silenced_critical_does_not_page(
     ws: Workspace, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:

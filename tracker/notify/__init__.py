@@ -252,10 +252,12 @@ def _delivered(alerts: list[Alert], wanted: Mapping[str, list[Alert]],
 def pending_updates(ws: Workspace, day: date) -> list[Alert]:
     """Notified alerts whose verdict changed since their notification (confirmed, a
     glitch, withdrawn, found again): each is sent once, as an update, like
-    Alertmanager's "resolved". Their ``previous_*`` fields say what was notified."""
+    Alertmanager's "resolved". Their ``previous_*`` fields say what was notified.
+    A silence holds updates back too: it is how an operator says "stop telling me"."""
+    from tracker.silences import unsilenced
     from tracker.store import alerts as alert_store
 
-    return alert_store.pending_updates(ws.store, day)
+    return unsilenced(ws, alert_store.pending_updates(ws.store, day))
 
 
 def as_notified(update: Alert) -> Alert:
