@@ -87,6 +87,7 @@ def test_import_companies_show_export(project: Path) -> None:
 def test_user_mistakes_give_one_clear_line_and_exit_3(
     project: Path, args: tuple[str, ...], message: str
 ) -> None:
+    assert tracker("db", "upgrade", cwd=project).returncode == 0  # a store to read
     proc = tracker(*args, cwd=project)
     assert proc.returncode == 3
     assert message in proc.stderr
@@ -201,7 +202,7 @@ def test_help_loads_nothing_heavy(project: Path) -> None:
 
 def test_status_on_an_up_to_date_database_skips_alembic_and_plotting(project: Path) -> None:
     assert tracker("db", "upgrade", cwd=project).returncode == 0
-    code = "from tracker.cli import main\nassert main(sys.argv[1:]) == 0"
+    code = "from tracker.cli import main\nassert main(sys.argv[1:]) == 2"  # no run yet: CRITICAL
     loaded = imported_after(code, "status", cwd=project)
     assert "sqlalchemy" in loaded  # the probe works: status did open the store
     # pandas and numpy too: the store and the configured source's module (loaded to

@@ -171,7 +171,7 @@ def test_missing_folder_is_a_failed_source_not_a_crash(
     assert result.failed_sources == ["gone"]
     with ws.store.reading() as conn:
         assert conn.execute(select(runs.c.status).where(runs.c.id == result.run_id)
-                            ).scalar_one() == "ok"  # one of two sources failed: not the run
+                            ).scalar_one() == "failed"  # collect exits 3 when a source failed
 
 
 # -- http_json against a real local server ----------------------------------------

@@ -306,3 +306,10 @@ def test_a_monthly_trend_change_is_a_drift_dated_at_the_bend() -> None:
                               index=idx))
     assert out[["series", "kind"]].values.tolist() == [["bent", "drift_down"]]
     assert abs((out.date[0] - idx[24]).days) <= 62 and out.detected_on[0] > idx[26]
+
+
+def test_a_matrix_with_nothing_known_yet_has_no_anomalies() -> None:
+    idx = pd.date_range("2022-01-01", periods=5, freq="D")
+    m = pd.DataFrame({"a": [np.nan] * 5, "b": [np.nan] * 4 + [5.0]}, index=idx)
+    assert detect(m).empty
+    assert detect_day(m, idx[-1]).empty

@@ -128,7 +128,7 @@ def test_a_sigkilled_run_is_abandoned_and_the_next_run_takes_over_at_once(
 
     shown = tracker("--config", str(cfg), "status", cwd=tmp_path)
     no_traceback(shown)
-    assert shown.returncode == 0
+    assert shown.returncode == 2  # CRITICAL: the last run was abandoned
     assert shown_status(shown.stdout, killed.id) == "abandoned", shown.stdout
     recent = recent_runs_part(shown.stdout)
     assert f"pid {proc.pid} on host {HOST}" in recent and "no longer running" in recent

@@ -268,7 +268,7 @@ def test_existing_databases_keep_their_ids(run, sqlite_url: str, tmp_path: Path)
     Before, 'Sony ソニー' and '東京 2' became 'sony' and '2' (the ASCII fold dropped
     the rest). Such a database must go on filing new rows under those ids.
     """
-    assert run(sqlite_url, "companies")[0] == 0  # creates and migrates the database
+    assert run(sqlite_url, "db", "upgrade")[0] == 0  # creates and migrates the database
     engine = create_engine(sqlite_url)
     with engine.begin() as conn:
         conn.execute(insert(companies), [

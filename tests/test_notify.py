@@ -594,3 +594,30 @@ def test_webhook_caps_escaped_text_without_splitting_an_entity() -> None:
     section = body["blocks"][1]["text"]["text"]
     assert len(header) <= 150 and header.endswith("&lt;…")
     assert len(section) <= 3000 and section.endswith("…")
+
+
+def test_each_message_links_the_days_report_when_base_url_is_set(
+        purge_ws: Workspace, receiver: Receiver, smtp_server: Mailbox,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker.config import ReportSettings
+
+    monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
+    ws = with_notify(purge_ws, {"slack": webhook(), "mail": mail(smtp_server)})
+    ws = Workspace(ws.settings.model_copy(update={"report": ReportSettings(
+        base_url="https://reports.example.org/tracker/")}), ws.store)
+    run_once(ws, PURGE)
+    link = "https://reports.example.org/tracker/2022-10-11/index.html"
+    body = receiver.posts[0].body
+    assert f"Report: {link}" in body["text"]
+    assert any(f"Report: {link}" in e["text"] for b in body["blocks"] if b["type"] == "context"
+               for e in b["elements"])
+    (envelope,) = smtp_server.messages
+    msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert f"Report: {link}" in msg.get_body(("plain",)).get_content()
+    assert f'href="{link}"' in msg.get_body(("html",)).get_content()
+
+
+def test_no_base_url_no_link(receiver: Receiver) -> None:
+    hook = WebhookNotifier.from_config("slack", webhook(), {"TEST_HOOK_URL": receiver.url})
+    hook.send([APPLE], NotifyContext(PURGE))
+    assert "Report:" not in json.dumps(receiver.posts[0].body)

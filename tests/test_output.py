@@ -519,6 +519,7 @@ def test_run_whose_report_folder_is_a_file_is_one_summary_line(project: Path) ->
 
 
 def test_export_to_a_missing_folder(project: Path) -> None:
+    assert tracker("db", "upgrade", cwd=project).returncode == 0  # export reads a store
     proc = tracker("export", "-o", "no/such/out.csv", cwd=project)
     assert proc.returncode == 3
     assert one_error_line(proc.stderr) == (

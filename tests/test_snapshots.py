@@ -211,10 +211,6 @@ def test_a_collected_at_column_gives_each_row_its_time(store: Store, tmp_path: P
         import_file(store, path, ImportOptions(collected_at=datetime(2022, 10, 1)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tracker/store/core.py _APPEND_SQL compares a row with the latest value of all, not "
-    "the latest known at its own collected_at (needs 'AND o.collected_at <= :ts'), so a "
-    "revision history imported again collides with its own later revisions"))
 def test_a_history_imported_again_adds_nothing(store: Store, tmp_path: Path) -> None:
     """Idempotence holds for files of the past too: the 2022-10-10 count (5) is again
     compared with what was known on 2022-10-10 (5), not with the later correction (6)."""

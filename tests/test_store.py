@@ -298,6 +298,7 @@ def test_concurrent_imports_store_each_value_once(db_url: str, tmp_path: Path) -
 
 
 def test_concurrent_first_use_migrates_once(db_url: str) -> None:
-    cmd = [sys.executable, "-m", "tracker", "--db", db_url, "companies"]
+    # a command that may create the store: read commands refuse a missing one
+    cmd = [sys.executable, "-m", "tracker", "--db", db_url, "db", "upgrade"]
     results = _parallel([cmd, cmd, cmd])
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]

@@ -320,10 +320,9 @@ def show_cmd(
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
     """Show one company's daily series with day-over-day change."""
-    frame = _workspace(ctx).series(
-        company, metric=metric, source=source, since=parse_day(since, "--since"),
-        known_at=parse_timestamp(known_at, "--known-at"),
-    )
+    first, known = parse_day(since, "--since"), parse_timestamp(known_at, "--known-at")
+    frame = _workspace(ctx).series(company, metric=metric, source=source, since=first,
+                                   known_at=known)
     frame["change_pct"] = frame["change_pct"].round(2)
     emit(frame[["as_of", "source", "value", "change_pct"]], fmt.value)
 
@@ -401,8 +400,10 @@ def schedule_cmd(ctx: typer.Context) -> None:
     """Run the main job daily at [schedule] daily_at until SIGTERM or Ctrl-C."""
     import logging
 
+    from tracker.collect import require_sources
     from tracker.schedule import describe_next, serve
 
+    require_sources(_settings(ctx))  # before a database is opened (or created)
     ws = _workspace(ctx)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

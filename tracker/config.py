@@ -130,7 +130,9 @@ class ScheduleSettings(_Strict):
 
 class RunSettings(_Strict):
     heartbeat_url: str | None = Field(
-        None, description="Pinged after each successful run; URL + '/fail' after a failed one"
+        None,
+        description="healthchecks.io-style ping URL: URL/start when a run starts, "
+        "URL/<exit code> when it ends",
     )
     stale_days: int = Field(
         3, ge=1, description="A company with no observation for this many days is reported stale"

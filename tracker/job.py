@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from tracker import silences as silence_ops
 from tracker.collect import CollectResult, collect
 from tracker.errors import LockHeldError, TrackerError
 from tracker.records import Alert, StepOutcome
@@ -56,11 +57,19 @@ class RunResult:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    #: fresh alerts a silence covers (``tracker.silences``): stored, not paged
+    silenced: list[Alert] = field(default_factory=list)
 
     @property
     def fresh_alerts(self) -> list[Alert]:
         """New alerts that are news (not backfill of old history)."""
         return [a for a in self.new_alerts if a.fresh]
+
+    @property
+    def paging_alerts(self) -> list[Alert]:
+        """Fresh alerts no silence covers: what the exit code and the summary count."""
+        muted = {id(a) for a in self.silenced}
+        return [a for a in self.fresh_alerts if id(a) not in muted]
 
     @property
     def exit_code(self) -> int:
@@ -69,7 +78,7 @@ class RunResult:
         must hear it even on a day without alerts."""
         if self.error is not None:
             return EXIT_FAILED
-        severities = {a.severity for a in self.fresh_alerts}
+        severities = {a.severity for a in self.paging_alerts}
         if "critical" in severities:
             return EXIT_CRITICAL
         if "warning" in severities or (self.collected and self.collected.failed_sources):
@@ -82,8 +91,8 @@ class RunResult:
         if self.error is not None:
             return f"{label}: run failed: {self.error}"
         c = self.collected
-        crit = sum(a.severity == "critical" for a in self.fresh_alerts)
-        warn = sum(a.severity == "warning" for a in self.fresh_alerts)
+        crit = sum(a.severity == "critical" for a in self.paging_alerts)
+        warn = sum(a.severity == "warning" for a in self.paging_alerts)
         backfill = len(self.new_alerts) - len(self.fresh_alerts)
         parts = [f"{label}: {self.day}"]
         if c is not None:
@@ -99,6 +108,8 @@ class RunResult:
                 parts.append(f"{companies} company {'fetch' if companies == 1 else 'fetches'}"
                              " failed")
         parts.append(f"{crit} new critical, {warn} new warning alert(s)")
+        if self.silenced:
+            parts.append(f"{len(self.silenced)} new alert(s) silenced (tracker silence list)")
         if backfill:
             parts.append(f"{backfill} alert(s) about older history stored (tracker alerts)")
         parts += self.notes
@@ -250,6 +261,8 @@ def run_once(ws: Workspace, day: date | None = None, steps: list[Step] | None = 
             # the detection step still hands over rows as dicts; records from here on
             result.new_alerts += [a if isinstance(a, Alert) else Alert.from_mapping(a)
                                   for a in produced]
+        fresh = result.fresh_alerts
+        result.silenced = [fresh[i] for i in sorted(silence_ops.silenced(ws, fresh))]
         outcomes = result.collected.outcomes
         if outcomes and all(o.status == "failed" for o in outcomes):
             # detection still ran on what was stored, but no new data came in: the

@@ -167,7 +167,11 @@ def send_notifications(
     wanted_updates = {n.instance: [u for u in updates if n.wants(as_notified(u), default)]
                       for n in notifiers}
     sent_before = store.sent_fingerprints(ws.store, [n.instance for n in notifiers])
-    context = NotifyContext(day=day, run_id=run_id, environ=env)
+    from tracker.report import report_url  # pandas: not at import time
+
+    # notify runs before the report is written, but its address depends on the day only
+    context = NotifyContext(day=day, run_id=run_id, environ=env,
+                            report_url=report_url(ws.settings, day))
     has = dict(sent_before)
     try:
         for notifier in notifiers:

@@ -67,6 +67,8 @@ class NotifyContext:
     day: date
     run_id: int | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
+    #: The day's HTML report (``[report] base_url``), linked from each message; None if unset.
+    report_url: str | None = None
 
 
 class Notifier(ABC):

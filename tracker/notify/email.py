@@ -65,6 +65,7 @@ _HTML = Environment(autoescape=True, undefined=StrictUndefined).from_string("""\
 {% endfor %}</table>
 {% if more %}<p>and {{ more }} more: <code>tracker alerts --since {{ since }}</code></p>{% endif %}
 {% for note in notes %}<p>{{ note }}</p>{% endfor %}
+{% if report_url %}<p><a href="{{ report_url }}">The day's report</a></p>{% endif %}
 <p style="color: #666; font-size: 12px">Review with <code>tracker alerts</code> and mark them
 with <code>tracker review ID</code>.</p>
 </body></html>
@@ -135,7 +136,8 @@ def build_message(
     text = [f"tracker: {title}", "", *(f"- {alert_line(a)}" for a in shown)]
     if more:
         text.append(f"- and {more} more: tracker alerts --since {since}")
-    text += ["", *notes, "", "Review with `tracker alerts`, mark with `tracker review ID`."]
+    link = [f"Report: {context.report_url}"] if context.report_url else []
+    text += ["", *notes, *link, "", "Review with `tracker alerts`, mark with `tracker review ID`."]
     msg = EmailMessage()
     msg["Subject"] = f"{settings.subject_prefix} {title}".strip()
     msg["From"] = settings.sender
@@ -144,7 +146,8 @@ def build_message(
     msg["Message-ID"] = make_msgid(domain=settings.sender.rpartition("@")[2] or None)
     msg.set_content("\n".join(text) + "\n")
     msg.add_alternative(_HTML.render(title=title, alerts=_rows(shown), more=more, since=since,
-                                     notes=notes), subtype="html")
+                                     notes=notes, report_url=context.report_url),
+                        subtype="html")
     return msg
 
 

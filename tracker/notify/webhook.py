@@ -176,12 +176,16 @@ def build_payload(
     if rest > 0:
         notes.append(f"and {rest} more: `tracker alerts --since "
                      f"{min(day_text(a.date) for a in items)}`")
+    if context.report_url:
+        notes.append(f"Report: {context.report_url}")  # escaped later: no <link|text>
     if notes:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": n} for n in notes[:10]]})
     text_lines = [f"tracker: {title}", *(alert_line(a) for a in shown)]
     if rest > 0:
         text_lines.append(f"and {rest} more (tracker alerts)")
+    if context.report_url:
+        text_lines.append(f"Report: {context.report_url}")
     payload: dict[str, Any] = _slack_safe({"text": "\n".join(text_lines), "blocks": blocks})
     if include_alerts:  # records for machines: exact values, as every JSON output
         payload["alerts"] = [_record(a) for a in items]

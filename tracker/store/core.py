@@ -45,6 +45,8 @@ class WriteResult:
         return self.received - self.inserted
 
 
+#: A row is new when it differs from the value known at its own collection time (not
+#: the latest overall): an older snapshot imported again adds nothing.
 _APPEND_SQL = """
 INSERT INTO observations (series_id, source_id, as_of, value, collected_at, run_id)
 SELECT s.series_id, s.source_id, s.as_of, s.value, :ts, :run
@@ -52,6 +54,7 @@ FROM staging_obs s
 WHERE COALESCE((
     SELECT o.value FROM observations o
     WHERE o.series_id = s.series_id AND o.source_id = s.source_id AND o.as_of = s.as_of
+      AND o.collected_at <= :ts
     ORDER BY o.collected_at DESC LIMIT 1), -1) <> s.value
 ORDER BY s.series_id, s.source_id, s.as_of
 """
