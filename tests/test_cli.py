@@ -288,3 +288,14 @@ def test_status_tables_print_as_their_frames(
     emit_rows(STALE_COLUMNS, report.stale_rows, types={"last_day": date, "days_since": int})
     assert capsys.readouterr().out == expected
     assert str(report.stale["days_since"].dtype) == "Int64"
+
+
+def test_help_shows_config_names_and_no_python_types(project: Path) -> None:
+    """Help text is plain: '[schedule] daily_at' is config, not rich markup, and flags
+    show no '<bool>'."""
+    top = tracker("--help", cwd=project)
+    assert "[schedule] daily_at" in top.stdout
+    imp = tracker("import", "--help", cwd=project)
+    assert imp.returncode == 0
+    assert "<bool>" not in imp.stdout, imp.stdout
+    assert "FILE..." in imp.stdout and "--skip-bad " in imp.stdout

@@ -39,13 +39,15 @@ if TYPE_CHECKING:
 
 EXIT_FAILED = 3
 
+# Plain help (no rich markup): "[schedule] daily_at" in a docstring is config, not a style.
 app = typer.Typer(
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Watch daily employee counts per company and flag moves that should not happen.",
 )
-db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+db_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 err = Console(stderr=True, highlight=False)
 
@@ -225,7 +227,8 @@ def root(
 def import_cmd(
     ctx: typer.Context,
     files: Annotated[
-        list[Path] | None, typer.Argument(help=".csv, .csv.gz, .json or .jsonl files")
+        list[Path] | None,
+        typer.Argument(metavar="FILE...", help=".csv, .csv.gz, .json or .jsonl files"),
     ] = None,
     snapshot_dir: Annotated[
         Path | None,
@@ -530,7 +533,7 @@ def review_cmd(
     typer.echo(f"{count} alert(s) marked {status.value}")
 
 
-silence_app = typer.Typer(no_args_is_help=True,
+silence_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                           help="Mute a company's or a kind's alerts until a day.")
 app.add_typer(silence_app, name="silence")
 
