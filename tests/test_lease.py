@@ -103,10 +103,13 @@ def recent_runs_part(stdout: str) -> str:
 
 def shown_status(stdout: str, run_id: int) -> str:
     """The status column of run ``run_id`` in ``tracker status``'s table."""
-    for line in recent_runs_part(stdout).splitlines():
+    lines = recent_runs_part(stdout).splitlines()
+    header = next(line for line in lines if line.startswith("id "))
+    at = header.index("status")  # text columns are left-aligned under their header
+    for line in lines:
         cells = line.split()
         if cells and cells[0] == str(run_id):
-            return cells[4]  # id, kind, started_at, finished_at (None), status
+            return line[at:].split()[0]
     raise AssertionError(f"run {run_id} not shown:\n{stdout}")
 
 

@@ -108,22 +108,33 @@ def emit(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
 
     from tracker.output import csv_text, write_file
 
+    if fmt not in ("csv", "json"):
+        rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+        text = table_text([str(c) for c in frame.columns], rows)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            write_file(output, text)
+        return
     frame = frame.copy()
     for col in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[col]):
             only_dates = (frame[col].dropna().dt.normalize() == frame[col].dropna()).all()
-            pattern = "%Y-%m-%d" if only_dates else "%Y-%m-%dT%H:%M:%S.%f"
+            # the store keeps naive UTC: say so, as ISO 8601 does, with a Z
+            pattern = "%Y-%m-%d" if only_dates else "%Y-%m-%dT%H:%M:%S.%fZ"
             frame[col] = frame[col].dt.strftime(pattern)
+        elif pd.api.types.is_float_dtype(frame[col]):
+            known = frame[col].dropna()
+            if len(known) and (known == known.round()).all() and known.abs().max() < 2**53:
+                frame[col] = frame[col].astype("Int64")  # counts: 576562, not 576562.0
         elif frame[col].dtype == object:
             frame[col] = [v.isoformat() if isinstance(v, date | datetime) else v
                           for v in frame[col]]
     if fmt == "csv":
         text = csv_text(frame)
-    elif fmt == "json":
+    else:
         text = frame.to_json(orient="records", date_format="iso", indent=1,
                              force_ascii=False) + "\n"  # names in every script, as written
-    else:
-        text = (frame.to_string(index=False, na_rep="") if len(frame) else "(nothing)") + "\n"
     if output is None:
         sys.stdout.write(text)
     else:
@@ -136,62 +147,78 @@ def emit_rows(
 ) -> None:
     """Print rows as the plain table ``emit`` prints, without importing pandas.
 
-    For start-up time (``tracker status``). Cells are int, str, date, datetime or
-    None; a column's type is inferred from its values, as pandas does for a frame of
-    these rows, or declared in ``types`` for a column pandas would hold typed (int as
-    Int64, date as dates from ``.dt.date``), which matters only for missing values.
-    The output is pandas' ``to_string`` of the same table, quirks included, so moving
-    a command to rows changes no byte of it (tests/test_cli.py compares the two):
-    ints right-aligned under a header with a leading space, datetimes as dates when
-    all are midnight, missing values blank, but "<NA>" in declared int columns,
-    "NaT" in declared date columns and "None" in a column of nothing. Declare int
-    columns that may have gaps: pandas would print them as floats.
+    For start-up time (``tracker status``): both go through :func:`table_text`, so a
+    command moved to rows changes no byte of its output. ``types`` is accepted for
+    callers that declare column types; the table needs none (a missing value is blank
+    whatever its column).
     """
-    if not rows:
-        sys.stdout.write("(nothing)\n")
-        return
-    cols = []
-    for i, name in enumerate(columns):
-        cells, numeric = _text_column([row[i] for row in rows], (types or {}).get(name))
-        header = f" {name}" if numeric else name
-        width = max(len(header), *(len(c) for c in cells))
-        cols.append([header.rjust(width), *(c.rjust(width) for c in cells)])
-    sys.stdout.write("\n".join(" ".join(line) for line in zip(*cols, strict=True)) + "\n")
+    sys.stdout.write(table_text(columns, rows))
 
 
 _ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _text_column(values: list[object], declared: type | None) -> tuple[list[str], bool]:
-    """One column's cells as pandas prints them, and whether pandas sees it as numeric."""
-    present = [v for v in values if v is not None]
-    kinds = {type(v) for v in present}
-    kind = declared or (kinds.pop() if len(kinds) == 1 else object if kinds else None)
-    if kind is None:  # nothing but None: an object column of None
-        return ["None"] * len(values), False
-    if kind is int:
-        return ["<NA>" if v is None else str(v) for v in values], True
-    if kind is datetime:
-        stamps = [v for v in present if isinstance(v, datetime)]
-        midnight = all(v == datetime.combine(v.date(), datetime.min.time()) for v in stamps)
-        pattern = "%Y-%m-%d" if midnight else "%Y-%m-%dT%H:%M:%S.%f"
-        return ["" if v is None else _strftime(v, pattern) for v in values], False
-    if kind is date:
-        # a declared date column holds NaT where pandas made dates of datetimes (but
-        # an all-missing one stays datetime, printed blank); an inferred one is blank
-        gap = "NaT" if declared and present else ""
-        return [gap if v is None else _iso(v) for v in values], False
-    if kind is str:
-        return ["" if v is None else str(v).translate(_ESCAPES) for v in values], False
-    return [_iso(v).translate(_ESCAPES) for v in values], False
+def table_text(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """The plain table every command prints: for people, not for parsing.
+
+    Numbers right-aligned (a count is a whole number, never 576562.0; other decimals
+    to two places), text left-aligned, a missing value blank (not None, NaN or NaT),
+    days as dates, times as UTC with a Z. CSV and JSON keep every value exact.
+    """
+    if not rows:
+        return "(nothing)\n"
+    cols = []
+    for i, name in enumerate(columns):
+        cells, numeric = _cells([row[i] for row in rows])
+        width = max(len(name), *(len(c) for c in cells))
+        align = str.rjust if numeric else str.ljust
+        cols.append([align(name, width), *(align(c, width) for c in cells)])
+    lines = (" ".join(line).rstrip() for line in zip(*cols, strict=True))
+    return "\n".join(lines) + "\n"
 
 
-def _strftime(value: object, pattern: str) -> str:
-    return value.strftime(pattern) if isinstance(value, date) else str(value)
+def _missing(value: object) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, NaT, pd.NA
+    except (TypeError, ValueError):
+        return False
 
 
-def _iso(value: object) -> str:
-    return value.isoformat() if isinstance(value, date) else str(value)
+def _cells(values: list[object]) -> tuple[list[str], bool]:
+    """One column's cells as text, and whether it is numeric (right-aligned)."""
+    present = [v for v in values if not _missing(v)]
+    numeric = bool(present) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+    if numeric:
+        whole = all(float(v).is_integer() for v in present)
+        return ["" if _missing(v) else (str(int(v)) if whole else f"{v:.2f}")
+                for v in values], True
+    stamps = [v for v in present if isinstance(v, datetime)]
+    midnight = bool(stamps) and all(
+        v.hour == v.minute == v.second == v.microsecond == 0 and v.tzinfo is None
+        for v in stamps)
+    out = []
+    for v in values:
+        if _missing(v):
+            out.append("")
+        elif isinstance(v, datetime):
+            out.append(v.strftime("%Y-%m-%d") if midnight else _utc(v))
+        elif isinstance(v, date):
+            out.append(v.isoformat())
+        else:
+            out.append(str(v).translate(_ESCAPES))
+    return out, False
+
+
+def _utc(value: datetime) -> str:
+    """A time as UTC with a Z: the store keeps naive UTC, listings may give aware times."""
+    from datetime import UTC
+
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _print_version(value: bool) -> None:
