@@ -10,6 +10,7 @@ the error can point at it.
 from __future__ import annotations
 
 import csv
+import difflib
 import lzma
 import re
 import zlib
@@ -322,7 +323,7 @@ def parse(
     if dcol is None:
         raise InputError(
             f"{path}: no date column found (looked for {', '.join(DATE_NAMES)}); "
-            "name it with --date-col"
+            "name it with --date-col" + _did_you_mean(columns, DATE_NAMES, "date")
         )
     duplicated = _duplicated_columns(table.header)
     if layout == "wide":
@@ -338,6 +339,7 @@ def parse(
                     f"{path}: no company column found (looked for {', '.join(COMPANY_NAMES)}); "
                     "name it with --company-col, or use --format wide for one column per "
                     f"company (column {text[0]!r} holds text, not counts)"
+                    + _did_you_mean(columns, COMPANY_NAMES, "company")
                 )
         return _parse_wide(path, raw, lines, dcol, metric, source, kcol)
     if layout == "thinknum":
@@ -351,7 +353,7 @@ def parse(
         names = COMPANY_NAMES if ccol is None else COUNT_NAMES
         raise InputError(
             f"{path}: no {what} column found (looked for {', '.join(names)}); "
-            f"name it with --{what}-col"
+            f"name it with --{what}-col" + _did_you_mean(columns, names, what)
         )
     scol = columns.get("source")
     mcol = columns.get("metric")
@@ -374,6 +376,16 @@ def _as_written(cells: pd.Series) -> pd.Series:
     name (``'=X``, see tracker.output) taken off again, so an exported or rejected
     file imports back under the same names."""
     return cells.str.strip().str.replace(_NEUTRALIZED, "", regex=True)
+
+
+def _did_you_mean(columns: Mapping[str, str], names: tuple[str, ...], what: str) -> str:
+    """'; did you mean ...' when a header is a near miss of a known name ('Cuont')."""
+    for key, original in columns.items():
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+        if close:
+            return (f"; column {original!r} looks like a misspelt {close[0]!r}: rename it, "
+                    f"or pass --{what}-col {original!r}")
+    return ""
 
 
 def _check_unique(path: Path, duplicated: list[str], used: list[str]) -> None:
