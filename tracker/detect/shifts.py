@@ -300,12 +300,10 @@ def scan(p: Packed, exceed: np.ndarray, sd: np.ndarray, settings: DetectSettings
             c = np.flatnonzero(due)
             if c.size:
                 # a shift must still stand as a level: median since the jump vs median before it
-                lz[c], _ = level_z(i, c, 0, max(i - settings.confirm_days, 0))
-                post = p.y[max(i - settings.confirm_days, 0):i + 1, c]
-                post = np.where(np.arange(max(i - settings.confirm_days, 0), i + 1)[:, None]
-                                >= o_row[c][None, :], post, np.nan)
+                # the first horizon's level before is o_pre (same _PRE_OBS observations)
+                lz[c], signed = level_z(i, c, 0, max(i - settings.confirm_days, 0))
                 with np.errstate(invalid="ignore"):
-                    moved = np.abs(nanmedian0(post) - o_pre[c])
+                    moved = np.abs(signed)
                     held = (moved >= min_log) & (moved >= settings.confirm_threshold * o_sd[c])
                     toward = np.sign(lz[c]) == np.sign(o_jump[c])
                     firm = (toward & (np.abs(lz[c]) >= settings.soft_level_threshold)

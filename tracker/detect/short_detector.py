@@ -20,6 +20,7 @@ from .matrix import Packed, log_counts, pack, to_timestamps
 from .settings import DetectSettings, ShortSettings
 from .shifts import CONFIRMED
 from .short import (
+    _SPARSE_GAP,
     _TREND_POINTS,
     _TREND_QUIET,
     TREND,
@@ -45,6 +46,12 @@ class ShortDetector(Detector):
         return concat_rows([short_rows(block.names, p, scan_short(p, block.settings)),
                             trend_rows(block.names, p, sparse_trends(p, block.settings))])
 
+    @staticmethod
+    def _free_days(n_days: int) -> int:
+        """Most observations a series can have in ``n_days`` days with the long gaps a
+        sparse trend test requires (see :func:`.short.sparse_trends`)."""
+        return n_days - (_TREND_POINTS // 2) * (_SPARSE_GAP - 1)
+
     def day(self, block: DayBlock) -> Rows:
         s = block.settings
         counts = np.isfinite(block.values).sum(axis=0)
@@ -52,7 +59,11 @@ class ShortDetector(Detector):
         # one that decides) and than a sparse trend test reads (its points and the
         # episode before) cannot have a row today that these points do not show.
         few = counts <= max(eligible_rows(s)[-1] + 2, _TREND_POINTS + _TREND_QUIET)
-        many = np.flatnonzero(~few)
+        # A sparse trend test needs half its points after long gaps; a series observed on
+        # more days than such gaps leave free cannot pass it (every daily series): skip
+        # packing those, the day's hot path.
+        free = self._free_days(int(block.days[-1] - block.days[0]) + 1)  # calendar days
+        many = np.flatnonzero(~few & (counts <= free))
         rows = []
         if many.size:
             sub = Block(block.values[:, many], block.days, block.names[many], s)
