@@ -38,3 +38,21 @@ def tracker(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
     """Run the real CLI on this checkout in a fresh process, capturing its output."""
     return subprocess.run(tracker_command(*args), cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=python_env())
+
+
+SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
+
+
+def sample_project(folder: Path) -> Path:
+    """``folder`` as a user's project: the shipped config.toml and the bundled sample."""
+    import shutil
+
+    shutil.copy(ROOT / "config.toml", folder / "config.toml")
+    (folder / "data" / "samples").mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAMPLE, folder / "data" / "samples" / SAMPLE.name)
+    return folder
+
+
+def no_traceback(proc: subprocess.CompletedProcess) -> None:
+    """A user mistake is one clear line, never a traceback."""
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr

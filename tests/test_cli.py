@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, python_env, tracker
-
-SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
+from helpers import SAMPLE, no_traceback, python_env, sample_project, tracker
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the shipped config and sample data, as a user would have it."""
-    shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
-    (tmp_path / "data" / "samples").mkdir(parents=True)
-    shutil.copy(SAMPLE, tmp_path / "data" / "samples" / SAMPLE.name)
-    return tmp_path
-
-
-def no_traceback(proc: subprocess.CompletedProcess) -> None:
-    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    return sample_project(tmp_path)
 
 
 def test_help_lists_the_commands(project: Path) -> None:

@@ -4,7 +4,6 @@ point (``tracker run``, ``tracker collect``, ``tracker status``) in subprocesses
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from datetime import date, timedelta
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import open_ws, tracker
+from helpers import no_traceback, open_ws, tracker
 from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import insert, select
 from test_monitoring import HeartbeatServer, heartbeat  # noqa: F401
@@ -356,10 +355,6 @@ def test_every_source_failing_is_a_failed_run(
 
 
 # -- the real CLI ------------------------------------------------------------------
-
-
-def no_traceback(proc: subprocess.CompletedProcess) -> None:
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
 
 
 def test_cli_run_collect_status(project: Path, sqlite_url: str) -> None:

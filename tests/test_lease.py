@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from helpers import open_ws, python_env, tracker, tracker_command
+from helpers import no_traceback, open_ws, python_env, tracker, tracker_command
 from httpfixtures import FakeHttpServer, fake_http  # noqa: F401
 from sqlalchemy import insert, select, update
 
@@ -91,10 +91,6 @@ def run_rows(ws: Workspace) -> list:
 def lock_rows(ws: Workspace) -> list:
     with ws.store.reading() as conn:
         return list(conn.execute(select(locks)).all())
-
-
-def no_traceback(proc: subprocess.CompletedProcess) -> None:
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
 
 
 def recent_runs_part(stdout: str) -> str:

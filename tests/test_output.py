@@ -17,7 +17,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import stat
 import subprocess
@@ -26,13 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import ROOT, python_env, tracker, tracker_command
+from helpers import ROOT, SAMPLE, python_env, sample_project, tracker, tracker_command
 
 from tracker import output
 from tracker.cli import main
 from tracker.output import WriteError, csv_text, neutralize, staged, write_csv, write_file
 
-SAMPLE = ROOT / "data" / "samples" / "purge_2022.csv"
 REPORT_DAY = "2022-10-14"
 FORMULA_NAME = '=HYPERLINK("http://x")'
 
@@ -58,10 +56,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """The shipped config and sample, with an absolute database path."""
-    shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
-    (tmp_path / "data" / "samples").mkdir(parents=True)
-    shutil.copy(SAMPLE, tmp_path / "data" / "samples" / SAMPLE.name)
-    return tmp_path
+    return sample_project(tmp_path)
 
 
 def report_into(project: Path, folder: Path | str) -> None:
