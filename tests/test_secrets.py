@@ -24,7 +24,9 @@ from httpfixtures import FakeHttpServer
 
 #: Long, random, and with characters that URLs and JSON encode differently (+ / =),
 #: so every written form of it keeps long runs of the raw key that the search finds.
-KEY = secrets.token_urlsafe(27) + "+/=" + secrets.token_urlsafe(27)
+#: It starts with digits, as a random key sometimes does (CI once drew one): "8HYyf..."
+#: in a page's count parsed as the number 8 and a rest that no longer matched the key.
+KEY = "8" + secrets.token_urlsafe(27) + "+/=" + secrets.token_urlsafe(27)
 ENV = "TRACKER_TEST_API_KEY"
 WINDOW = 8
 
@@ -159,3 +161,20 @@ def test_a_key_echoed_back_is_never_shown_or_stored(
                      "no key 'employee_count'", "cut off", "matched nothing"):
         assert expected in reasons, expected
     assert "***" in reasons
+
+
+@pytest.mark.parametrize("shape", ["8{t}", "12,345{t}", "1.5K{t}", "{t}9", "-{t}"])
+def test_a_count_that_is_a_key_is_refused_without_quoting_part_of_it(shape: str) -> None:
+    """Whatever the key's first characters, a refusal quotes none of it."""
+    from tracker.errors import FatalSourceError
+    from tracker.sources.http_values import REDACTOR, parse_count
+
+    key = shape.format(t=secrets.token_urlsafe(30))
+    REDACTOR.add(key)
+    for value in (key, f"{key} employees", f"  {key}\n"):
+        with pytest.raises(FatalSourceError) as caught:
+            parse_count(value, "the count", ("employees",))
+        message = str(caught.value)
+        assert "not a count" in message and "***" in message
+        assert not [key[i:i + WINDOW] for i in range(len(key) - WINDOW + 1)
+                    if key[i:i + WINDOW] in message], message

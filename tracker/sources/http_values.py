@@ -125,7 +125,9 @@ def parse_count(value: Any, what: str, units: Sequence[str] = ()) -> int:
 
 def _count_in_text(value: str, what: str, units: Sequence[str]) -> int:
     """The count a string spells, or a FatalSourceError quoting it and saying why not."""
-    text = value.strip()
+    # Redacted before it is parsed: a key that starts with digits ("8HYyf...") would
+    # otherwise be split into a number and a rest, and the rest quoted unrecognised.
+    text = REDACTOR(value).strip()
     if not text:
         raise FatalSourceError(f"{what} is empty, not a count")
 
