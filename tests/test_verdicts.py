@@ -199,3 +199,39 @@ def test_a_correction_that_changes_a_drop_keeps_it_and_records_the_change(
     assert back["id"] == acme["id"] and back["verdict"] in ("provisional", "confirmed")
     assert back["status"] == "open"  # nobody reviewed it: it follows its verdict back
     assert len(hook.posts) == 3 and "(was withdrawn" in hook.texts()[2]
+
+
+def test_what_was_notified_is_settled_in_one_transaction(tmp_path: Path, hook: Hook) -> None:
+    """If remembering what a notification said fails, the alert is not stamped notified
+    either: the next run sends again (the safe direction) instead of a half-settled
+    alert whose later verdict change is never told, or told twice."""
+    import sqlite3
+
+    db = tmp_path / "t.db"
+    d = Daily(tmp_path, f"sqlite:///{db}", {"hook": {"type": "webhook", "url": hook.url,
+                                                    "backoff": 0.01}})
+    try:
+        run_once(d.ws, DROP - timedelta(days=1))  # history only: nothing to page
+        with sqlite3.connect(db) as conn:  # the second statement of settling fails
+            conn.execute("CREATE TRIGGER no_memory BEFORE UPDATE OF notified_verdict ON alerts "
+                         "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+        d.write(f"{DROP}.csv", [(c, DROP, v) for c, v in HALF.items()])
+        failed = run_once(d.ws, DROP)
+        assert failed.exit_code == 3 and "disk on fire" in failed.summary()
+        assert len(hook.posts) == 1  # it was sent ...
+        with sqlite3.connect(db) as conn:  # ... but nothing of the settling was kept
+            assert conn.execute("SELECT count(*) FROM alerts WHERE notified_at IS NOT NULL"
+                                ).fetchone() == (0,)
+            # the notifier's own record that it sent them survives: no page twice
+            assert conn.execute("SELECT count(*) FROM source_state WHERE source LIKE "
+                                "'notify:%'").fetchone() == (4,)
+            conn.execute("DROP TRIGGER no_memory")
+        again = run_once(d.ws, DROP)
+        assert again.error is None and len(hook.posts) == 1
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM alerts WHERE notified_at IS NOT NULL "
+                                "AND notified_verdict = 'provisional'").fetchone() == (4,)
+            assert conn.execute("SELECT count(*) FROM source_state WHERE source LIKE "
+                                "'notify:%'").fetchone() == (0,)
+    finally:
+        d.ws.close()

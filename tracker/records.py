@@ -147,6 +147,12 @@ class Alert:
         """Field name -> value, in field order (for JSON payloads and templates)."""
         return {name: getattr(self, name) for name in _ALERT_ATTRS}
 
+    @property
+    def update_key(self) -> str:
+        """The per-notifier delivery key of an update: one per alert and verdict, so a
+        verdict is told once and a later, different one is told again."""
+        return f"{self.fingerprint}@{self.verdict}"
+
 
 def _present(value: Any) -> Any:
     """None for the missing-value markers of pandas and numpy (NaN, NaT, pd.NA)."""

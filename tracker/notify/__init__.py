@@ -218,15 +218,11 @@ def send_notifications(
     # that could not even be built blocks nothing it never selected, and is retried.
     broken = {o.name for o in report.outcomes if o.status == "failed" and o.pending == 0}
     done = [] if broken else _delivered(pending, wanted, has, _fingerprint)
-    if done:
-        store.mark_notified(ws.store, done)
-        report.notified = [a.id for a in done if a.id is not None]
     # an update nobody selects is settled too: no notifier will ever owe it
     told = [] if broken else _delivered(updates, wanted_updates, has, update_key,
                                         unowned=True)
-    from tracker.store import alerts as alert_store
-
-    alert_store.remember_notified(ws.store, [*done, *told])
+    store.settle(ws.store, done, told)
+    report.notified = [a.id for a in done if a.id is not None]
     report.updated = [a.id for a in told if a.id is not None]
     for outcome in report.outcomes:  # a notifier that could not be built: count its backlog
         if outcome.status == "failed" and outcome.pending == 0:
@@ -273,8 +269,8 @@ def as_notified(update: Alert) -> Alert:
 
 
 def update_key(update: Alert) -> str:
-    """The per-notifier delivery key of an update (one per alert and verdict)."""
-    return f"{update.fingerprint}@{update.verdict}"
+    """The per-notifier delivery key of an update (see :attr:`Alert.update_key`)."""
+    return update.update_key
 
 
 def notify_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:

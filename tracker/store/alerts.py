@@ -55,9 +55,6 @@ IDENTITY = ("fingerprint", "series_id", "source_id", "date", "detected_on")
 _MARK_SOURCE, _MARK_KEY = "tracker.detect", "mark"
 #: Verdicts after which the alarm is over: an unreviewed alert is resolved by them.
 OVER = ("glitch", "withdrawn")
-#: Per-notifier delivery state of notifications (``store.notifications`` keeps the
-#: same prefix); an update's key is ``FINGERPRINT@VERDICT``.
-_NOTIFY_PREFIX = "notify:"
 
 
 @dataclass(frozen=True)
@@ -440,22 +437,3 @@ def pending_updates(store: Store, until: date) -> list[Alert]:
         return [Alert.from_mapping(row) for row in conn.execute(query).mappings()]
 
 
-def update_key(alert: Alert) -> str:
-    """The per-notifier delivery key of an update: one per alert and verdict."""
-    return f"{alert.fingerprint}@{alert.verdict}"
-
-
-def remember_notified(store: Store, sent: Sequence[Alert]) -> None:
-    """What the notifications of ``sent`` said (verdict, kind, severity), so that only
-    a later change is sent again; drops the per-notifier keys of their updates."""
-    if not sent:
-        return
-    with store.transaction("remembering what was notified") as conn:
-        conn.execute(update(alerts).where(alerts.c.id == bindparam("aid")).values(
-            notified_verdict=bindparam("v"), notified_kind=bindparam("k"),
-            notified_severity=bindparam("s")),
-            [{"aid": a.id, "v": a.verdict, "k": a.kind, "s": a.severity} for a in sent])
-        conn.execute(delete(source_state).where(
-            source_state.c.source.startswith(_NOTIFY_PREFIX, autoescape=True),
-            source_state.c.key.in_(bindparam("keys", expanding=True))),
-            {"keys": [update_key(a) for a in sent]})

@@ -70,12 +70,25 @@ def record_sent(store: Store, notifier: str, fingerprints: Sequence[str]) -> Non
              "updated_at": stamp} for fp in fingerprints])
 
 
-def mark_notified(store: Store, done: Sequence[Alert]) -> None:
-    """Stamp ``notified_at`` and drop the per-notifier rows those alerts no longer need."""
+def settle(store: Store, notified: Sequence[Alert], told: Sequence[Alert]) -> None:
+    """In ONE transaction: stamp ``notified_at`` on the alerts every notifier has sent,
+    remember what the notifications of both lists said (verdict, kind, severity) so
+    that only a later change is sent again, and drop the per-notifier rows neither
+    needs any more. Two transactions could be cut apart by a crash, and the next run
+    would send a verdict again or forget that an alert was notified.
+    """
+    if not notified and not told:
+        return
+    said = [*notified, *told]
     with store.transaction("marking alerts notified") as conn:
-        conn.execute(update(alerts).where(alerts.c.id.in_(bindparam("ids", expanding=True)))
-                     .values(notified_at=now_utc()), {"ids": [a.id for a in done]})
+        if notified:
+            conn.execute(update(alerts).where(alerts.c.id.in_(bindparam("ids", expanding=True)))
+                         .values(notified_at=now_utc()), {"ids": [a.id for a in notified]})
+        conn.execute(update(alerts).where(alerts.c.id == bindparam("aid")).values(
+            notified_verdict=bindparam("v"), notified_kind=bindparam("k"),
+            notified_severity=bindparam("s")),
+            [{"aid": a.id, "v": a.verdict, "k": a.kind, "s": a.severity} for a in said])
+        keys = [a.fingerprint for a in notified] + [a.update_key for a in said]
         conn.execute(delete(source_state).where(
             source_state.c.source.startswith(STATE_PREFIX, autoescape=True),
-            source_state.c.key.in_(bindparam("fps", expanding=True))),
-            {"fps": [a.fingerprint for a in done]})
+            source_state.c.key.in_(bindparam("keys", expanding=True))), {"keys": keys})
