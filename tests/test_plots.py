@@ -8,7 +8,6 @@ promised size.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import python_env
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.figure import Figure
 
@@ -235,9 +235,40 @@ def test_drift_is_a_shaded_span_from_its_start_to_its_detection() -> None:
                             "kind": "drift_up", "change_pct": 9.0}])
     fig = plots.series_figure(obs, alerts, title="drifting")
     (span,) = _alert_artists(fig, "drift_up")
-    assert span.get_x() == pytest.approx(_num(date(2022, 7, 1)))
-    assert span.get_x() + span.get_width() == pytest.approx(_num(date(2022, 7, 28)))
+    (path,) = span.get_paths()
+    xs = path.vertices[:, 0]
+    assert xs.min() == pytest.approx(_num(date(2022, 7, 1)))
+    assert xs.max() == pytest.approx(_num(date(2022, 7, 28)))
     assert fig.axes[0].get_title(loc="left") == "drifting"
+
+
+def test_a_chart_with_hundreds_of_alerts_draws_them_all_and_labels_the_worst() -> None:
+    """A noisy series with 600 alerts: one artist per kind and verdict holding every
+    alert, the MAX_LABELS most severe and largest labelled, and a note of the rest."""
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2020-01-01", periods=1500, freq="D")
+    obs = pd.DataFrame({"source": "s", "as_of": days,
+                        "value": (1000 * np.exp(np.cumsum(rng.normal(0, 0.01, 1500)))).round()})
+    at = np.sort(rng.choice(1500, 600, replace=False))
+    kinds = np.array(["drop", "spike", "glitch"])[at % 3]
+    alerts = pd.DataFrame({"date": days[at], "detected_on": days[at], "kind": kinds,
+                           "verdict": np.where(kinds == "glitch", "glitch", "confirmed"),
+                           "change_pct": np.where(kinds == "drop", -5.0, 5.0),
+                           "severity": "warning", "value_before": 1000.0,
+                           "value_after": 950.0})
+    alerts.loc[100, ["severity", "change_pct"]] = ["critical", -42.0]  # the one that matters
+    fig = plots.series_figure(obs, alerts)
+    ax = fig.axes[0]
+    drawn = {k: _alert_artists(fig, k) for k in ("drop", "spike", "glitch")}
+    assert all(len(v) == 1 for v in drawn.values())  # one artist per kind and verdict
+    (drops,), (glitches,) = drawn["drop"], drawn["glitch"]
+    assert len(drops.get_segments()) == (kinds == "drop").sum()
+    assert len(glitches.get_offsets()) == (kinds == "glitch").sum()
+    assert drops.get_gid().count(",") == (kinds == "drop").sum() - 1  # every day named
+    labels = [t.get_text() for t in ax.texts if "\n" in t.get_text() or "%" in t.get_text()]
+    assert len(labels) == plots.MAX_LABELS
+    assert any("-42.0%" in t for t in labels)  # the critical one is labelled
+    assert any(f"{600 - plots.MAX_LABELS} more alert(s)" in t.get_text() for t in ax.texts)
 
 
 def test_axes_are_readable(ws: Workspace) -> None:
@@ -333,7 +364,7 @@ def test_works_headless_without_pyplot(tmp_path: Path) -> None:
         "plots.save(plots.series_figure(obs), sys.argv[1])\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
+    env = {k: v for k, v in python_env().items() if k not in ("DISPLAY", "MPLBACKEND")}
     out = tmp_path / "x.png"
     done = subprocess.run([sys.executable, "-c", code, str(out)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)

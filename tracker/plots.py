@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 from matplotlib import rc_context, ticker
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -177,68 +179,128 @@ def _pct(value: Any) -> str:
     return "" if pd.isna(value) else f" {float(value):+.1f}%"
 
 
+#: At most this many alerts are labelled on one chart, the most significant first: a
+#: label per alert made a chart of a noisy series with 500 alerts unreadable (and took
+#: seconds to lay out); the rest are drawn, and the chart says how many are unlabelled.
+MAX_LABELS = 8
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+#: A label stays legible over the lines and spans of other alerts.
+_LABEL_BOX = {"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.0}
+
+
 def _mark_alerts(ax: Axes, alerts: pd.DataFrame, lines: Mapping[str, Line2D],
                  x_range: tuple[np.datetime64, np.datetime64], *, labels: bool) -> None:
     """Shifts as vertical lines, glitches as markers on the point, drifts as spans.
 
-    Shift lines are a LineCollection (``ax.vlines``), not Line2D, so ``ax.lines``
-    stays exactly one line per source and stays easy to reason about.
+    One artist per kind and verdict, however many alerts (a chart with 5,000 alerts
+    took 40 s as one artist each, and 500 were already a blur); its gid names the
+    kind, verdict and days (``alert:drop:confirmed:2022-10-11``). Shift lines are a
+    LineCollection (``ax.vlines``), not Line2D, so ``ax.lines`` stays exactly one line
+    per source.
     """
+    if alerts.empty:
+        return
+    xform = ax.get_xaxis_transform()
+    a = alerts.reset_index(drop=True)
+    days = pd.to_datetime(a["date"])
+    verdicts = a["verdict"].astype(str)
+    groups = a.groupby([a["kind"].astype(str), verdicts], sort=True).groups
+    for (kind, verdict), idx in groups.items():
+        rows = a.loc[idx]
+        x = days.loc[idx]
+        color, style = _color(kind, verdict), _LINESTYLE.get(verdict, "solid")
+        gid = f"alert:{kind}:{verdict}:" + ",".join(f"{d:%Y-%m-%d}" for d in x)
+        if kind in DRIFTS:
+            ends = pd.to_datetime(rows["detected_on"]).fillna(x)
+            lo, hi = mdates.date2num(x), mdates.date2num(ends)
+            spans = [[(a0, 0), (a0, 1), (b0, 1), (b0, 0)] for a0, b0 in zip(lo, hi, strict=True)]
+            ax.add_collection(PolyCollection(
+                spans, transform=xform, facecolors=to_rgba(color, 0.12 if verdict in _DECIDED
+                                                          else 0.06),
+                edgecolors=color, linestyles=style, hatch=None if verdict in _DECIDED else "//",
+                linewidths=0.8, gid=gid), autolim=False)
+        elif kind == "glitch":
+            ax.scatter(x, _glitch_heights(rows, x, lines), s=60, marker="o", zorder=4, gid=gid,
+                       linewidths=1.6, facecolors=color if verdict in _DECIDED else "white",
+                       edgecolors=color, linestyles=style)
+        else:
+            ax.vlines(x, 0, 1, transform=xform, colors=color, linestyles=style,
+                      linewidth=1.4, zorder=3, gid=gid)
+    if labels:
+        _label_alerts(ax, a, days, lines, x_range)
+
+
+def _glitch_heights(rows: pd.DataFrame, x: pd.Series, lines: Mapping[str, Line2D]) -> np.ndarray:
+    """Where each glitch marker sits: on its source's line that day, else at the value
+    the alert recorded (the point may lie outside the plotted data)."""
+    y = np.full(len(rows), np.nan)
+    first = next(iter(lines), None)
+    sources = rows["source"].to_numpy(dtype=object) if "source" in rows \
+        else np.full(len(rows), None, dtype=object)
+    owner = np.array([s if s in lines else first for s in sources], dtype=object)
+    want_all = x.to_numpy(dtype="datetime64[ns]")
+    for source in {o for o in owner if o is not None}:
+        mask = owner == source
+        xs = np.asarray(lines[source].get_xdata(), dtype="datetime64[ns]")
+        ys = np.asarray(lines[source].get_ydata(), dtype="float64")
+        if not len(xs):
+            continue
+        want = want_all[mask]
+        at = np.clip(np.searchsorted(xs, want), 0, len(xs) - 1)
+        y[mask] = np.where(xs[at] == want, ys[at], np.nan)
+    after = pd.to_numeric(rows.get("value_after", pd.Series(np.nan, index=rows.index)),
+                          errors="coerce").to_numpy(dtype="float64")
+    return np.where(np.isnan(y), after, y)
+
+
+def _label_alerts(ax: Axes, a: pd.DataFrame, days: pd.Series, lines: Mapping[str, Line2D],
+                  x_range: tuple[np.datetime64, np.datetime64]) -> None:
+    """Label the ``MAX_LABELS`` most significant alerts (severity, then size of move)."""
     xform = ax.get_xaxis_transform()
     lo, hi = x_range
     right_edge = lo + (hi - lo) * 0.8
-    stacked: dict[pd.Timestamp, int] = {}
-    for a in alerts.itertuples(index=False):
-        kind, verdict = str(a.kind), str(a.verdict)
-        color, style = _color(kind, verdict), _LINESTYLE.get(verdict, "solid")
-        x = a.date
+    rank = a.get("severity", pd.Series("info", index=a.index)).map(_SEVERITY_ORDER).fillna(3)
+    # most severe, then largest, then most recent: the one an analyst opened it for
+    order = pd.DataFrame({"rank": rank, "size": -a["change_pct"].abs().fillna(0),
+                          "day": -days.to_numpy(dtype="datetime64[D]").astype(np.int64)}) \
+        .sort_values(["rank", "size", "day"], kind="stable").index[:MAX_LABELS]
+    chosen = a.loc[sorted(order, key=lambda i: days.loc[i])]
+    heights = {}
+    glitches = chosen[chosen["kind"] == "glitch"]
+    if len(glitches):
+        heights = dict(zip(glitches.index, _glitch_heights(glitches, days.loc[glitches.index],
+                                                             lines), strict=True))
+    # labels closer than this (in days) are stacked, not drawn over each other
+    near = max(float((hi - lo) / np.timedelta64(1, "D")) * 0.07, 1.0)
+    placed: list[float] = []
+    for i, r in chosen.iterrows():
+        kind, verdict, x = str(r["kind"]), str(r["verdict"]), days.loc[i]
+        color = _color(kind, verdict)
         xn = mdates.date2num(x)  # annotate() does not convert dates itself
-        text = f"{kind}{_pct(a.change_pct)}" + ("" if verdict in _DECIDED else f" ({verdict})")
-        if len(lines) > 1 and isinstance(getattr(a, "source", None), str):
-            text = f"{a.source}: {text}"  # several sources: say whose alert this is
-        before, after = getattr(a, "value_before", np.nan), getattr(a, "value_after", np.nan)
+        text = f"{kind}{_pct(r['change_pct'])}" + ("" if verdict in _DECIDED else f" ({verdict})")
+        if len(lines) > 1 and isinstance(r.get("source"), str):
+            text = f"{r['source']}: {text}"  # several sources: say whose alert this is
+        before, after = r.get("value_before", np.nan), r.get("value_after", np.nan)
         if kind in SHIFTS and pd.notna(before) and pd.notna(after):
             text += f"\n{x:%Y-%m-%d}: {before:,.0f} → {after:,.0f}"
-        gid = f"alert:{kind}:{verdict}:{x:%Y-%m-%d}"
-        if kind in DRIFTS:
-            end = a.detected_on if pd.notna(a.detected_on) else x
-            ax.axvspan(x, end, facecolor=color, alpha=0.12 if verdict in _DECIDED else 0.06,
-                       edgecolor=color, linestyle=style, hatch=None if verdict in _DECIDED
-                       else "//", linewidth=0.8, gid=gid)
-        elif kind == "glitch":
-            source = getattr(a, "source", None)
-            line = lines.get(source) if source in lines else next(iter(lines.values()), None)
-            y = _value_at(line, x) if line is not None else np.nan
-            if np.isnan(y) and pd.notna(getattr(a, "value_after", np.nan)):
-                y = float(a.value_after)
-            ax.scatter([x], [y], s=60, marker="o", zorder=4, gid=gid, linewidths=1.6,
-                       facecolors=color if verdict in _DECIDED else "white",
-                       edgecolors=color, linestyles=style)
-            if labels:
-                ax.annotate(text, xy=(xn, y), xytext=(7, -2), textcoords="offset points",
-                            fontsize=8, color=color, va="center")
+        if kind == "glitch":
+            ax.annotate(text, xy=(xn, heights[i]), xytext=(7, -2), textcoords="offset points",
+                        fontsize=8, color=color, va="center", bbox=_LABEL_BOX)
             continue
-        else:
-            ax.vlines([x], 0, 1, transform=xform, colors=color, linestyles=style,
-                      linewidth=1.4, zorder=3, gid=gid)
-        if labels:
-            k = stacked.get(x, 0)
-            stacked[x] = k + 1
-            left = np.datetime64(x) > right_edge
-            ax.annotate(text, xy=(xn, 1), xycoords=xform, xytext=(-5 if left else 5, -4 - 26 * k),
-                        textcoords="offset points", ha="right" if left else "left", va="top",
-                        fontsize=8.5, color=color, fontweight="bold")
+        k = sum(abs(xn - p) < near for p in placed)
+        placed.append(xn)
+        left = np.datetime64(x) > right_edge
+        ax.annotate(text, xy=(xn, 1), xycoords=xform, xytext=(-5 if left else 5, -4 - 26 * k),
+                    textcoords="offset points", ha="right" if left else "left", va="top",
+                    fontsize=8.5, color=color, fontweight="bold", bbox=_LABEL_BOX)
+    if len(a) > len(chosen):
+        ax.text(0.995, 0.01, f"{len(a) - len(chosen)} more alert(s) drawn, not labelled",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5, color="#555555")
 
 
 def _color(kind: str, verdict: str) -> str:
     """The kind's colour; grey for a withdrawn alert, whatever it was about."""
     return WITHDRAWN_COLOR if verdict == "withdrawn" else KIND_COLORS.get(kind, "#555555")
-
-
-def _value_at(line: Line2D, x: pd.Timestamp) -> float:
-    xs = np.asarray(line.get_xdata(), dtype="datetime64[ns]")
-    hit = np.flatnonzero(xs == np.datetime64(x, "ns"))
-    return float(np.asarray(line.get_ydata(), dtype="float64")[hit[0]]) if len(hit) else np.nan
 
 
 def _legend(ax: Axes, alerts: pd.DataFrame, *, sources: bool) -> list[Any]:
