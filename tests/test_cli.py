@@ -289,3 +289,42 @@ def test_help_shows_config_names_and_no_python_types(project: Path) -> None:
     assert imp.returncode == 0
     assert "<bool>" not in imp.stdout, imp.stdout
     assert "FILE..." in imp.stdout and "--skip-bad " in imp.stdout
+
+
+def test_an_alerts_story_first_report_reviews_and_past_status(project: Path) -> None:
+    """``alerts --history`` tells an alert's story from its first report; a review is
+    part of it, and a view of a day before the review shows the alert still open."""
+    assert tracker("run", cwd=project).returncode == 0
+    listed = json.loads(tracker("alerts", "--company", "binance", "--format", "json",
+                                cwd=project).stdout)
+    (binance,) = [a for a in listed if a["kind"] == "drop"]
+    aid = str(binance["id"])
+    for status, note in (("acknowledged", "checking"), ("dismissed", "a real purge")):
+        done = tracker("review", aid, "--status", status, "--note", note, "--author", "ana",
+                       cwd=project)
+        assert done.returncode == 0, done.stderr
+    story = json.loads(tracker("alerts", "--history", "--id", aid, "--format", "json",
+                               cwd=project).stdout)
+    assert [s["reason"].split(":")[0] for s in story] == [
+        "first reported", "reviewed by ana", "reviewed by ana"]
+    assert story[0]["day"] == binance["detected_on"] and story[0]["new_status"] == "open"
+    assert [(s["old_status"], s["new_status"]) for s in story[1:]] == [
+        ("open", "acknowledged"), ("acknowledged", "dismissed")]
+    assert story[2]["changes"]["note"] == ["checking", "a real purge"]
+    table = tracker("alerts", "--history", "--id", aid, cwd=project).stdout
+    assert "status acknowledged -> dismissed; note checking -> a real purge" in table
+    only = json.loads(tracker("alerts", "--id", aid, "--format", "json", cwd=project).stdout)
+    assert [a["id"] for a in only] == [binance["id"]] and only[0]["status"] == "dismissed"
+
+    import pandas as pd
+
+    from tracker.alerts import alerts_as_of
+    from tracker.workspace import open_workspace
+
+    ws = open_workspace(project / "config.toml")
+    try:
+        then = alerts_as_of(ws, date(2022, 12, 31)).set_index("id")
+    finally:
+        ws.close()
+    assert then.loc[binance["id"], "status"] == "open"  # reviewed only today
+    assert pd.isna(then.loc[binance["id"], "note"])

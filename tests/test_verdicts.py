@@ -160,7 +160,18 @@ def test_changed_verdicts_are_notified_once_and_status_follows(daily: Daily,
 
     # every change is on record: when, the day of data, old -> new and why
     history = alert_history(daily.ws)
-    delta = history[history["company"] == "delta"].iloc[0]
+    firsts = history[history["reason"] == "first reported"]
+    assert len(firsts) == 4 and set(firsts["new_verdict"]) == {"provisional"}
+    assert set(firsts["day"]) == {DROP} and firsts["old_verdict"].isna().all()
+    beta_log = history[history["company"] == "beta"]
+    reasons = list(beta_log["reason"])  # reported, reviewed, then found a glitch
+    assert reasons[0] == "first reported" and len(reasons) == 3
+    assert reasons[1].startswith("reviewed by ") and "(looking into it)" in reasons[1]
+    review = beta_log.iloc[1]
+    assert (review["old_status"], review["new_status"]) == ("open", "acknowledged")
+    assert review["changes"]["note"] == [None, "looking into it"]
+    delta = history[(history["company"] == "delta")
+                    & (history["reason"] != "first reported")].iloc[0]
     assert (delta["old_verdict"], delta["new_verdict"]) == ("provisional", "withdrawn")
     assert delta["day"] == day1 and (delta["old_status"], delta["new_status"]) == (
         "open", "resolved")

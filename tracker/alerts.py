@@ -205,7 +205,7 @@ LISTING_FIELDS: tuple[str, ...] = (*ALERT_FIELDS, *REVIEW_FIELDS)
 def list_alerts(
     ws: Workspace, *, since: date | None = None, status: str | None = None,
     kind: str | None = None, company: str | None = None, min_severity: str | None = None,
-    open_only: bool = False, limit: int | None = None,
+    open_only: bool = False, limit: int | None = None, ids: list[int] | None = None,
 ) -> pd.DataFrame:
     """Stored alerts with the fields of the alert record and their review (LISTING_FIELDS).
 
@@ -228,7 +228,7 @@ def list_alerts(
     levels = None if min_severity is None else [
         s for s, rank in SEVERITY_RANK.items() if rank >= SEVERITY_RANK[min_severity]]
     frame = alert_store.query(ws.store, since=since, status="open" if open_only else status,
-                              kind=kind, severities=levels, limit=limit,
+                              kind=kind, severities=levels, limit=limit, ids=ids,
                               company_id=ws.store.company_id(company) if company else None)
     if frame.empty:
         return pd.DataFrame(columns=list(LISTING_FIELDS))
@@ -258,12 +258,32 @@ HISTORY_FIELDS = ("alert_id", "company", "metric", "source", "date", "day", "cha
 
 
 def alert_history(ws: Workspace, ids: list[int] | None = None) -> pd.DataFrame:
-    """Every recorded change of alerts (all, or ``ids``), oldest first: ``day`` is the
-    last day of data the detection judged, ``changed_at`` when (UTC), ``changes`` maps
-    each changed field to [old, new], ``reason`` says why."""
-    log = alert_store.changes(ws.store, ids)
-    listed = list_alerts(ws)[["id", "company", "metric", "source", "date"]]
-    out = log.merge(listed.rename(columns={"id": "alert_id"}), on="alert_id", how="left")
+    """The story of alerts (all, or ``ids``), oldest first: when each was first reported
+    and with which verdict, then every recorded change, detection's and reviews'.
+
+    ``day`` is the last day of data the detection judged (the first report's is the
+    day it was detected; a review's, the UTC day of the review), ``changed_at`` when
+    (UTC), ``changes`` maps each changed field to [old, new], ``reason`` says why.
+    """
+    listed = alert_store.query(ws.store, ids=ids)
+    if listed.empty:
+        return pd.DataFrame(columns=list(HISTORY_FIELDS))
+    log = alert_store.changes(ws.store, [int(i) for i in listed["id"]])
+    first_verdict = log.drop_duplicates("alert_id").set_index("alert_id")["old_verdict"]
+    born = pd.DataFrame({
+        "alert_id": listed["id"], "day": listed["detected_on"],
+        "changed_at": listed["created_at"], "old_verdict": None,
+        "new_verdict": listed["id"].map(first_verdict).fillna(listed["verdict"]),
+        "old_status": None, "new_status": "open",
+        "changes": [{} for _ in range(len(listed))], "reason": "first reported"})
+    story = pd.concat([born, log], ignore_index=True) if len(log) else born
+    story["order"] = np.arange(len(story)) >= len(born)  # a report before its changes
+    story = story.sort_values(["alert_id", "order"], kind="stable")
+    names = listed[["id", "company", "metric", "source", "date"]].rename(
+        columns={"id": "alert_id"})
+    out = story.merge(names, on="alert_id", how="left")
+    out["changed_at"] = pd.to_datetime(out["changed_at"]).dt.tz_localize(None) \
+        .dt.tz_localize("UTC")
     return out[list(HISTORY_FIELDS)].reset_index(drop=True)
 
 

@@ -207,9 +207,19 @@ def _cells(values: list[object]) -> tuple[list[str], bool]:
             out.append(v.strftime("%Y-%m-%d") if midnight else _utc(v))
         elif isinstance(v, date):
             out.append(v.isoformat())
+        elif isinstance(v, dict):  # a change log ({field: [old, new]}) or a mapping
+            out.append("; ".join(_change_text(k, x) for k, x in v.items()).translate(_ESCAPES))
         else:
             out.append(str(v).translate(_ESCAPES))
     return out, False
+
+
+def _change_text(key: object, value: object) -> str:
+    """``status open -> acknowledged`` for an [old, new] pair, ``key=value`` otherwise."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        old, new = ("" if _missing(x) else x for x in value)
+        return f"{key} {old} -> {new}" if old != "" else f"{key} -> {new}"
+    return f"{key}={value}"
 
 
 def _utc(value: datetime) -> str:
@@ -531,16 +541,25 @@ def alerts_cmd(
         help="Only this severity and above")] = None,
     limit: Annotated[int | None, typer.Option(
         min=1, help="Only the N most recent alerts", metavar="N")] = None,
+    ids: Annotated[list[int] | None, typer.Option(
+        "--id", help="Only this alert (repeatable)", metavar="ID")] = None,
+    history: Annotated[bool, typer.Option(
+        "--history", help="Instead of the alerts, every recorded change of them: verdict, "
+        "status and values, when (UTC), for which day of data, and why")] = False,
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
     """List stored alerts: the alert record, when it was notified, who reviewed it and
     when, and the note."""
-    from tracker.alerts import list_alerts
+    from tracker.alerts import alert_history, list_alerts
 
-    frame = list_alerts(_workspace(ctx), since=parse_day(since, "--since"),
+    ws = _workspace(ctx)
+    frame = list_alerts(ws, since=parse_day(since, "--since"),
                         status=status.value if status else None, open_only=open_only,
                         kind=kind.value if kind else None, company=company,
-                        min_severity=severity.value if severity else None, limit=limit)
+                        min_severity=severity.value if severity else None, limit=limit,
+                        ids=ids or None)
+    if history:
+        frame = alert_history(ws, [int(i) for i in frame["id"]])
     emit(frame, fmt.value)
 
 

@@ -288,7 +288,8 @@ def moves_since(store: Store, day: date) -> pd.DataFrame:
 
 def query(store: Store, *, since: date | None = None, status: str | None = None,
           kind: str | None = None, company_id: str | None = None,
-          severities: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+          severities: Sequence[str] | None = None, limit: int | None = None,
+          ids: Sequence[int] | None = None) -> pd.DataFrame:
     """Stored alerts with company, metric and source names, by date then id.
 
     ``severities`` keeps only those levels; ``limit`` keeps the last ``limit`` alerts
@@ -309,6 +310,8 @@ def query(store: Store, *, since: date | None = None, status: str | None = None,
         q = q.where(series.c.company_id == company_id)
     if severities is not None:
         q = q.where(alerts.c.severity.in_(list(severities)))
+    if ids is not None:
+        q = q.where(alerts.c.id.in_(list(ids)))
     if limit is not None:
         q = q.order_by(alerts.c.date.desc(), alerts.c.id.desc()).limit(limit)
     else:
@@ -321,11 +324,18 @@ def query(store: Store, *, since: date | None = None, status: str | None = None,
 def set_status(store: Store, ids: list[int], status: str, note: str | None = None,
                author: str | None = None) -> int:
     """Set the review status (and note) of alerts, recording who (``author``) and when
-    (``reviewed_at``, UTC); every id must exist."""
+    (``reviewed_at``, UTC); every id must exist.
+
+    Each review is also a row of ``alert_changes``, like a change detection makes: the
+    alert keeps only its last review, but its history (``tracker alerts --history``)
+    and a view of a past day (:func:`tracker.alerts.alerts_as_of`) need every one.
+    """
     with store.transaction("updating alerts") as conn:
-        known = set(conn.execute(select(alerts.c.id).where(
-            alerts.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids}).scalars())
-        missing = sorted(set(ids) - known)
+        before = {r.id: r for r in conn.execute(
+            select(alerts.c.id, alerts.c.status, alerts.c.verdict, alerts.c.note,
+                   alerts.c.reviewed_by).where(
+                alerts.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids})}
+        missing = sorted(set(ids) - set(before))
         if missing:
             raise NotFoundError(f"no alert with id {', '.join(map(str, missing))} "
                                 "(see 'tracker alerts')")
@@ -338,6 +348,19 @@ def set_status(store: Store, ids: list[int], status: str, note: str | None = Non
             values["note"] = note
         conn.execute(update(alerts).where(alerts.c.id.in_(bindparam("ids", expanding=True)))
                      .values(**values), {"ids": ids})
+        reason = f"reviewed by {author or 'someone'}: {status}" + (f" ({note})" if note else "")
+        log = []
+        for r in before.values():
+            changed = {"status": [r.status, status]}
+            if note is not None and note != r.note:
+                changed["note"] = [r.note, note]
+            if author is not None and author != r.reviewed_by:
+                changed["reviewed_by"] = [r.reviewed_by, author]
+            log.append({"alert_id": r.id, "day": stamp.date(), "changed_at": stamp,
+                        "old_verdict": r.verdict, "new_verdict": r.verdict,
+                        "old_status": r.status, "new_status": status,
+                        "changes": changed, "reason": reason})
+        conn.execute(insert(alert_changes), log)
     return len(ids)
 
 
