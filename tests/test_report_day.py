@@ -270,3 +270,38 @@ def test_the_run_summary_on_both_databases(ws: Workspace, tmp_path: Path) -> Non
     assert rows["gone"][1] == "failed" and "does not exist" in rows["gone"][5]
     stale = [tr.find_all("td")[1].get_text() for tr in soup.find(id="stale").find_all("tr")[1:]]
     assert stale == []  # the sample ends after the day, acme on it
+
+
+def test_the_report_of_a_past_day_shows_the_verdicts_of_that_day(tmp_path: Path) -> None:
+    """Detected over the whole sample, Apple's purge is confirmed; the report rebuilt
+    for 2022-10-11 shows it as that day's run did: a provisional drop, not yet
+    confirmed, and still open although it was dismissed since."""
+    from helpers import sample_project, tracker
+
+    project = sample_project(tmp_path)
+    assert tracker("run", cwd=project).returncode == 0
+    from tracker.workspace import open_workspace
+
+    ws = open_workspace(project / "config.toml")
+    try:
+        apple = list_alerts(ws, company="apple").iloc[0]
+        assert apple["verdict"] == "confirmed" and pd.notna(apple["confirmed_on"])
+        set_status(ws, [int(apple["id"])], "dismissed", note="known purge", author="ana")
+    finally:
+        ws.close()
+    out = tmp_path / "past"
+    done = tracker("report", "--day", "2022-10-11", "--output-dir", str(out), cwd=project)
+    assert done.returncode == 0, done.stderr
+    soup = BeautifulSoup((out / "2022-10-11" / "index.html").read_text(encoding="utf-8"),
+                         "html.parser")
+    row = soup.select_one(f"#alerts-new tr[data-id='{apple['id']}']")
+    assert row is not None, "Apple's drop is not among the day's new alerts"
+    assert row.select_one(".f-verdict").get_text(strip=True) == "provisional"
+    assert row.select_one(".f-confirmed_on").get_text(strip=True) == ""
+    assert soup.select_one(f"#alerts-open tr[data-id='{apple['id']}']") is not None
+    # and today's report has today's word
+    today = tracker("report", "--output-dir", str(out), cwd=project)
+    assert today.returncode == 0, today.stderr
+    page = next(p for p in out.glob("*/index.html") if p.parent.name != "2022-10-11")
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    assert soup.select_one(f"#alerts-open tr[data-id='{apple['id']}']") is None  # dismissed

@@ -262,7 +262,7 @@ def alert_history(ws: Workspace, ids: list[int] | None = None) -> pd.DataFrame:
     and with which verdict, then every recorded change, detection's and reviews'.
 
     ``day`` is the last day of data the detection judged (the first report's is the
-    day it was detected; a review's, the UTC day of the review), ``changed_at`` when
+    day it was detected; a review's, the last day of data judged then), ``changed_at`` when
     (UTC), ``changes`` maps each changed field to [old, new], ``reason`` says why.
     """
     listed = alert_store.query(ws.store, ids=ids)
@@ -299,7 +299,16 @@ def alerts_as_of(ws: Workspace, day: date, *, company: str | None = None) -> pd.
     frame = list_alerts(ws, company=company)
     if frame.empty:
         return frame
-    frame = frame[pd.to_datetime(frame["detected_on"]) <= pd.Timestamp(day)]
+    return rewind(ws, frame[pd.to_datetime(frame["detected_on"]) <= pd.Timestamp(day)], day)
+
+
+def rewind(ws: Workspace, frame: pd.DataFrame, day: date) -> pd.DataFrame:
+    """Alerts (rows with ``id`` and the alert columns) as they stood at the end of
+    ``day``: the changes recorded after it undone, reviews included, and a verdict
+    reached later shown as the provisional move it was then. One implementation for
+    :func:`alerts_as_of`, charts of the past and the report of a past day."""
+    if frame.empty:
+        return frame
     frame = frame.set_index("id", drop=False).copy()
     log = alert_store.changes(ws.store, [int(i) for i in frame.index])
     later = log[pd.to_datetime(log["day"]) > pd.Timestamp(day)]

@@ -329,6 +329,9 @@ def set_status(store: Store, ids: list[int], status: str, note: str | None = Non
     Each review is also a row of ``alert_changes``, like a change detection makes: the
     alert keeps only its last review, but its history (``tracker alerts --history``)
     and a view of a past day (:func:`tracker.alerts.alerts_as_of`) need every one.
+    Its ``day`` is the last day of data detection had judged when the analyst looked
+    (the detection mark), so reviews and verdicts share one timeline: today in a daily
+    install, the replayed day in a backfill or a study of 2022.
     """
     with store.transaction("updating alerts") as conn:
         before = {r.id: r for r in conn.execute(
@@ -340,6 +343,9 @@ def set_status(store: Store, ids: list[int], status: str, note: str | None = Non
             raise NotFoundError(f"no alert with id {', '.join(map(str, missing))} "
                                 "(see 'tracker alerts')")
         stamp = now_utc()
+        raw = conn.execute(select(source_state.c.value).where(
+            source_state.c.source == _MARK_SOURCE, source_state.c.key == _MARK_KEY)).scalar()
+        seen_through = date.fromisoformat(json.loads(raw)["through"]) if raw else stamp.date()
         values: dict[str, object] = {"status": status, "updated_at": stamp,
                                      "reviewed_at": stamp}
         if author is not None:
@@ -356,7 +362,7 @@ def set_status(store: Store, ids: list[int], status: str, note: str | None = Non
                 changed["note"] = [r.note, note]
             if author is not None and author != r.reviewed_by:
                 changed["reviewed_by"] = [r.reviewed_by, author]
-            log.append({"alert_id": r.id, "day": stamp.date(), "changed_at": stamp,
+            log.append({"alert_id": r.id, "day": seen_through, "changed_at": stamp,
                         "old_verdict": r.verdict, "new_verdict": r.verdict,
                         "old_status": r.status, "new_status": status,
                         "changes": changed, "reason": reason})

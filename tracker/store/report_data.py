@@ -20,7 +20,16 @@ from sqlalchemy import func, or_, select
 
 from tracker.records import DEFAULT_METRIC
 from tracker.store.core import Store
-from tracker.store.schema import alerts, companies, observations, run_sources, runs, series, sources
+from tracker.store.schema import (
+    alert_changes,
+    alerts,
+    companies,
+    observations,
+    run_sources,
+    runs,
+    series,
+    sources,
+)
 
 #: Failures kept per source in the report's run summary (the run record keeps 200).
 FAILURES_SHOWN = 20
@@ -88,8 +97,11 @@ def known_alerts(store: Store, until: date, recent_since: date) -> pd.DataFrame:
     metric and source; by date, then id.
 
     Closed alerts of older history are left out in the query, so the report of a
-    long-running install reads what it shows, not years of reviewed alerts.
+    long-running install reads what it shows, not years of reviewed alerts; those
+    changed after ``until`` are kept, since on ``until`` they may still have been
+    open (the caller rewinds them, :func:`tracker.alerts.rewind`).
     """
+    changed_later = select(alert_changes.c.alert_id).where(alert_changes.c.day > until)
     query = (select(alerts, series.c.company_id.label("company"),
                     companies.c.name.label("company_name"), series.c.metric,
                     sources.c.name.label("source"))
@@ -97,7 +109,8 @@ def known_alerts(store: Store, until: date, recent_since: date) -> pd.DataFrame:
              .join(sources, sources.c.id == alerts.c.source_id)
              .join(companies, companies.c.id == series.c.company_id)
              .where(alerts.c.detected_on <= until,
-                    or_(alerts.c.status == "open", alerts.c.detected_on >= recent_since))
+                    or_(alerts.c.status == "open", alerts.c.detected_on >= recent_since,
+                        alerts.c.id.in_(changed_later)))
              .order_by(alerts.c.date, alerts.c.id))
     with store.reading("reading alerts for the report") as conn:
         result = conn.execute(query)
