@@ -198,10 +198,6 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     # as the day left them: a report rebuilt for a past day shows that day's verdicts
     # and reviews, not what was learned and decided since
     alerts = rewind(ws, report_data.known_alerts(ws.store, day, recent), day)
-    if len(alerts):
-        alerts = alerts[(alerts["status"] == "open")
-                        | (pd.to_datetime(alerts["detected_on"]) >= pd.Timestamp(recent))]
-        alerts = alerts.reset_index(drop=True)
     backfill = 0
     if alerts.empty:
         new = open_ = reviewed = alerts

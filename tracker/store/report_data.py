@@ -97,11 +97,12 @@ def known_alerts(store: Store, until: date, recent_since: date) -> pd.DataFrame:
     metric and source; by date, then id.
 
     Closed alerts of older history are left out in the query, so the report of a
-    long-running install reads what it shows, not years of reviewed alerts; those
-    changed after ``until`` are kept, since on ``until`` they may still have been
-    open (the caller rewinds them, :func:`tracker.alerts.rewind`).
+    long-running install reads what it shows, not years of reviewed alerts. Those with
+    a change dated from ``recent_since`` on are kept: reviewed recently, or changed
+    after ``until``, when they may still have been open (the caller rewinds them,
+    :func:`tracker.alerts.rewind`).
     """
-    changed_later = select(alert_changes.c.alert_id).where(alert_changes.c.day > until)
+    changed = select(alert_changes.c.alert_id).where(alert_changes.c.day >= recent_since)
     query = (select(alerts, series.c.company_id.label("company"),
                     companies.c.name.label("company_name"), series.c.metric,
                     sources.c.name.label("source"))
@@ -110,7 +111,7 @@ def known_alerts(store: Store, until: date, recent_since: date) -> pd.DataFrame:
              .join(companies, companies.c.id == series.c.company_id)
              .where(alerts.c.detected_on <= until,
                     or_(alerts.c.status == "open", alerts.c.detected_on >= recent_since,
-                        alerts.c.id.in_(changed_later)))
+                        alerts.c.id.in_(changed)))
              .order_by(alerts.c.date, alerts.c.id))
     with store.reading("reading alerts for the report") as conn:
         result = conn.execute(query)
