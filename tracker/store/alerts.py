@@ -291,7 +291,8 @@ def moves_since(store: Store, day: date) -> pd.DataFrame:
 
 def query(store: Store, *, since: date | None = None, status: str | None = None,
           kind: str | None = None, company_id: str | None = None,
-          severities: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+          severities: Sequence[str] | None = None, limit: int | None = None,
+          metric: str | None = None) -> pd.DataFrame:
     """Stored alerts with company, metric and source names, by date then id.
 
     ``severities`` keeps only those levels; ``limit`` keeps the last ``limit`` alerts
@@ -310,6 +311,8 @@ def query(store: Store, *, since: date | None = None, status: str | None = None,
         q = q.where(alerts.c.kind == kind)
     if company_id is not None:
         q = q.where(series.c.company_id == company_id)
+    if metric is not None:
+        q = q.where(series.c.metric == metric)
     if severities is not None:
         q = q.where(alerts.c.severity.in_(list(severities)))
     if limit is not None:
