@@ -15,7 +15,10 @@ a percent. Small companies move in whole people: most days unchanged, sometimes 
 a band around their trend. Only additions and multiplications are used on the random draws (no
 exp/log), so the output is byte-identical on any platform for a given numpy version.
 
-Run ``python data/generate_samples.py`` (or ``--out PATH``) to regenerate.
+Role segments (``employees:security``: profiles claiming a network-security role) come from
+``data/segment_samples.py`` and go to ``samples/purge_2022_segments.csv`` beside the sample.
+
+Run ``python data/generate_samples.py`` (or ``--out PATH``) to regenerate both.
 """
 
 from __future__ import annotations
@@ -181,14 +184,20 @@ def _bounded_normal(rng: np.random.Generator, size: int) -> np.ndarray:
     return (2.0 * u - 1.0).sum(axis=1)
 
 
-def _proportional(company: Company, days: Sequence[dt.date], rng: np.random.Generator) -> list[int]:
-    """Trend times (1 + AR(1) deviation), scaled to hit the anchor (and event) values exactly."""
-    n = len(days)
-    shocks = _bounded_normal(rng, n) * company.noise
+def _deviation(rng: np.random.Generator, n: int, noise: float) -> np.ndarray:
+    """The AR(1) deviation from trend, d_t = 0.8 d_(t-1) + noise * e_t."""
+    shocks = _bounded_normal(rng, n) * noise
     dev = np.empty(n)
     dev[0] = shocks[0]
     for t in range(1, n):
         dev[t] = AR_PHI * dev[t - 1] + shocks[t]
+    return dev
+
+
+def _proportional(company: Company, days: Sequence[dt.date], rng: np.random.Generator) -> list[int]:
+    """Trend times (1 + AR(1) deviation), scaled to hit the anchor (and event) values exactly."""
+    n = len(days)
+    dev = _deviation(rng, n, company.noise)
 
     def scaled(anchor_index: int, value: int, t: int) -> int:
         trend = 1.0 + company.growth * (t - anchor_index)
@@ -285,11 +294,23 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from segment_samples import DEFAULT_LABELS, SEGMENTS_NAME, render_labels, render_segments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV file to write")
+    parser.add_argument("--segments-out", type=Path, default=None,
+                        help=f"role segments CSV (default: {SEGMENTS_NAME} beside --out)")
+    parser.add_argument("--labels-out", type=Path, default=None,
+                        help="labels of the segment drops (default: data/labels/... for the "
+                        "bundled sample, else beside --out)")
     args = parser.parse_args(argv)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(render().encode("utf-8"))
+    segments = args.segments_out or args.out.with_name(SEGMENTS_NAME)
+    labels = args.labels_out or (DEFAULT_LABELS if args.out.resolve() == DEFAULT_OUT
+                                 else args.out.with_name("purge_2022_segments.labels.csv"))
+    for path, text in ((args.out, render()), (segments, render_segments()),
+                       (labels, render_labels())):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("utf-8"))
 
 
 if __name__ == "__main__":

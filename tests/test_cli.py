@@ -100,7 +100,7 @@ def test_bad_import_file_exit_code_and_nothing_written(project: Path) -> None:
     assert f"{bad}:3: column 'count': value 'x'" in proc.stderr
     no_traceback(proc)
     listing = tracker("companies", "--format", "csv", cwd=project)
-    assert listing.stdout.strip() == "id,name,first_day,last_day,observations,last_value"
+    assert listing.stdout.strip() == "id,name,first_day,last_day,observations,last_value,metrics"
     skip = tracker("import", str(bad), "--skip-bad", cwd=project)
     assert skip.returncode == 0
     assert "1 rejected" in skip.stdout and "bad.rejects.csv" in skip.stdout

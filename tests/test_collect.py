@@ -226,20 +226,32 @@ class SloppySource(Source):
 
 
 class LongMetricSource(Source):
-    """Emits a metric name longer than the column: PostgreSQL refuses it, SQLite does not."""
+    """Emits a source name longer than the column: PostgreSQL refuses it, SQLite does not.
+    (A too-long metric is refused before the store: see the misnamed-metric test.)"""
 
     name = "longmetric"
 
     def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
         for c in companies:
-            yield Observation(c.id, day, 10, metric="m" * 300, source=self.instance)
+            yield Observation(c.id, day, 10, source="s" * 300)
+
+
+class MisnamedMetricSource(Source):
+    """Yields metrics no command could name: each such row is a failure, not a series."""
+
+    name = "misnamed"
+
+    def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
+        for c in companies:
+            yield Observation(c.id, day, 10, metric="Employees", source=self.instance)
+            yield Observation(c.id, day, 3, metric="employees:security", source=self.instance)
 
 
 @pytest.fixture
 def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register this module's sources the way an installed plugin registers."""
     registry = available_sources()
-    for cls in (BoomSource, SloppySource, LongMetricSource):
+    for cls in (BoomSource, SloppySource, LongMetricSource, MisnamedMetricSource):
         ep = EntryPoint(name=cls.name, value=f"{__name__}:{cls.__name__}", group=GROUP)
         monkeypatch.setitem(registry, cls.name, ep)
 
@@ -356,6 +368,18 @@ def test_a_source_the_database_refuses_does_not_stop_another(
         assert long.status == "failed" and "could not be stored" in (long.reason or "")
     else:
         assert long.status == "ok"
+
+
+@pytest.mark.usefixtures("plugins")
+def test_a_misnamed_metric_is_a_failure_not_a_series(
+        tmp_path: Path, sqlite_url: str, workspaces: list[Workspace]) -> None:
+    cfg = write_config(tmp_path, sqlite_url, '[sources.odd]\ntype = "misnamed"\n', COMPANIES)
+    ws = open_ws(cfg, workspaces)
+    odd = outcome(collect(ws, DAY), "odd")
+    assert odd.status == "partial" and odd.inserted == odd.ok > 0
+    assert odd.failures and all("metric 'Employees' is not a metric name" in f.reason
+                                for f in odd.failures)
+    assert set(ws.export()["metric"]) == {"employees:security"}
 
 
 def test_two_spellings_of_one_company_with_different_values_are_not_guessed(

@@ -188,7 +188,7 @@ def _source_cases() -> list[Case]:
                        ("date_col", "1", STRING), ("count_col", "1", STRING),
                        ("source", "1", STRING), ("skip_bad", "1", BOOLEAN)],
         "http_json": [*http, ("url", "1", STRING), ("value_path", "1", STRING),
-                      ("date_path", "1", STRING)],
+                      ("date_path", "1", STRING), ("metrics", '"employees:security"', TABLE)],
         "html_page": [*http, ("url", "1", STRING), ("selector", "1", STRING),
                       ("regex", "1", STRING)],
         "pdl": [*http, ("api_key_env", "1", STRING), ("base_url", "1", STRING),

@@ -165,7 +165,7 @@ CASES: list[Case] = [
          {"a.csv": H + "Apple\x1b[2J\x1b[31m,2022-10-10,5\n"}),
     Case("name-too-long", imp("a.csv"), 3, ("a.csv:2", "column 'company'", "200 characters"),
          {"a.csv": H + "A" * 201 + ",2022-10-10,5\n"}),
-    Case("metric-too-long", imp("a.csv"), 3, ("a.csv:2", "column 'metric'", "200 characters"),
+    Case("metric-too-long", imp("a.csv"), 3, ("a.csv:2", "column 'metric'", "64 characters"),
          {"a.csv": "company,date,count,metric\nApple,2022-10-10,5," + "m" * 201 + "\n"}),
     Case("conflicting-duplicates", imp("a.csv"), 3, ("a.csv:2", "a.csv:3", "conflicting"),
          {"a.csv": H + "Apple,2022-10-10,5\nApple,2022-10-10,6\n"}),

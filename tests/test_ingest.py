@@ -287,7 +287,8 @@ LONG_NAME = "x" * 201
         (f"company,date,count\n{LONG_NAME},2022-10-10,5\n",
          "column 'company': company name longer than 200 characters"),
         (f"company,date,count,metric\nApple,2022-10-10,5,{LONG_NAME}\n",
-         "column 'metric': metric name longer than 200 characters"),
+         "column 'metric': metric name 'xxxxxxxxxxxxxxxxxxxx'... is 201 characters long; use "
+         "name[:segment]"),
         (f"company,date,count,source\nApple,2022-10-10,5,{LONG_NAME}\n",
          "column 'source': source name longer than 200 characters"),
         (f"date,{LONG_NAME}\n2022-10-10,5\n", "company name longer than 200 characters"),

@@ -161,7 +161,13 @@ def test_export_neutralizes_metric_and_source_to_stdout_and_file(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(project)
-    hostile = [("=cmd|' /C calc'!A0", "+src"), ("-2+3", "@SUM(A1)"), ("employees", "-src")]
+    # a formula-like metric is refused at import (metric names are name[:segment]);
+    # a source name may still be anything, so the export still neutralizes it
+    refused = write_rows(project / "refused.csv", ["company", "date", "count", "metric"],
+                         [["Acme", "2022-01-01", "100", "=cmd|' /C calc'!A0"]])
+    code, _, err = cli(capsys, "import", str(refused))
+    assert code == 3 and "refused.csv:2: column 'metric'" in err
+    hostile = [("employees", "+src"), ("employees:security", "@SUM(A1)"), ("followers", "-src")]
     data = write_rows(project / "metrics.csv", ["company", "date", "count", "metric", "source"],
                       [["Acme", "2022-01-01", "100", m, s] for m, s in hostile])
     code, _, err = cli(capsys, "import", str(data))

@@ -35,6 +35,7 @@ import pandas as pd
 
 from tracker.detect import events
 from tracker.errors import InputError
+from tracker.metrics import check_metric
 from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES, ALERT_VERDICTS
 from tracker.silences import checked_author
 from tracker.store import alerts as alert_store
@@ -206,8 +207,11 @@ def list_alerts(
     ws: Workspace, *, since: date | None = None, status: str | None = None,
     kind: str | None = None, company: str | None = None, min_severity: str | None = None,
     open_only: bool = False, limit: int | None = None, ids: list[int] | None = None,
+    metric: str | None = None,
 ) -> pd.DataFrame:
     """Stored alerts with the fields of the alert record and their review (LISTING_FIELDS).
+
+    ``metric`` keeps one series kind (``employees:security``: a role segment's alerts).
 
     ``open_only`` is ``status="open"`` (what still needs a look); ``min_severity``
     keeps that level and above; ``limit`` keeps the most recent ``limit`` alerts (by
@@ -227,8 +231,11 @@ def list_alerts(
         raise InputError(f"--limit: {limit} must be 1 or more")
     levels = None if min_severity is None else [
         s for s, rank in SEVERITY_RANK.items() if rank >= SEVERITY_RANK[min_severity]]
+    if metric is not None:
+        check_metric(metric, "--metric")
     frame = alert_store.query(ws.store, since=since, status="open" if open_only else status,
                               kind=kind, severities=levels, limit=limit, ids=ids,
+                              metric=metric,
                               company_id=ws.store.company_id(company) if company else None)
     if frame.empty:
         return pd.DataFrame(columns=list(LISTING_FIELDS))

@@ -276,7 +276,10 @@ def import_cmd(
     company_col: Annotated[str | None, typer.Option(help="Column holding the company")] = None,
     date_col: Annotated[str | None, typer.Option(help="Column holding the date")] = None,
     count_col: Annotated[str | None, typer.Option(help="Column holding the count")] = None,
-    metric: Annotated[str | None, typer.Option(help="Metric for every row")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Metric for every row (employees, employees:security)")] = None,
+    segment: Annotated[str | None, typer.Option(
+        help="Role segment for every row: metric employees:S (or METRIC:S)")] = None,
     source: Annotated[str | None, typer.Option(help="Source name for every row")] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Import good rows, save bad ones to a rejects CSV")
@@ -304,7 +307,7 @@ def import_cmd(
     ws = _workspace(ctx)
     options = ImportOptions(layout.value, company_col, date_col, count_col, metric, source,
                             skip_bad, rejects_dir,
-                            parse_timestamp(collected_at, "--collected-at"))
+                            parse_timestamp(collected_at, "--collected-at"), segment)
     interactive = err.is_terminal
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                    TimeElapsedColumn(), console=err, transient=True)
@@ -343,7 +346,7 @@ def companies_cmd(
     ctx: typer.Context,
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
-    """List companies: id, name, first and last day, last value, observations."""
+    """List companies: id, name, first and last day, last value, observations, metrics."""
     emit(_workspace(ctx).companies(), fmt.value)
 
 
@@ -541,6 +544,8 @@ def alerts_cmd(
         help="Only this severity and above")] = None,
     limit: Annotated[int | None, typer.Option(
         min=1, help="Only the N most recent alerts", metavar="N")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Only this metric (employees:security: a segment's alerts)")] = None,
     ids: Annotated[list[int] | None, typer.Option(
         "--id", help="Only this alert (repeatable)", metavar="ID")] = None,
     history: Annotated[bool, typer.Option(
@@ -557,7 +562,7 @@ def alerts_cmd(
                         status=status.value if status else None, open_only=open_only,
                         kind=kind.value if kind else None, company=company,
                         min_severity=severity.value if severity else None, limit=limit,
-                        ids=ids or None)
+                        ids=ids or None, metric=metric)
     if history:
         frame = alert_history(ws, [int(i) for i in frame["id"]])
     emit(frame, fmt.value)
@@ -644,6 +649,7 @@ def plot_cmd(
     log: Annotated[bool, typer.Option(help="Logarithmic y axis")] = False,
 ) -> None:
     """Chart a company's series with its alerts, or an overview of companies with alerts."""
+    from tracker.metrics import chart_key
     from tracker.plots import plot_company, plot_overview, save
 
     ws = _workspace(ctx)
@@ -654,7 +660,7 @@ def plot_cmd(
         fig = plot_overview(ws, since=first, until=last, metric=metric)
     # the file is named after the company's id, never after what was typed: a name
     # may hold '/' or '..' (or be in any script), an id is a safe file name
-    name = ws.store.company_id(company) if company else "overview"
+    name = chart_key(ws.store.company_id(company) if company else "overview", metric)
     target = output or ws.settings.resolve(ws.settings.report.output_dir) / f"{name}.png"
     typer.echo(str(save(fig, target)))
 

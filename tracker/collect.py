@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tracker.errors import ConfigError, InputError, SourceError, StoreError, TrackerError
+from tracker.metrics import metric_reasons
 from tracker.records import CompanyRef, Failure
 from tracker.sources.base import Source, SourceContext
 from tracker.sources.registry import load_source_class
@@ -173,7 +174,13 @@ def _valid_rows(source: Source, frame: pd.DataFrame) -> tuple[pd.DataFrame, list
     failures = [Failure(source.instance, str(c), f"invalid value {v!r} for {d}")
                 for c, v, d in zip(frame["company"][bad], frame["value"][bad],
                                    frame["as_of"][bad], strict=True)]
-    return frame[~bad], failures
+    # a metric no command could name (``Employees``, ``employees:``) is refused as an
+    # import would refuse it: the one rule of tracker.metrics
+    why = metric_reasons(frame["metric"].astype(str), "metric")
+    misnamed = (why != "") & ~bad
+    failures += [Failure(source.instance, str(c), f"{w} (a plugin bug: fix the metric it yields)")
+                 for c, w in zip(frame["company"][misnamed], why[misnamed], strict=True)]
+    return frame[~(bad | misnamed)], failures
 
 
 def _write(ws: Workspace, run_id: int, source: Source, before: dict[str, str],

@@ -577,8 +577,11 @@ def plot_company(
     (:func:`tracker.alerts.alerts_as_of`). The title names the data's last day.
     """
     from tracker.alerts import alerts_as_of, list_alerts
+    from tracker.metrics import check_metric, metric_label
+    from tracker.records import DEFAULT_METRIC
     from tracker.store.companies import name_of
 
+    check_metric(metric, "--metric")
     cid = ws.store.company_id(company)
     obs = ws.store.observations([cid], metric=metric, since=since, until=until,
                                 revisions=until is not None)
@@ -591,7 +594,9 @@ def plot_company(
     alerts = list_alerts(ws, company=cid) if until is None else alerts_as_of(
         ws, until, company=cid)
     last = pd.Timestamp(obs["as_of"].max())
-    title = f"{name_of(ws.store, cid) or cid}, data through {last:%Y-%m-%d}" + (
+    # a segment's chart says so: 'Apple, employees (security)' is not Apple's headcount
+    what = "" if metric == DEFAULT_METRIC else f", {metric_label(metric)}"
+    title = f"{name_of(ws.store, cid) or cid}{what}, data through {last:%Y-%m-%d}" + (
         f" as known on {until:%Y-%m-%d}" if until is not None else "")
     return series_figure(obs, alerts, title=title, log=log)
 

@@ -92,6 +92,9 @@ class Workspace:
         known_at: datetime | None = None,
     ) -> pd.DataFrame:
         """One company's observations with the day-over-day change per source."""
+        from tracker.metrics import check_metric
+
+        check_metric(metric, "--metric")
         cid = self.store.company_id(company)
         frame = self.store.observations([cid], metric=metric, source=source, since=since,
                                         known_at=known_at)
@@ -118,8 +121,11 @@ class Workspace:
         The id alone is opaque for a name like '株式会社テスト'; the name goes last so
         that readers of the existing columns by position keep working.
         """
+        from tracker.metrics import check_metric
         from tracker.store import companies as company_ops
 
+        if metric is not None:
+            check_metric(metric, "--metric")
         ids = [self.store.company_id(c) for c in companies_] if companies_ else None
         frame = self.store.observations(ids, metric=metric, since=since, known_at=known_at,
                                         revisions=revisions)

@@ -33,6 +33,7 @@ from tracker.ingest.csvfile import (
     reject_resolved_conflicts,
 )
 from tracker.ingest.jsonfile import parse_json
+from tracker.metrics import check_metric, with_segment
 from tracker.output import write_csv
 from tracker.store import Connection, Store
 from tracker.store import companies as company_ops
@@ -57,6 +58,19 @@ class ImportOptions:
     #: historical snapshots, in chronological order, so point-in-time reads and
     #: replays see them as they were known then.
     collected_at: datetime | None = None
+    #: The role segment of every row (``security``: metric ``employees:security``,
+    #: or ``<metric>:security`` with ``metric``); overrides a ``segment`` column.
+    segment: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a bad --metric/--segment before any file is opened: every row of
+        every file would carry it."""
+        if self.metric is not None:
+            check_metric(self.metric, "--metric")
+        if self.segment:
+            combined = with_segment(self.metric, self.segment)
+            assert combined is not None
+            check_metric(combined, f"--segment {self.segment!r} (metric {combined!r})")
 
 
 @dataclass(frozen=True)
@@ -182,7 +196,8 @@ def resolve_conflicts(store: Store, parsed: ParsedFile) -> ParsedFile:
 def parse_file(path: Path, options: ImportOptions) -> ParsedFile:
     """Read and validate one CSV or JSON file as ``options`` say; nothing is written."""
     if is_json(path):
-        return parse_json(path, metric=options.metric, source=options.source)
+        return parse_json(path, metric=with_segment(options.metric, options.segment),
+                          source=options.source)
     return parse(
         path,
         layout=options.layout,
@@ -191,6 +206,7 @@ def parse_file(path: Path, options: ImportOptions) -> ParsedFile:
         count_col=options.count_col,
         metric=options.metric,
         source=options.source,
+        segment=options.segment,
     )
 
 

@@ -34,6 +34,7 @@ from tracker.ingest.cells import (
     parse_dates,
     scientific,
 )
+from tracker.metrics import SEPARATOR, metric_reasons, with_segment
 from tracker.records import DEFAULT_METRIC
 from tracker.store.companies import is_blank
 
@@ -51,6 +52,9 @@ MAX_SHOWN = 20
 #: A column saying, per row, when the value was learned (an ``export --revisions``
 #: file has it): the alternative to one ``--collected-at`` for the whole file.
 COLLECTED_COL = "collected_at"
+#: A long file's column naming each row's role segment (``security``: the metric
+#: ``employees:security``; empty: ``employees``), see :mod:`tracker.metrics`.
+SEGMENT_COL = "segment"
 TIMESTAMP_EXAMPLE = "2022-10-10T06:00:00Z"
 
 
@@ -287,8 +291,13 @@ def parse(
     count_col: str | None = None,
     metric: str | None = None,
     source: str | None = None,
+    segment: str | None = None,
 ) -> ParsedFile:
-    """Read and validate one file; nothing touches the database here."""
+    """Read and validate one file; nothing touches the database here.
+
+    ``metric`` and ``segment`` (``--metric``, ``--segment``) name the metric of every
+    row; a long file may name its own in ``metric`` and ``segment`` columns instead.
+    """
     table = read_table(path)
     raw = table.frame
     columns = {_norm(c): c for c in raw.columns}
@@ -341,7 +350,7 @@ def parse(
                     f"company (column {text[0]!r} holds text, not counts)"
                     + _did_you_mean(columns, COMPANY_NAMES, "company")
                 )
-        return _parse_wide(path, raw, lines, dcol, metric, source, kcol)
+        return _parse_wide(path, raw, lines, dcol, with_segment(metric, segment), source, kcol)
     if layout == "thinknum":
         _check_unique(path, duplicated, [columns[m] for m in columns if m in (
             *THINKNUM_MARKERS, "followers_count", "link", "industry", COLLECTED_COL)])
@@ -357,15 +366,40 @@ def parse(
         )
     scol = columns.get("source")
     mcol = columns.get("metric")
-    _check_unique(path, duplicated, [c for c in (ccol, dcol, vcol, scol, mcol, kcol) if c])
+    gcol = columns.get(SEGMENT_COL)
+    _check_unique(path, duplicated, [c for c in (ccol, dcol, vcol, scol, mcol, gcol, kcol) if c])
+    metrics, where = _row_metrics(raw, mcol, gcol, metric, segment)
     frame = pd.DataFrame({
         "company": _as_written(raw[ccol]),
-        "metric": _as_written(raw[mcol]) if mcol and metric is None else (metric or DEFAULT_METRIC),
+        "metric": metrics,
         "source": _as_written(raw[scol]) if scol and source is None else (source or "csv"),
     }, index=raw.index)
     return validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol,
                     surplus=surplus.to_numpy(), fields=len(table.header),
-                    collected=raw[kcol] if kcol else None)
+                    collected=raw[kcol] if kcol else None, metric_where=where)
+
+
+def _row_metrics(raw: pd.DataFrame, mcol: str | None, gcol: str | None, metric: str | None,
+                 segment: str | None) -> tuple[pd.Series | str, str]:
+    """Each row's metric in a long file, and where it came from (for a bad one's reason).
+
+    The metric is ``--metric``, else the ``metric`` column, else ``employees``; a
+    ``segment`` cell (unless ``--segment`` is given) makes it ``metric:segment``, an
+    empty one leaves it whole, so one file can hold a company's count and its
+    role segments side by side.
+    """
+    if segment is not None:
+        return with_segment(metric, segment) or DEFAULT_METRIC, "--segment"
+    base: pd.Series | str = (_as_written(raw[mcol]) if mcol and metric is None
+                             else (metric or DEFAULT_METRIC))
+    where = f"column {mcol!r}" if mcol and metric is None else (
+        "--metric" if metric else "the default metric")
+    if gcol is None:
+        return base, where
+    cells = _as_written(raw[gcol])
+    joined = pd.Series(np.where(cells == "", base, base + SEPARATOR + cells), index=raw.index,
+                       dtype=object)
+    return joined, f"column {gcol!r}" if mcol is None or metric else f"columns {mcol!r}/{gcol!r}"
 
 
 _NEUTRALIZED = re.compile(r"^'(?=[=+\-@\t\r])")
@@ -458,6 +492,7 @@ def validate(
     dates: pd.Series, counts: pd.Series, dcol: str, vcol: str | pd.Series,
     surplus: np.ndarray | None = None, fields: int | None = None,
     collected: pd.Series | None = None, now: datetime | None = None,
+    metric_where: str = "column 'metric'",
 ) -> ParsedFile:
     """Every rule of a good row as a mask; rows failing one keep their line and reason.
 
@@ -465,7 +500,8 @@ def validate(
     trusted to sit in the right columns, so they are bad whatever they hold.
     ``collected`` holds each row's collected_at cell, when the file has that
     column: ``good`` then has a ``collected_at`` column, and a day may appear once
-    per collected_at (a file of revisions), not only once.
+    per collected_at (a file of revisions), not only once. ``metric_where`` names
+    where the metric came from (a column, ``--metric``) in a bad metric's reason.
     """
     as_of, bad_date, far_date = parse_dates(dates)
     values, bad_count, too_large = parse_counts(counts)
@@ -475,9 +511,6 @@ def validate(
     vnames = vcol if isinstance(vcol, pd.Series) else pd.Series(vcol, index=frame.index)
     too_long = f"longer than {MAX_NAME} characters"
     for mask, text in (
-        (frame["metric"].str.len().gt(MAX_NAME).to_numpy(),
-         f"column 'metric': metric name {too_long}"),
-        (frame["metric"].eq("").to_numpy(), "column 'metric': empty metric name"),
         (frame["source"].str.len().gt(MAX_NAME).to_numpy(),
          f"column 'source': source name {too_long}"),
         (frame["source"].eq("").to_numpy(), "column 'source': empty source name"),
@@ -493,7 +526,7 @@ def validate(
         (_blank(frame["company"]), "column 'company': empty company name"),
         *[(_controls(frame[col]), f"column {col!r}: {what} name holds a control character "
            "(such as NUL or a terminal escape); remove it")
-          for col, what in (("company", "company"), ("metric", "metric"), ("source", "source"))],
+          for col, what in (("company", "company"), ("source", "source"))],
         (np.zeros(len(frame), dtype=bool) if surplus is None else surplus,
          f"more fields than the header's {fields or len(raw.columns)}; check "
          "the delimiter and that fields holding it are quoted"),
@@ -513,6 +546,8 @@ def validate(
             reason[idx] = [text.format(repr(v)) for v in dates.iloc[idx]]
         else:
             reason[idx] = text
+    bad_metric = metric_reasons(frame["metric"], metric_where)
+    reason = np.where((reason == "") & (bad_metric != ""), bad_metric, reason)
     key = ["company_key", "metric", "source", "as_of"]
     if collected is not None:
         from tracker.store.companies import now_utc
@@ -580,7 +615,8 @@ def _parse_wide(path: Path, raw: pd.DataFrame, lines: pd.Series, dcol: str,
                           "count": long[vname],
                           **({COLLECTED_COL: long[kcol]} if kcol else {})})
     return validate(path, "wide", cells, long_lines, frame, long[dcol], long[vname], dcol,
-                    long[cname].astype(str), collected=long[kcol] if kcol else None)
+                    long[cname].astype(str), collected=long[kcol] if kcol else None,
+                    metric_where="--metric")
 
 
 def _parse_thinknum(path: Path, raw: pd.DataFrame, lines: pd.Series, columns: dict[str, str],

@@ -109,6 +109,6 @@ def parse_json(path: Path, *, metric: str | None = None, source: str | None = No
     frame = pd.DataFrame({"company": raw["company"], "metric": metric or "employees",
                           "source": source or "json"}, index=raw.index)
     parsed = validate(path, "monthly_json", raw, lines, frame, raw["date"], raw["count"],
-                      "month", "count")
+                      "month", "count", metric_where="--metric")
     parsed.company_ids = ids
     return parsed

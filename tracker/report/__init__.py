@@ -32,6 +32,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tracker.errors import InputError
+from tracker.metrics import chart_key, metric_label
 from tracker.output import staged
 from tracker.records import StepOutcome
 from tracker.store import companies as company_ops
@@ -99,7 +100,10 @@ def _plain(value: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+    """Alerts for the template, each with the key of its series' chart (``chart``)."""
+    return [{**{k: _plain(v) for k, v in r.items()},
+             "chart": chart_key(str(r["company"]), str(r["metric"]))}
+            for r in frame.to_dict("records")]
 
 
 def _by_severity(frame: pd.DataFrame) -> pd.DataFrame:
@@ -214,9 +218,12 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
         open_ = _by_severity(alerts[alerts["status"] == "open"])
         reviewed = alerts[alerts["status"] != "open"]  # all recent (see known_alerts)
         reviewed = reviewed.sort_values(["date", "id"], ascending=False)
-    wanted = list(dict.fromkeys([*new["company"], *open_["company"]]))[:MAX_CHARTS]
     shown = pd.concat([new, open_])
-    first_alert = shown.groupby("company")["date"].min() if len(shown) else {}
+    # one chart per series with alerts: a role segment's drop (employees:security)
+    # is drawn on its own scale, not lost in the company's whole headcount
+    wanted = list(dict.fromkeys(zip(shown["company"], shown["metric"], strict=True)))[
+        :MAX_CHARTS] if len(shown) else []
+    first_alert = shown.groupby(["company", "metric"])["date"].min() if len(shown) else {}
     names = dict(zip(alerts["company"], alerts["company_name"], strict=True)) \
         if len(alerts) else {}
     path = folder / "index.html"
@@ -224,16 +231,18 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     # the page and its charts are put in place together once every byte of them is
     # written: a disk filling up half way leaves yesterday's report whole
     with staged() as stage:
-        for company in wanted:
-            # from a few months before the company's first alert shown, up to the day
-            start = pd.Timestamp(first_alert[company]) - pd.Timedelta(days=120)
+        for company, metric in wanted:
+            # from a few months before the series' first alert shown, up to the day
+            start = pd.Timestamp(first_alert[(company, metric)]) - pd.Timedelta(days=120)
             try:
-                fig = plot_company(ws, company, since=start.date(), until=day)
+                fig = plot_company(ws, company, since=start.date(), until=day, metric=metric)
             except InputError:  # no data in the window: nothing to draw
                 continue
             full = render(fig, "png")
-            chart = {"company": company, "name": names.get(company) or company,
-                     "file": f"{company}.png", "thumb": f"{company}.thumb.png"}
+            key = chart_key(company, metric)
+            chart = {"company": company, "key": key, "name": names.get(company) or company,
+                     "metric": metric, "label": metric_label(metric),
+                     "file": f"{key}.png", "thumb": f"{key}.thumb.png"}
             stage.write(folder / chart["file"], full, parents=True)
             stage.write(folder / chart["thumb"], _thumbnail(full), parents=True)
             charts.append(chart)
@@ -243,7 +252,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
             run_given=run_id is not None, new_alerts=_records(new), backfill=backfill,
             open_alerts=_records(open_), reviewed=_records(reviewed),
             reviewed_days=REVIEWED_DAYS, events=_events(alerts), charts=charts,
-            charted={c["company"] for c in charts}, stale=_stale(ws, day),
+            charted={c["key"] for c in charts}, stale=_stale(ws, day),
             stale_days=ws.settings.run.stale_days, companies=company_ops.count(ws.store),
         )
         stage.write(path, html, parents=True)

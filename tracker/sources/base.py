@@ -22,11 +22,12 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from tracker.config import SETTINGS_CONFIG, validate_table
 from tracker.errors import SourceError
-from tracker.records import CompanyRef, Failure, Observation
+from tracker.metrics import metric_problem
+from tracker.records import DEFAULT_METRIC, CompanyRef, Failure, Observation
 
 if TYPE_CHECKING:
     # imported where frames are built: validating a config loads every configured
@@ -48,8 +49,18 @@ class SourceSettings(BaseModel):
 
     type: str
     enabled: bool = True
-    metric: str = "employees"
+    #: The series this source's counts belong to: ``employees``, or a role segment
+    #: such as ``employees:security`` (see :mod:`tracker.metrics`).
+    metric: str = DEFAULT_METRIC
     companies: list[str] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_name(cls, value: str) -> str:
+        problem = metric_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 @dataclass
@@ -126,10 +137,14 @@ class PerCompanySource(Source):
     workers: int = 4
 
     @abstractmethod
-    def fetch_company(self, company: CompanyRef, day: date) -> Observation:
-        """Return the observation for one company or raise a :class:`SourceError`."""
+    def fetch_company(self, company: CompanyRef, day: date) -> Observation | list[Observation]:
+        """Return the observation for one company or raise a :class:`SourceError`.
 
-    def _one(self, company: CompanyRef, day: date) -> Observation | Failure:
+        A list is several series read from one answer (``http_json``'s ``metrics``:
+        a company's count and its role segments in one payload).
+        """
+
+    def _one(self, company: CompanyRef, day: date) -> Observation | list[Observation] | Failure:
         try:
             return self.fetch_company(company, day)
         except SourceError as exc:
@@ -143,4 +158,8 @@ class PerCompanySource(Source):
     def fetch(self, companies: Sequence[CompanyRef], day: date) -> Iterable[Observation | Failure]:
         workers = max(1, min(self.workers, len(companies) or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.instance) as pool:
-            yield from pool.map(lambda c: self._one(c, day), companies)
+            for found in pool.map(lambda c: self._one(c, day), companies):
+                if isinstance(found, list):
+                    yield from found
+                else:
+                    yield found

@@ -506,10 +506,11 @@ class HttpSource(PerCompanySource):
         """Return the URL and query parameters to ask about ``company`` on ``day``."""
 
     @abstractmethod
-    def parse(self, fetched: Fetched, company: CompanyRef, day: date) -> Observation:
+    def parse(self, fetched: Fetched, company: CompanyRef, day: date
+              ) -> Observation | list[Observation]:
         """Read the observation out of a successful response or raise FatalSourceError."""
 
-    def fetch_company(self, company: CompanyRef, day: date) -> Observation:
+    def fetch_company(self, company: CompanyRef, day: date) -> Observation | list[Observation]:
         try:
             url, params = self.request(company, day)
             fetched = self.client.get(url, {**params, **self.secret_params}, company.id)

@@ -15,6 +15,16 @@ Example::
     date_path = "data.as_of"                    # optional; else the requested day
     header_env = { Authorization = { env = "ACME_TOKEN", prefix = "Bearer " } }
     rate_limit = 5                              # requests per second per host
+
+Role segments: ``metric = "employees:security"`` files the count under that series
+instead of ``employees``. When one answer holds several counts (the whole company
+and its roles), ``metrics`` maps each series to its path, one request for all::
+
+    value_path = "data.employee_count"          # the source's metric (employees)
+    metrics = { "employees:security" = "data.roles.security", "employees:ml" = "data.roles.ml" }
+
+Every path must be in the answer: a missing one fails the company (its other
+counts are not stored either), as a missing ``value_path`` does.
 """
 
 from __future__ import annotations
@@ -23,9 +33,10 @@ import json
 from datetime import date
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tracker.errors import FatalSourceError
+from tracker.metrics import metric_problem
 from tracker.records import CompanyRef, Observation
 from tracker.sources.http import Fetched, HttpSettings, HttpSource
 from tracker.sources.http_values import check_template, clip, expand, lookup, parse_count, parse_day
@@ -35,8 +46,26 @@ class HttpJsonSettings(HttpSettings):
     """``[sources.NAME]`` of type ``http_json``; see the module docstring for an example."""
 
     url: str = Field(min_length=1)
-    value_path: str = Field(min_length=1)
+    value_path: str | None = Field(default=None, min_length=1)
     date_path: str | None = None
+    #: More series from the same answer: metric name -> path of its count.
+    metrics: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _paths(self) -> HttpJsonSettings:
+        if self.value_path is None and not self.metrics:
+            raise ValueError("value_path (the path of the count) is required, or metrics "
+                             '(e.g. metrics = { "employees:security" = "data.roles.security" })')
+        for name, path in self.metrics.items():
+            problem = metric_problem(name)
+            if problem is not None:
+                raise ValueError(f"metrics: {problem}")
+            if not path.strip():
+                raise ValueError(f"metrics: the path of {name!r} is empty")
+        if self.value_path is not None and self.metric in self.metrics:
+            raise ValueError(f"metrics: {self.metric!r} is the source's metric, read from "
+                             "value_path already; remove it from metrics or value_path")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -95,24 +124,43 @@ class HttpJsonSource(HttpSource):
         }
         return url, params
 
-    def parse(self, fetched: Fetched, company: CompanyRef, day: date) -> Observation:
-        return self.read_payload(decode_json(fetched), fetched, company, day)
+    def parse(self, fetched: Fetched, company: CompanyRef, day: date
+              ) -> Observation | list[Observation]:
+        payload = decode_json(fetched)
+        first = self.read_payload(payload, fetched, company, day) \
+            if self.settings.value_path else None
+        if not self.settings.metrics:
+            assert first is not None
+            return first
+        as_of = first.as_of if first is not None else self._as_of(payload, fetched, day)
+        found = [] if first is None else [first]
+        for metric, path in self.settings.metrics.items():
+            value = self._count(payload, fetched, path, f"metrics.{metric!r}")
+            found.append(Observation(company.id, as_of, value, metric=metric,
+                                     source=self.instance))
+        return found
 
     def read_payload(
         self, payload: Any, fetched: Fetched, company: CompanyRef, day: date
     ) -> Observation:
         """Pick the count (and the as-of date, if configured) out of a decoded payload."""
-        where = f"GET {fetched.url}: value_path"
+        assert self.settings.value_path is not None
+        value = self._count(payload, fetched, self.settings.value_path, "value_path")
+        return self.observation(company, self._as_of(payload, fetched, day), value)
+
+    def _count(self, payload: Any, fetched: Fetched, path: str, setting: str) -> int:
+        where = f"GET {fetched.url}: {setting}"
         try:
-            raw = lookup(payload, self.settings.value_path)
+            raw = lookup(payload, path)
         except FatalSourceError as exc:
             raise FatalSourceError(f"{where} {exc}") from None
-        value = parse_count(raw, f"{where} {self.settings.value_path!r}", self.settings.units)
-        as_of = day
-        if self.settings.date_path:
-            try:
-                found = lookup(payload, self.settings.date_path)
-            except FatalSourceError as exc:
-                raise FatalSourceError(f"GET {fetched.url}: date_path {exc}") from None
-            as_of = parse_day(found, f"date_path {self.settings.date_path!r}")
-        return self.observation(company, as_of, value)
+        return parse_count(raw, f"{where} {path!r}", self.settings.units)
+
+    def _as_of(self, payload: Any, fetched: Fetched, day: date) -> date:
+        if not self.settings.date_path:
+            return day
+        try:
+            found = lookup(payload, self.settings.date_path)
+        except FatalSourceError as exc:
+            raise FatalSourceError(f"GET {fetched.url}: date_path {exc}") from None
+        return parse_day(found, f"date_path {self.settings.date_path!r}")

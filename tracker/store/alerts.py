@@ -289,7 +289,7 @@ def moves_since(store: Store, day: date) -> pd.DataFrame:
 def query(store: Store, *, since: date | None = None, status: str | None = None,
           kind: str | None = None, company_id: str | None = None,
           severities: Sequence[str] | None = None, limit: int | None = None,
-          ids: Sequence[int] | None = None) -> pd.DataFrame:
+          ids: Sequence[int] | None = None, metric: str | None = None) -> pd.DataFrame:
     """Stored alerts with company, metric and source names, by date then id.
 
     ``severities`` keeps only those levels; ``limit`` keeps the last ``limit`` alerts
@@ -308,6 +308,8 @@ def query(store: Store, *, since: date | None = None, status: str | None = None,
         q = q.where(alerts.c.kind == kind)
     if company_id is not None:
         q = q.where(series.c.company_id == company_id)
+    if metric is not None:
+        q = q.where(series.c.metric == metric)
     if severities is not None:
         q = q.where(alerts.c.severity.in_(list(severities)))
     if ids is not None:

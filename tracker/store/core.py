@@ -336,7 +336,9 @@ class Store:
         return out
 
     def companies_summary(self) -> pd.DataFrame:
-        """Per company: name, first and last day, last value, number of observations."""
+        """Per company: name, first and last day, last value, number of observations
+        (of ``employees``), and every metric it has observations of (``metrics``,
+        ``employees`` first, then its segments), so segments are visible at a glance."""
         import pandas as pd
 
         sql = text(
@@ -369,6 +371,17 @@ class Store:
             summary["last_value"] = pd.Series(dtype="Int64")
         for col in ("first_day", "last_day"):
             summary[col] = pd.to_datetime(summary[col]).dt.date
+        # every metric a company has (its role segments too), last so that readers
+        # of the columns above by position keep working
+        with self.reading("listing companies") as conn:
+            held = pd.DataFrame(conn.execute(text(
+                "SELECT se.company_id, se.metric FROM series se WHERE EXISTS "
+                "(SELECT 1 FROM observations o WHERE o.series_id = se.id)")).all(),
+                columns=["company", "metric"])
+        named = (held.assign(plain=held["metric"] != DEFAULT_METRIC)
+                 .sort_values(["company", "plain", "metric"])
+                 .groupby("company")["metric"].agg(" ".join))
+        summary["metrics"] = summary["id"].map(named).fillna("")
         return summary
 
 
