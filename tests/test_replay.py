@@ -194,3 +194,34 @@ def test_as_known_replay_equals_a_full_detection_per_day(tmp_path: Path) -> None
     want = _as_known_reference(ws, start, end)
     pd.testing.assert_frame_equal(got, want)
     store.close()
+
+
+def test_as_known_replay_withdraws_a_drop_whose_data_were_corrected(tmp_path: Path) -> None:
+    """A scrape of 2022-10-11 said 500 (a provisional drop, reported that day); the
+    provider's correction (1,001) arrived on 10-12: that day the drop is withdrawn, as
+    a daily run's alert would be, and nothing else is said about it."""
+    rng = np.random.default_rng(4)
+    days = pd.date_range("2022-01-01", "2022-10-15")
+    base = pd.DataFrame({"company": "Zeta", "date": days.strftime("%Y-%m-%d"),
+                         "count": (1000 * (1 + rng.normal(0, 0.003, len(days)))).round()})
+    base.loc[base["date"] == "2022-10-11", "count"] = 500
+    files = {"history": (base[base["date"] <= "2022-10-11"], datetime(2022, 10, 11, 20)),
+             "later": (base[base["date"] > "2022-10-11"], datetime(2022, 10, 12, 8)),
+             "fix": (pd.DataFrame({"company": ["Zeta"], "date": ["2022-10-11"],
+                                   "count": [1001]}), datetime(2022, 10, 12, 8))}
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    ws = Workspace(Settings(base_dir=tmp_path), store)
+    try:
+        for name, (frame, at) in files.items():
+            path = tmp_path / f"{name}.csv"
+            frame.to_csv(path, index=False)
+            import_file(store, path, ImportOptions(collected_at=at))
+        known = timeline(ws, start=date(2022, 10, 9), end=date(2022, 10, 15), as_known=True)
+        got = [(str(r.day.date()), r.verdict, r.kind, str(r.date.date()))
+               for r in known.itertuples()]
+        assert got == [("2022-10-11", "provisional", "drop", "2022-10-11"),
+                       ("2022-10-12", "withdrawn", "drop", "2022-10-11")]
+        # with today's best data there never was a drop
+        assert timeline(ws, start=date(2022, 10, 9), end=date(2022, 10, 15)).empty
+    finally:
+        store.close()

@@ -99,6 +99,10 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
     those arrivals can change are judged (``detect_day``: the day itself, and the
     earliest day a late value or correction concerns, onward): a verdict about an
     earlier day is the same as the day before, when it was already reported.
+
+    A reported move that a re-judged day no longer finds (its data were corrected
+    away) gets a ``withdrawn`` row on the day the correction arrived, as the alert
+    of a daily run is withdrawn then.
     """
     if start is None or end is None:
         raise InputError("a replay as known needs --start and --end")
@@ -128,6 +132,7 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
     values[cells[0][:first], cells[1][:first]] = vals[:first]
     s = ws.settings.detect
     parts, seen = [], set()
+    live: dict[tuple, pd.Series] = {}  # reported and not withdrawn: its latest row
     lo = first
     arrived_as_of = as_of.to_numpy()[order]
     for day, hi in zip(days, cut, strict=True):
@@ -145,9 +150,14 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
         else:  # nothing new: nothing can have changed
             continue
         lo = hi
-        if found.empty:
+        rows = _verdicts(found.join(keys, on="series"), ws) if len(found) \
+            else pd.DataFrame(columns=[*TIMELINE_COLUMNS, "detected_on"])
+        if day != days[0]:
+            gone = _withdrawn(live, rows, set(judged), day)
+            if len(gone):
+                parts.append(gone)
+        if rows.empty:
             continue
-        rows = _verdicts(found.join(keys, on="series"), ws)
         rows = rows[rows["day"] <= day]  # a verdict cannot be reached before its day
         # several days judged at once restate a verdict: its latest state counts
         rows = rows.drop_duplicates(["company", "metric", "source", "date", "verdict"],
@@ -160,7 +170,30 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
         seen.update(key)
         # reached today, possibly about an earlier date whose data arrived late
         parts.append(rows[fresh].assign(day=day))
+        for k, (_, r) in zip(_alert_keys(rows), rows.iterrows(), strict=True):
+            live[k] = r
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _alert_keys(rows: pd.DataFrame) -> list[tuple]:
+    """One key per alert, as the store's fingerprint: a move and a drift of the same
+    day are different alerts, a move's verdicts are one."""
+    family = np.where(rows["kind"].astype(str).str.startswith("drift"), "drift", "move")
+    return list(zip(rows["company"], rows["metric"], rows["source"], rows["date"], family,
+                    strict=True))
+
+
+def _withdrawn(live: dict[tuple, pd.Series], rows: pd.DataFrame, judged: set,
+               day: pd.Timestamp) -> pd.DataFrame:
+    """The reported alerts that days judged again no longer restate: withdrawn today."""
+    restated = set(_alert_keys(rows)) if len(rows) else set()
+    gone = [k for k, r in live.items()
+            if pd.Timestamp(r["detected_on"]) in judged and k not in restated]
+    out = [live.pop(k).copy() for k in gone]
+    if not out:
+        return pd.DataFrame()
+    frame = pd.DataFrame(out)
+    return frame.assign(day=day, verdict="withdrawn")
 
 
 def why_nothing_known(ws: Workspace, start: date, end: date,
