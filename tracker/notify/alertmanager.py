@@ -23,8 +23,8 @@ truncates the list and ``truncatedAlerts`` counts the rest. One POST per group o
 POST of several fails, the message failed and the next run sends all its groups again
 (receivers deduplicate by ``fingerprint``).
 
-An alert's ``fingerprint`` is its tracker fingerprint (company, metric, source, day
-and kind of move), so it stays the same from firing to resolved however its verdict
+An alert's ``fingerprint`` is derived from its tracker fingerprint (company, metric,
+source, day and kind of move), so it stays the same from firing to resolved however its verdict
 changes, and receivers close what they opened. For the same reason an update's
 ``kind`` and ``severity`` labels are those it was first notified with, and route
 where the firing alert went; the new verdict is the ``verdict`` label, the whole
@@ -36,6 +36,7 @@ credentials are a bearer token or basic auth, read from environment variables on
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -160,8 +161,15 @@ def alert_record(alert: Alert, context: NotifyContext, alertname: str = "Headcou
         "startsAt": rfc3339(alert.date),
         "endsAt": ZERO_TIME if firing else ends_at(alert, context.day),
         "generatorURL": f"{context.report_url}{anchor}" if context.report_url else "",
-        "fingerprint": alert.fingerprint[:16],
+        "fingerprint": fingerprint(alert),
     }
+
+
+def fingerprint(alert: Alert) -> str:
+    """Sixteen hex digits, as upstream's, derived from the tracker's fingerprint (company,
+    metric, source, day, kind of move) and not from the labels: a verdict change must
+    not make a receiver see a new alert."""
+    return hashlib.sha256(alert.fingerprint.encode()).hexdigest()[:16]
 
 
 def group_key(group_labels: Mapping[str, str]) -> str:
