@@ -49,6 +49,7 @@ SOURCE_BASE = {
 }
 NOTIFIER_BASE = {
     "webhook": 'url_env = "HOOK_URL"',
+    "alertmanager": 'url_env = "AM_URL"',
     "email": 'host = "smtp.example.org"\nsender = "tracker@example.org"\n'
              'to = ["oncall@example.org"]',
 }
@@ -227,13 +228,18 @@ def _notifier_cases() -> list[Case]:
               ("min_severity", "1", CHOICE),
               ("companies", '"apple"', ARRAY), ("kinds", '"drop"', ARRAY),
               ("max_alerts", '"10"', INTEGER), ("max_alerts", "true", INTEGER)]
+    post = [("url", "1", STRING), ("url_env", "1", STRING), ("timeout", '"5"', SECONDS),
+            ("timeout", "false", SECONDS), ("retries", "1.0", INTEGER),
+            ("backoff", '"1"', NUMBER), ("backoff_max", "true", NUMBER),
+            ("retry_after_max", '"60"', NUMBER), ("verify", "1", BOOLEAN),
+            ("headers", "1", TABLE), ("header_env", '"X"', TABLE)]
     specific = {
-        "webhook": [("url", "1", STRING), ("url_env", "1", STRING), ("timeout", '"5"', SECONDS),
-                    ("timeout", "false", SECONDS), ("retries", "1.0", INTEGER),
-                    ("backoff", '"1"', NUMBER), ("backoff_max", "true", NUMBER),
-                    ("retry_after_max", '"60"', NUMBER), ("verify", "1", BOOLEAN),
-                    ("headers", "1", TABLE), ("header_env", '"X"', TABLE),
-                    ("include_alerts", '"yes"', BOOLEAN)],
+        "webhook": [*post, ("include_alerts", '"yes"', BOOLEAN)],
+        "alertmanager": [*post, ("receiver", "1", STRING), ("alertname", "1", STRING),
+                         ("labels", '"team"', TABLE),
+                         ("group_by", '"alertname"', ARRAY), ("external_url", "1", STRING),
+                         ("bearer_token_env", "1", STRING), ("username", "1", STRING),
+                         ("password_env", "1", STRING)],
         "email": [("host", "1", STRING), ("port", '"587"', INTEGER), ("port", "587.0", INTEGER),
                   ("starttls", "0", BOOLEAN), ("ssl", '"false"', BOOLEAN),
                   ("username", "1", STRING), ("password_env", "1", STRING),
@@ -247,6 +253,9 @@ def _notifier_cases() -> list[Case]:
         for key, value, expect in [*shared, *rows]:
             lines = NOTIFIER_BASE[kind] if key == "type" else base
             cases.append(Case(f"notify.{kind}_1", key, value, expect, base=lines))
+    cases.append(Case("notify.alertmanager_1", "labels", "{team = 1}", STRING,
+                      base=f'type = "alertmanager"\n{NOTIFIER_BASE["alertmanager"]}',
+                      path="notify.alertmanager_1.labels.team"))
     cases.append(Case("notify.webhook_1", "kinds", '["purge"]', CHOICE,
                       base=f'type = "webhook"\n{NOTIFIER_BASE["webhook"]}',
                       path="notify.webhook_1.kinds.0"))

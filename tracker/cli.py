@@ -30,7 +30,7 @@ from rich.text import Text
 
 from tracker.errors import TrackerError
 from tracker.records import ALERT_KINDS, ALERT_STATUSES
-from tracker.workspace import Workspace, open_workspace, parse_day, parse_timestamp
+from tracker.workspace import Workspace, local_today, open_workspace, parse_day, parse_timestamp
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -634,6 +634,32 @@ def silence_remove_cmd(
 
     gone = remove_silence(_workspace(ctx), silence_id)
     typer.echo(f"silence {gone.id} removed")
+
+
+@app.command("notify")
+def notify_cmd(
+    ctx: typer.Context,
+    test: Annotated[bool, typer.Option(
+        "--test", help="Send one marked test message through each notifier")] = False,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", metavar="NAME", help="Only [notify.NAME] (repeatable; even if disabled)")]
+    = None,
+) -> int:
+    """Test the notifiers: one line per notifier, ok or failed and why; exit 0 or 3."""
+    from tracker.errors import InputError
+    from tracker.notify import send_test_messages
+
+    if not test:
+        raise InputError("tracker notify needs --test (alerts are sent by tracker run); "
+                         "e.g. tracker notify --test --only slack")
+    settings = _settings(ctx)
+    outcomes = send_test_messages(settings.notify, local_today(settings), only=only)
+    for o in outcomes:
+        typer.echo(f"{o.name}: ok" if o.status == "ok" else f"{o.name}: failed: {o.reason}")
+    bad = [o.name for o in outcomes if o.status != "ok"]
+    typer.echo(f"{len(outcomes) - len(bad)} of {len(outcomes)} notifier(s) ok"
+               + (f"; failed: {', '.join(bad)}" if bad else ""))
+    return EXIT_FAILED if bad else 0
 
 
 @app.command("plot")

@@ -45,9 +45,7 @@ class Workspace:
 
     def today(self) -> date:
         """'Today' in the schedule's timezone: the day a daily run collects for."""
-        from zoneinfo import ZoneInfo
-
-        return datetime.now(ZoneInfo(self.settings.schedule.timezone)).date()
+        return local_today(self.settings)
 
     def sync_companies(self) -> int:
         """Create or update the companies declared under [companies.ID] in config."""
@@ -131,6 +129,13 @@ class Workspace:
                                         revisions=revisions)
         frame["company_name"] = frame["company"].map(company_ops.names(self.store))
         return frame
+
+
+def local_today(settings: Settings) -> date:
+    """'Today' in the schedule's timezone, for commands that need no database."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(settings.schedule.timezone)).date()
 
 
 def open_workspace(

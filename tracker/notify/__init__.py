@@ -21,18 +21,21 @@ once, as an *update* in a message of its own, to the notifiers that got the aler
 (selected by the kind and severity it was notified with). What each notification
 said is kept with the alert (``notified_verdict``), so an update is sent once, and
 its per-notifier delivery is remembered like an alert's (key ``FINGERPRINT@VERDICT``).
+
+:func:`send_test_messages` (``tracker notify --test``) proves each channel with one
+marked test message (:meth:`Notifier.send_test`), touching no alert.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tracker.errors import TrackerError
+from tracker.errors import ConfigError, TrackerError
 from tracker.notify.base import (
     GROUP,
     Notifier,
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP",
     "Notifier",
+    "NotifierOutcome",
     "NotifierSettings",
     "NotifyContext",
     "NotifyReport",
@@ -59,6 +63,7 @@ __all__ = [
     "pending_alerts",
     "pending_updates",
     "send_notifications",
+    "send_test_messages",
 ]
 
 log = logging.getLogger(__name__)
@@ -271,6 +276,55 @@ def as_notified(update: Alert) -> Alert:
 def update_key(update: Alert) -> str:
     """The per-notifier delivery key of an update (see :attr:`Alert.update_key`)."""
     return update.update_key
+
+
+def send_test_messages(
+    tables: Mapping[str, Mapping[str, Any]], day: date, *, only: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[NotifierOutcome]:
+    """Send one marked test message through each enabled notifier (``tracker notify
+    --test``), or through those named in ``only`` (enabled or not: asked for by name).
+
+    Nothing is read from or written to the store: a test proves the channel, not the
+    alerts. Every notifier gets its outcome in config order, ``ok`` or ``failed`` with
+    the reason (already free of secrets; redacted once more, as it is meant for a
+    terminal). Raises ConfigError when nothing is configured or ``only`` names an
+    unknown notifier.
+    """
+    from tracker.sources.http_values import REDACTOR
+
+    if only:
+        unknown = [n for n in only if n not in tables]
+        if unknown:
+            raise ConfigError(f"no [notify.{unknown[0]}] in the configuration; configured: "
+                              f"{', '.join(tables) or 'none'}")
+        tables = {n: {**tables[n], "enabled": True} for n in tables if n in only}
+    elif not any(t.get("enabled", True) is not False for t in tables.values()):
+        raise ConfigError("no enabled [notify.NAME] table in the configuration: nothing to "
+                          "test (see the README, [notify.NAME])")
+    env = os.environ if environ is None else environ
+    notifiers, failed = build_notifiers(tables, env)
+    outcomes = {o.name: o for o in failed}
+    context = NotifyContext(day=day, environ=env)
+    for notifier in notifiers:
+        outcome = NotifierOutcome(notifier.instance, "ok", sent=1)
+        try:
+            notifier.send_test(context)
+        except TrackerError as exc:
+            outcome = NotifierOutcome(notifier.instance, "failed", reason=str(exc))
+        except Exception as exc:  # a plugin bug: this notifier's failure, not the command's
+            log.exception("notifier %s crashed", notifier.instance)
+            outcome = NotifierOutcome(notifier.instance, "failed",
+                                      reason=f"unexpected error: {exc!r}")
+        finally:
+            try:
+                notifier.close()
+            except Exception:  # closing must not hide what happened
+                log.exception("closing notifier %s", notifier.instance)
+        outcomes[notifier.instance] = outcome
+    for outcome in outcomes.values():
+        outcome.reason = outcome.reason and REDACTOR(outcome.reason)
+    return [outcomes[n] for n in tables if n in outcomes]
 
 
 def notify_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:

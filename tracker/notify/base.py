@@ -16,6 +16,8 @@ The helpers at the end format an alert the same way for every channel.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import math
 import os
 from abc import ABC, abstractmethod
@@ -106,8 +108,44 @@ class Notifier(ABC):
     def send(self, alerts: Sequence[Alert], context: NotifyContext) -> None:
         """Deliver one message about ``alerts`` (never empty) or raise NotifyError."""
 
+    def send_test(self, context: NotifyContext) -> None:
+        """Deliver one clearly marked test message (``tracker notify --test``) or raise
+        NotifyError. The default sends :func:`make_test_alert` like any alert, so the test
+        goes through the very code that formats and delivers real ones; a notifier whose
+        receiver would act on it (open an incident) overrides this to mark it as such."""
+        self.send([make_test_alert(context.day)], context)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once by the job after sending."""
+
+
+#: Who the test alert is about: no company id the tracker makes looks like it.
+TEST_COMPANY = "tracker-notify-test"
+
+
+def make_test_alert(day: date) -> Alert:
+    """A made-up alert whose every shown field says it is a test, for ``notify --test``.
+
+    ``id`` is None (no stored alert is meant) and the fingerprint is fixed, so a receiver
+    that keys on it sees the same test alert each time rather than a new incident.
+    """
+    return Alert(
+        id=None, fingerprint=hashlib.sha256(b"tracker notify --test").hexdigest()[:32],
+        company=TEST_COMPANY, company_name="TEST MESSAGE from tracker notify --test "
+        "(not a real alert)", metric="employees", source="test", date=day, detected_on=day,
+        verdict="provisional", kind="drop", change_pct=-10.0, value_before=1000.0,
+        value_after=900.0, score=0.0, severity="info", status="open", sources_agreeing=1,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: the one place a secret may travel unencrypted."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- discovery --------------------------------------------------------------------------

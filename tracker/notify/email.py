@@ -12,7 +12,6 @@ is rendered by Jinja2 with autoescaping, so a company name cannot inject markup.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import smtplib
@@ -36,6 +35,7 @@ from tracker.notify.base import (
     day_text,
     events,
     headline,
+    is_loopback,
     join_names,
     ordered,
     pct,
@@ -93,7 +93,7 @@ class EmailSettings(NotifierSettings):
         if (self.username is None) != (self.password_env is None):
             raise ValueError("'username' and 'password_env' go together (the password is "
                              "read from that environment variable)")
-        if self.username and not (self.ssl or self.starttls) and not _loopback(self.host):
+        if self.username and not (self.ssl or self.starttls) and not is_loopback(self.host):
             raise ValueError(f"a password would be sent in clear to {self.host}; set "
                              "starttls = true or ssl = true")
         return self
@@ -101,15 +101,6 @@ class EmailSettings(NotifierSettings):
     @property
     def effective_port(self) -> int:
         return self.port or (465 if self.ssl else 587 if self.starttls else 25)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _rows(alerts: Sequence[Alert]) -> list[dict[str, Any]]:
