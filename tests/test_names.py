@@ -330,3 +330,32 @@ def test_a_source_collects_names_in_every_script(run, tmp_path: Path,  # type: i
         failures = conn.execute(run_sources.select()).one().failures
     engine.dispose()
     assert [(f["company"], f["reason"]) for f in failures] == [("\u200b", "empty company name")]
+
+
+def test_an_export_imports_back_with_its_ids_and_names(tmp_path: Path, capsys) -> None:
+    """tracker's own export (company = id, company_name beside it) imports into a new
+    database under the same ids and the same display names, in any script; a name
+    set by config or an earlier import is not overwritten."""
+    src = tmp_path / "in.csv"
+    src.write_text("company,date,count\n株式会社テスト,2024-01-01,10\nBinance,2024-01-01,7\n"
+                   "Ελληνική Εταιρεία,2024-01-01,5\n", encoding="utf-8")
+    first, second = (f"sqlite:///{tmp_path / n}" for n in ("a.db", "b.db"))
+    assert main(["--db", first, "import", str(src)]) == 0
+    out = tmp_path / "export.csv"
+    assert main(["--db", first, "export", "-o", str(out)]) == 0
+    assert main(["--db", second, "import", str(out)]) == 0
+    capsys.readouterr()
+
+    def listing(db: str) -> dict[str, str]:
+        assert main(["--db", db, "companies", "--format", "json"]) == 0
+        return {r["id"]: r["name"] for r in json.loads(capsys.readouterr().out)}
+
+    before = listing(first)
+    assert set(before.values()) == {"株式会社テスト", "Binance", "Ελληνική Εταιρεία"}
+    assert listing(second) == before
+    # a name already given stays: import the export with another name beside the id
+    renamed = out.read_text(encoding="utf-8").replace(",Binance\n", ",Binance Holdings\n")
+    (tmp_path / "renamed.csv").write_text(renamed, encoding="utf-8")
+    assert main(["--db", second, "import", str(tmp_path / "renamed.csv")]) == 0
+    capsys.readouterr()
+    assert listing(second)["binance"] == "Binance"

@@ -130,7 +130,9 @@ def write_parsed(
         return 0, 0
     _one_time(parsed, collected_at)
     if ids is None:
-        ids = company_ops.resolve(conn, good["company"].unique())
+        given = company_ops.resolve_ids(conn, parsed.company_names)
+        rest = [n for n in good["company"].unique() if n not in given]
+        ids = {**company_ops.resolve(conn, rest), **given}
     else:
         ids = {n: ids[n] for n in good["company"].unique() if n in ids}
     checked = reject_resolved_conflicts(parsed, {**preview_ids(conn, _rejected_names(parsed)),
@@ -145,6 +147,8 @@ def write_parsed(
     for name, ext in parsed.company_ids.items():
         if name in ids:
             store.upsert_company(ids[name], external_ids=ext, conn=conn)
+    company_ops.name_unnamed(conn, {ids[n]: shown for n, shown in parsed.company_names.items()
+                                    if n in ids})
     frame = good.assign(company=good["company"].map(ids))
     if COLLECTED_COL not in frame.columns:
         result = store.write_frame(conn, frame, collected_at=collected_at, run_id=run_id)

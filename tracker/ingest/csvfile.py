@@ -130,6 +130,9 @@ class ParsedFile:
     company_ids: dict[str, dict[str, str]] = field(default_factory=dict)
     good_raw: pd.DataFrame | None = None
     conflicts: pd.DataFrame | None = None
+    #: display names by company as written, from a ``company_name`` column beside a
+    #: ``company`` id column (tracker's own export): the id stays the id
+    company_names: dict[str, str] = field(default_factory=dict)
 
 
 def _norm(name: str) -> str:
@@ -374,9 +377,16 @@ def parse(
         "metric": metrics,
         "source": _as_written(raw[scol]) if scol and source is None else (source or "csv"),
     }, index=raw.index)
-    return validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol,
-                    surplus=surplus.to_numpy(), fields=len(table.header),
-                    collected=raw[kcol] if kcol else None, metric_where=where)
+    parsed = validate(path, "long", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol,
+                      surplus=surplus.to_numpy(), fields=len(table.header),
+                      collected=raw[kcol] if kcol else None, metric_where=where)
+    ncol = columns.get("company_name")
+    if ncol is not None and ncol != ccol:  # an export: ids in 'company', names beside
+        named = pd.DataFrame({"id": frame["company"], "name": _as_written(raw[ncol])})
+        named = named[(named["id"] != "") & (named["name"] != "")]
+        parsed.company_names = dict(named.drop_duplicates("id", keep="last").itertuples(
+            index=False, name=None))
+    return parsed
 
 
 def _row_metrics(raw: pd.DataFrame, mcol: str | None, gcol: str | None, metric: str | None,

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from anyascii import anyascii
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from tracker.records import DEFAULT_METRIC, CompanyRef
 from tracker.store.schema import companies, company_aliases, observations, series
@@ -225,6 +225,56 @@ def resolve(conn: Connection, names: Iterable[str], *, create: bool = True) -> d
             ],
         )
     return out
+
+
+_GENERATED_ID = re.compile(rf"[a-z0-9-]*_[a-z2-7]{{{_DIGEST}}}")
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` is a company id as :func:`slugify` makes them (either kind)."""
+    return bool(value) and len(value) <= MAX_ID and (
+        slugify(value) == value or _GENERATED_ID.fullmatch(value) is not None)
+
+
+def resolve_ids(conn: Connection, named: dict[str, str]) -> dict[str, str]:
+    """Company ids for a file that carries them (tracker's own export: ``company`` is the
+    id, ``named`` maps it to the display name): an existing id or alias is that
+    company; a well-formed id that does not exist yet is created under exactly that id
+    and name. Why: resolving an id like a name re-slugs it ('zhushihuishetesuto_d46f..'
+    became 'zhushihuishetesuto-d46f..'), so an export did not import back as itself.
+    Values that are not ids are left to :func:`resolve`."""
+    if not named:
+        return {}
+    aliases = dict(conn.execute(
+        select(company_aliases.c.alias, company_aliases.c.company_id)).all())
+    known = set(conn.execute(select(companies.c.id)).scalars())
+    out: dict[str, str] = {}
+    new: dict[str, str] = {}
+    for cid, shown in named.items():
+        if cid in known:
+            out[cid] = cid
+        elif alias_key(cid) in aliases:
+            out[cid] = aliases[alias_key(cid)]
+        elif is_id(cid):
+            out[cid] = cid
+            new[cid] = shown.strip() or cid
+    if new:
+        stamp = now_utc()
+        conn.execute(insert(companies), [
+            {"id": cid, "name": label, "tags": {}, "external_ids": {}, "created_at": stamp}
+            for cid, label in sorted(new.items())])
+    return out
+
+
+def name_unnamed(conn: Connection, display: dict[str, str]) -> None:
+    """Give companies known only by their id (created from an id column) the display
+    name a file carries beside it; a name set in config or by an earlier import stays.
+    Why: importing an export back used to name every company by its id ("binance")."""
+    if display:
+        conn.execute(update(companies).where(
+            companies.c.id == bindparam("cid"), companies.c.name == companies.c.id)
+            .values(name=bindparam("shown")),
+            [{"cid": cid, "shown": shown} for cid, shown in display.items()])
 
 
 def find(conn: Connection, name: str) -> str | None:
