@@ -171,6 +171,13 @@ def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
     for ev in grouped.itertuples():
         found.loc[found.index.isin(ev.series) & (found["kind"] == ev.kind),
                   "event_id"] = ev.event_id
+    # a member of a population event keeps that event's id (tracker.population sets it)
+    from tracker.store import events as event_store
+
+    population = event_store.event_of_alerts(ws.store, list(found["fingerprint"]))
+    if population:
+        member = found["fingerprint"].map(population)
+        found["event_id"] = member.where(member.notna(), found["event_id"])
     found["sources_agreeing"] = _corroborate(found)
     return grouped
 
