@@ -176,8 +176,8 @@ def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
 
     population = event_store.event_of_alerts(ws.store, list(found["fingerprint"]))
     if population:
-        member = found["fingerprint"].map(population)
-        found["event_id"] = member.where(member.notna(), found["event_id"])
+        found["event_id"] = [population.get(f, e) for f, e in zip(
+            found["fingerprint"], found["event_id"], strict=True)]
     found["sources_agreeing"] = _corroborate(found)
     return grouped
 

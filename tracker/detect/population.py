@@ -219,7 +219,7 @@ def group_events(mv: Moves, pops: Sequence[Population], daily: pd.DataFrame,
     """
     events, members = [], []
     by_pop = {(p.metric, p.cohort): p for p in pops}
-    flagged = daily[daily["event"]]
+    flagged = daily.loc[daily["event"].astype(bool)] if len(daily) else daily
     for (metric, cohort, direction), grp in flagged.groupby(
             ["metric", "cohort", "direction"], dropna=False, sort=True):
         pop = by_pop[(metric, None if pd.isna(cohort) else cohort)]
