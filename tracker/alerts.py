@@ -176,8 +176,9 @@ def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
 
     population = event_store.event_of_alerts(ws.store, list(found["fingerprint"]))
     if population:
-        found["event_id"] = [population.get(f, e) for f, e in zip(
-            found["fingerprint"], found["event_id"], strict=True)]
+        found["event_id"] = pd.Series([population.get(f, e) for f, e in zip(
+            found["fingerprint"], found["event_id"], strict=True)], index=found.index,
+            dtype=object)
     found["sources_agreeing"] = _corroborate(found)
     return grouped
 
