@@ -166,7 +166,7 @@ def _baseline(share: pd.Series, n: np.ndarray, ps: PopulationSettings
                            min_periods=ps.min_baseline_days)
     med = window.median().to_numpy()
     q90 = window.quantile(0.9).to_numpy()
-    weekday = share.groupby(share.index.dayofweek).transform(
+    weekday = share.groupby(share.index.day_of_week).transform(
         lambda s: s.rolling(8, min_periods=4).median().shift(1)).to_numpy()
     expected = np.fmax(med, weekday)
     with np.errstate(invalid="ignore", divide="ignore"):
