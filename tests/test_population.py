@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import no_traceback, sample_project, tracker
 
 from tracker.config import Settings
 from tracker.detect import DetectSettings, detect, synthetic
@@ -23,8 +24,6 @@ from tracker.population import (
 )
 from tracker.store import events as event_store
 from tracker.workspace import Workspace
-
-from helpers import no_traceback, sample_project, tracker
 
 
 def _keyed(matrix: pd.DataFrame, metric: str | list[str] = "employees"
