@@ -240,3 +240,13 @@ def test_cli_lists_the_sample_purge(tmp_path: Path) -> None:
     bad = tracker("events", "--since", "2022-13-01", cwd=project)
     no_traceback(bad)
     assert bad.returncode == 3
+
+
+def test_population_and_cohort_keys_are_documented() -> None:
+    from tracker.detect.population_settings import PopulationSettings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### `[population]`")
+    section = readme[start:readme.index("\n### ", start + 1)]
+    assert [k for k in PopulationSettings.model_fields if f"`{k}`" not in section] == []
+    assert "### `[cohorts.NAME]`" in readme and "`companies = [" in readme
