@@ -86,8 +86,9 @@ def primary_columns(keys: pd.DataFrame, counts: np.ndarray) -> np.ndarray:
 
 
 def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
-          max_gap_days: int = 7) -> Moves:
-    """Every series' day-over-day change scored against its own recent variation."""
+          max_gap_days: int = 7, min_move_pct: float = 1.0) -> Moves:
+    """Every series' day-over-day change scored against its own recent variation
+    (z is 0 for moves under ``min_move_pct``: they never count)."""
     values = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
     cols = primary_columns(keys, np.isfinite(values).sum(axis=0))
     values = values[:, cols]
@@ -102,17 +103,26 @@ def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
     block = Block(values, days, np.arange(m), settings)
     p = block.packed
     d, g = block.changes
-    st = row_stats(p, d, g, settings)
-    z, exceed, _ = change_test(p, d, g, st, settings)
     raw = log_counts(p.value)
+    raw_d = np.full_like(raw, np.nan)
+    raw_d[1:] = raw[1:] - raw[:-1]
+    # Only a move of min_move_pct or more can count, so only those cells need the
+    # (costly) robust statistics; the others are judged, and did not move (z = 0).
+    with np.errstate(invalid="ignore"):
+        need = np.abs(raw_d) >= np.log1p(min_move_pct / 100)
+    st = row_stats(p, d, g, settings, need=need)
+    z, exceed, _ = change_test(p, d, g, st, settings)
     ok = np.zeros(p.y.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
-        ok[1:] = (is_real(p.day[1:]) & np.isfinite(z[1:]) & (g[1:] <= max_gap_days)
-                  & (st.n[1:] >= settings.min_history) & np.isfinite(raw[1:] - raw[:-1]))
+        ok[1:] = (is_real(p.day[1:]) & np.isfinite(d[1:]) & (g[1:] <= max_gap_days)
+                  & np.isfinite(raw_d[1:])
+                  & (np.arange(1, p.n)[:, None] >= settings.min_history))
+    ok &= ~need | (st.n >= settings.min_history)  # a big move without history: unjudged
+    z = np.where(need, z, 0.0)
     r, c = np.nonzero(ok)
     row = np.searchsorted(days, p.day[r, c])
     out.z[row, c] = z[r, c]
-    out.change[row, c] = raw[r, c] - raw[r - 1, c]
+    out.change[row, c] = raw_d[r, c]
     out.before[row, c] = p.value[r - 1, c]
     out.exceptional[row, c] = exceed[r, c]
     return out
@@ -307,7 +317,7 @@ def population_pass(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSe
     ``keys`` names each column (company, metric, source), as ``build_matrix`` gives.
     """
     ps = ps or PopulationSettings()
-    mv = moves(matrix, keys, settings, ps.max_gap_days)
+    mv = moves(matrix, keys, settings, ps.max_gap_days, ps.min_move_pct)
     pops = populations(mv.keys, cohorts or {}, industries or {}, ps.min_series)
     daily = shares(mv, pops, ps)
     events, members = group_events(mv, pops, daily, ps)
