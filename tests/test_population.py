@@ -250,3 +250,46 @@ def test_population_and_cohort_keys_are_documented() -> None:
     section = readme[start:readme.index("\n### ", start + 1)]
     assert [k for k in PopulationSettings.model_fields if f"`{k}`" not in section] == []
     assert "### `[cohorts.NAME]`" in readme and "`companies = [" in readme
+
+
+def test_migration_0006_upgrades_a_0005_database_and_back(db_url: str) -> None:
+    """A store at 0005 with an alert whose event_id is a cross-company id: the upgrade
+    adds the event tables and keeps the alert; the downgrade drops them again and
+    clears only population ids, which do not fit the old column."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect, text
+
+    from tracker.store.engine import _alembic_config
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0005")
+            conn.execute(text("INSERT INTO companies (id, name, tags, external_ids, created_at)"
+                              " VALUES ('apple', 'Apple', '{}', '{}', '2022-10-11')"))
+            conn.execute(text("INSERT INTO series (id, company_id, metric) "
+                              "VALUES (1, 'apple', 'employees')"))
+            conn.execute(text("INSERT INTO sources (id, name) VALUES (1, 'linkedin')"))
+            for i, eid in ((1, "drop-2022-10-11"), (2, None)):
+                conn.execute(text(
+                    "INSERT INTO alerts (id, fingerprint, series_id, source_id, date, "
+                    "detected_on, kind, change_pct, score, severity, status, verdict, event_id,"
+                    " sources_agreeing, created_at, updated_at) VALUES (:i, :fp, 1, 1, "
+                    "'2022-10-11', '2022-10-11', 'drop', -50, -99, 'critical', 'open', "
+                    "'confirmed', :e, 1, '2022-10-11', '2022-10-11')"),
+                    {"i": i, "fp": f"fp{i}", "e": eid})
+            command.upgrade(_alembic_config(conn), "0006")
+        assert {"population_events", "population_event_members"} <= set(
+            inspect(engine).get_table_names())
+        long_id = "pop-employees:security-down-2022-10-11-industry-computer-network-security"
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alerts SET event_id = :e WHERE id = 2"), {"e": long_id})
+            assert conn.execute(text("SELECT event_id FROM alerts ORDER BY id")).scalars().all(
+            ) == ["drop-2022-10-11", long_id]
+            command.downgrade(_alembic_config(conn), "0005")
+        assert "population_events" not in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT event_id FROM alerts ORDER BY id")).scalars().all(
+            ) == ["drop-2022-10-11", None]
+    finally:
+        engine.dispose()
