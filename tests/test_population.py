@@ -217,7 +217,7 @@ def test_cli_lists_the_sample_purge(tmp_path: Path) -> None:
     project = sample_project(tmp_path)
     run = tracker("run", cwd=project)
     assert run.returncode == 0, run.stderr
-    assert "pop-employees-down-2022-10-11" in run.stdout
+    assert "1 population event(s) about older history stored (tracker events)" in run.stdout
     listed = tracker("events", "--format", "json", cwd=project)
     assert listed.returncode == 0, listed.stderr
     [ev] = json.loads(listed.stdout)

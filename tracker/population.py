@@ -147,10 +147,16 @@ def population_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     if not result.new:
         return StepOutcome()
     new = result.events[result.events["id"].isin(result.new)]
+    # as alerts: an event of old history (an import of 2022) is stored, not news
+    fresh = new["last_date"] >= pd.Timestamp(day - timedelta(
+        days=ws.settings.alerts.fresh_days))
     shown = ", ".join(f"{r.id} ({r.n_members} of {r.n_series} series, median "
-                      f"{r.median_change_pct:+.1f}%)" for r in new.itertuples())
-    return StepOutcome(notes=[f"{len(new)} new population event(s): {shown}"],
-                       details={"population_events": list(new["id"])})
+                      f"{r.median_change_pct:+.1f}%)" for r in new[fresh].itertuples())
+    notes = [f"{int(fresh.sum())} new population event(s): {shown}"] if fresh.any() else []
+    if (~fresh).any():
+        notes.append(f"{int((~fresh).sum())} population event(s) about older history stored "
+                     "(tracker events)")
+    return StepOutcome(notes=notes, details={"population_events": list(new["id"])})
 
 
 def list_events(ws: Workspace, *, since: date | None = None, until: date | None = None,
