@@ -293,3 +293,19 @@ def test_migration_0006_upgrades_a_0005_database_and_back(db_url: str) -> None:
             ) == ["drop-2022-10-11", None]
     finally:
         engine.dispose()
+
+
+def test_the_share_chart_marks_the_event_days() -> None:
+    from tracker.plots import population_figure, render
+
+    case = synthetic.generate_platform(400, 500, seed=0, n_events=1)
+    daily, events, _ = population_pass(*_keyed(case.matrix), DetectSettings())
+    whole = daily[daily["cohort"].isna()]
+    fig = population_figure(whole)
+    ax = fig.axes[0]
+    marks = {c.get_gid(): c.get_offsets() for c in ax.collections}
+    assert len(marks["events:down"]) == 1 and len(marks["events:up"]) == 0
+    share = float(events["peak_share"].iloc[0])
+    assert marks["events:down"][0][1] == pytest.approx(-100 * share)
+    assert {line.get_gid() for line in ax.lines} >= {"share:down", "share:up"}
+    assert render(fig, "png")[:4] == b"\x89PNG"
