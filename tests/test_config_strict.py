@@ -87,7 +87,11 @@ def _sections() -> list[Case]:
         *[Case("", name, v, TABLE) for name, v in [
             ("database", '"sqlite:///x.db"'), ("schedule", '"06:00"'), ("run", "1"),
             ("sources", '"samples"'), ("detect", "true"), ("alerts", "[]"),
-            ("notify", '"slack"'), ("report", "false"), ("companies", '["apple"]')]],
+            ("notify", '"slack"'), ("report", "false"), ("companies", '["apple"]'),
+            ("population", "true"), ("cohorts", '["big"]')]],
+        Case("cohorts", "big", '["apple"]', TABLE),
+        Case("cohorts.big", "companies", '"apple"', ARRAY),
+        Case("cohorts.big", "companies", "[1]", STRING, path="cohorts.big.companies.0"),
         Case("sources", "samples", '"csv_folder"', TABLE),
         Case("notify", "slack", "1", TABLE),
         Case("companies", "apple", '"Apple"', TABLE),
@@ -262,7 +266,22 @@ def _notifier_cases() -> list[Case]:
     return cases
 
 
-CASES = [*_sections(), *_detect(), *_source_cases(), *_notifier_cases()]
+def _population() -> list[Case]:
+    """Every [population] key, as [detect]'s."""
+    from tracker.detect.population_settings import PopulationSettings
+
+    cases = []
+    for key, field in PopulationSettings.model_fields.items():
+        if field.annotation is int or field.annotation == "int":
+            cases += [Case("population", key, "30.0", INTEGER)]
+        elif field.annotation is float or field.annotation == "float":
+            cases += [Case("population", key, '"1.5"', NUMBER)]
+        else:
+            cases += [Case("population", key, "1", BOOLEAN)]
+    return cases
+
+
+CASES = [*_sections(), *_detect(), *_population(), *_source_cases(), *_notifier_cases()]
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -293,6 +312,8 @@ def _model_keys() -> dict[str, set[str]]:
         assert isinstance(model, type) and issubclass(model, BaseModel)
         keys[section] = set(model.model_fields)
     keys["companies.apple"] = set(CompanySettings.model_fields)
+    keys["population"] = set(Settings.model_fields["population"].annotation.model_fields)  # type: ignore[union-attr]
+    keys["cohorts.big"] = {"companies"}
     for info in plugins():
         if info.distribution == "headcount-tracker":
             keys[f"sources.{info.type}_1"] = set(load_source_class(info.type).Settings.model_fields)

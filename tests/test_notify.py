@@ -621,3 +621,34 @@ def test_no_base_url_no_link(receiver: Receiver) -> None:
     hook = WebhookNotifier.from_config("slack", webhook(), {"TEST_HOOK_URL": receiver.url})
     hook.send([APPLE], NotifyContext(PURGE))
     assert "Report:" not in json.dumps(receiver.posts[0].body)
+
+
+def test_a_population_event_is_announced_once_next_to_the_alerts(
+    purge_ws: Workspace, receiver: Receiver, smtp_server: Mailbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tracker.store import events as event_store
+    from tracker.store.schema import population_events, source_state
+
+    monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
+    ws = with_notify(purge_ws, {"slack": webhook(), "mail": mail(smtp_server)})
+    result = run_once(ws, PURGE)
+    assert "announced 1 platform event(s)" in result.summary()
+    line = ("Platform event pop-employees-down-2022-10-11: 25% of 8 employees series moved "
+            "down on 2022-10-11 (median -41.7%); 0 of 2 too small to alert alone")
+    assert line in receiver.posts[0].body["text"]
+    msg = email.message_from_bytes(smtp_server.messages[0].content, policy=email.policy.default)
+    assert line in msg.get_body(("plain",)).get_content()
+    assert "Platform event pop-employees-down-2022-10-11" in msg.get_body(("html",)).get_content()
+    assert event_store.pending(ws.store, PURGE, PURGE).empty
+    # an event not yet announced goes out alone when there is no new alert
+    with ws.store.transaction() as conn:
+        conn.execute(population_events.update().values(notified_at=None))
+        conn.execute(source_state.delete().where(source_state.c.key.like("event:%")))
+    nxt = run_once(ws, date(2022, 10, 12))
+    assert len(receiver.posts) == 2 and len(smtp_server.messages) == 2
+    body = receiver.posts[1].body
+    assert body["text"].startswith("tracker: 1 new platform event(s) on 2022-10-11")
+    assert line in body["text"] and "announced 1 platform event(s)" in nxt.summary()
+    run_once(ws, date(2022, 10, 13))
+    assert len(receiver.posts) == 2 and len(smtp_server.messages) == 2

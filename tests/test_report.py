@@ -137,3 +137,25 @@ def test_main_job_writes_the_report(ws: Workspace, tmp_path: Path) -> None:
     )
     run_once(Workspace(off, ws.store), date(2022, 10, 12))
     assert not (tmp_path / "off").exists()
+
+
+def test_report_shows_the_platform_event_in_chromium(ws: Workspace, tmp_path: Path) -> None:
+    from tracker.population import find_population_events
+
+    run_detection(ws)
+    find_population_events(ws)
+    report = build_report(ws, date(2022, 10, 14), output_dir=tmp_path)
+    assert (report.path.parent / "population.png").stat().st_size > 10_000
+    browser = headless_chromium()
+    try:
+        browser.get(report.path.as_uri())
+        row = browser.find_element("css selector", "#platform-pop-employees-down-2022-10-11")
+        cells = [c.text for c in row.find_elements("css selector", "td")]
+        assert cells[:5] == ["pop-employees-down-2022-10-11", "2022-10-11", "employees",
+                             "down", "2 of 8"]
+        img = browser.find_element("css selector", "#platform-chart img")
+        assert browser.execute_script("return arguments[0].naturalWidth", img) > 500
+    finally:
+        browser.quit()
+    early = build_report(ws, date(2022, 10, 10), output_dir=tmp_path / "early")
+    assert "platform-pop-" not in early.path.read_text()

@@ -107,11 +107,15 @@ def test_the_run_day_in_headless_chromium(project: Path, workspaces: list[Worksp
         assert {r["values"] for r in new} == {"576,562 → 284,991", "1,249,921 → 838,601"}
         assert browser.find_element("id", "backfill").text.startswith("2 more alert(s)")
         events = cells("#events")
-        assert events[0][:5] == ["drop-2022-10-11", "2022-10-11", "drop", "Amazon, Apple", "2"]
+        # the purge's alerts are members of the population event: they carry its id
+        eid = "pop-employees-down-2022-10-11"
+        assert events[0][:5] == [eid, "2022-10-11", "drop", "Amazon, Apple", "2"]
         # an alert of an event links to it
         assert len(browser.find_elements("css selector",
-                                         "#alerts-new a[href='#event-drop-2022-10-11']")) == 2
-        browser.find_element("id", "event-drop-2022-10-11")
+                                         f"#alerts-new a[href='#event-{eid}']")) == 2
+        browser.find_element("id", f"event-{eid}")
+        assert cells("#platform-events")[0][:5] == [eid, "2022-10-11", "employees", "down",
+                                                   "2 of 9"]  # + acme
         # every open alert, whatever its severity, as the store has them
         open_ids = set(list_alerts(ws, status="open")["id"])
         assert {int(r["id"]) for r in alerts("alerts-open")} == open_ids

@@ -172,6 +172,14 @@ def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
     for ev in grouped.itertuples():
         found.loc[found.index.isin(ev.series) & (found["kind"] == ev.kind),
                   "event_id"] = ev.event_id
+    # a member of a population event keeps that event's id (tracker.population sets it)
+    from tracker.store import events as event_store
+
+    population = event_store.event_of_alerts(ws.store, list(found["fingerprint"]))
+    if population:
+        found["event_id"] = pd.Series([population.get(f, e) for f, e in zip(
+            found["fingerprint"], found["event_id"], strict=True)], index=found.index,
+            dtype=object)
     found["sources_agreeing"] = _corroborate(found)
     return grouped
 

@@ -517,6 +517,11 @@ def detect_cmd(
                                known_at=parse_timestamp(known_at, "--known-at"), until=until)
     else:
         result = detect_new(ws, until or ws.today())
+    if full and ws.settings.population.enabled:
+        from tracker.population import find_population_events
+
+        found = find_population_events(ws, until=until)
+        err.print(f"{len(found.events):,} population event(s)", highlight=False)
     err.print(f"{result.series:,} series checked: {len(result.anomalies):,} anomalies, "
               f"{len(result.new):,} new alert(s), {result.updated:,} updated, "
               f"{len(result.events):,} cross-company event(s)", highlight=False)
@@ -526,6 +531,31 @@ def detect_cmd(
         shown = result.new[cols].copy()
         shown["change_pct"] = shown["change_pct"].round(2)
         emit(shown, fmt.value)
+
+
+@app.command("events")
+def events_cmd(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="Events lasting to this day or later")] = None,
+    until: Annotated[str | None, typer.Option(help="Events starting on this day or earlier")
+                     ] = None,
+    metric: Annotated[str | None, typer.Option(help="Only this metric, e.g. employees")] = None,
+    cohort: Annotated[str | None, typer.Option(
+        help="Only this cohort ([cohorts.NAME], or industry:TAG)")] = None,
+    members: Annotated[str | None, typer.Option(
+        "--members", help="List the members of this event instead", metavar="EVENT_ID")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """List population (platform-wide) events: an abnormal share of the series of a
+    metric, cohort or industry moving the same way on the same days."""
+    from tracker.population import event_members, list_events
+
+    ws = _workspace(ctx)
+    if members is not None:
+        emit(event_members(ws, members), fmt.value)
+        return
+    emit(list_events(ws, since=parse_day(since, "--since"), until=parse_day(until, "--until"),
+                     metric=metric, cohort=cohort), fmt.value)
 
 
 Severity = StrEnum("Severity", {s: s for s in ("info", "warning", "critical")})  # type: ignore[misc]

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from tracker.detect.population_settings import PopulationSettings
 from tracker.detect.settings import SETTINGS_CONFIG, DetectSettings
 from tracker.errors import ConfigError
 
@@ -185,6 +186,13 @@ class CompanySettings(_Strict):
     reference_date: Day | None = None
 
 
+class CohortSettings(_Strict):
+    """A named group of companies whose population events are looked for on their own."""
+
+    companies: list[str] = Field(
+        min_length=1, description="Company ids or names of the cohort ([cohorts.NAME])")
+
+
 class Settings(_Strict):
     """The whole validated configuration. ``base_dir`` anchors relative paths."""
 
@@ -199,6 +207,8 @@ class Settings(_Strict):
     notify: dict[str, dict[str, Any]] = Field(default_factory=dict)
     report: ReportSettings = ReportSettings()
     companies: dict[str, CompanySettings] = Field(default_factory=dict)
+    population: PopulationSettings = PopulationSettings()
+    cohorts: dict[str, CohortSettings] = Field(default_factory=dict)
 
     def database_url(self, override: str | None = None) -> str:
         """Resolve the URL by precedence; relative SQLite paths are anchored at base_dir."""

@@ -641,3 +641,54 @@ def plot_overview(
         if since is not None and len(alerts):
             alerts = alerts[pd.to_datetime(alerts["date"]) >= pd.Timestamp(since)]
     return overview_figure(obs, alerts, ids, max_panels, metric=metric, names=_names(ws))
+
+
+def population_figure(daily: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """The share of a population's series moving down and up each day, event days marked.
+
+    ``daily`` is :func:`tracker.population.share_history` (one population): columns
+    date, direction, share, expected and event. Down is drawn below the axis, so a
+    purge reads as a dip and a surge as a peak, and the expected share shows how
+    far above its own history the day was.
+    """
+    _require(daily, ("date", "direction", "share", "expected", "event"), "population shares")
+    fig = Figure(figsize=SERIES_SIZE, layout="constrained")
+    ax = fig.subplots()
+    colors = {"down": KIND_COLORS["drop"], "up": KIND_COLORS["spike"]}
+    for direction, sign in (("down", -1.0), ("up", 1.0)):
+        part = daily[daily["direction"] == direction].sort_values("date")
+        days = pd.to_datetime(part["date"])
+        ax.plot(days, sign * 100 * part["share"], color=colors[direction], linewidth=1.0,
+                label=f"moving {direction}", gid=f"share:{direction}")
+        ax.plot(days, sign * 100 * part["expected"], color=colors[direction], linewidth=0.7,
+                linestyle=":", gid=f"expected:{direction}")
+        hit = part[part["event"].astype(bool)]
+        ax.scatter(pd.to_datetime(hit["date"]), sign * 100 * hit["share"], s=36, zorder=3,
+                   color=colors[direction], edgecolors="black", linewidths=0.6,
+                   gid=f"events:{direction}",
+                   label=f"event ({direction})" if len(hit) else None)
+        for day, share in zip(pd.to_datetime(hit["date"]), hit["share"], strict=True):
+            ax.annotate(f"{day:%Y-%m-%d}  {100 * share:.0f}%", (day, sign * 100 * share),
+                        textcoords="offset points", xytext=(6, -10 if sign < 0 else 4),
+                        fontsize=8)
+    ax.axhline(0, color="#999999", linewidth=0.6)
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{abs(v):g}%"))
+    ax.set_ylabel("share of series moving (down below, up above)")
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    ax.grid(True, axis="y", color="#eeeeee")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_title(title or "Share of series moving beyond their own variation, per day",
+                 loc="left", fontsize=11)
+    return fig
+
+
+def plot_population(ws: Workspace, *, since: date | None = None, until: date | None = None,
+                    metric: str = "employees") -> Figure:
+    """:func:`population_figure` of a metric's whole population, from the store."""
+    from tracker.population import share_history
+
+    daily = share_history(ws, since=since, until=until, metric=metric)
+    if daily.empty:
+        raise NotFoundError(f"no {metric!r} observations to measure"
+                            + (f" since {since}" if since else ""))
+    return population_figure(daily, title=f"{metric}: share of series moving per day")

@@ -182,3 +182,86 @@ class StepOutcome:
     new_alerts: list[Alert] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+#: Field order of the population event record in JSON and CSV exports.
+EVENT_FIELDS: tuple[str, ...] = (
+    "id", "metric", "cohort", "direction", "first_date", "last_date", "n_series",
+    "n_members", "share", "weighted_share", "peak_share", "expected_share", "score",
+    "median_change_pct", "n_alerted", "n_silent",
+)
+#: Field order of an event member in listings (``tracker events --members``).
+MEMBER_FIELDS: tuple[str, ...] = (
+    "event_id", "company", "metric", "source", "date", "change_pct", "score",
+    "value_before", "alerted", "alert_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventMember:
+    """A series that moved with a population event; ``alert_id`` is its own alert, None
+    when its move was too small to alert alone (what only the population shows)."""
+
+    company: str
+    metric: str
+    source: str
+    date: _dt.date
+    change_pct: float
+    score: float
+    value_before: float | None = None
+    alert_id: int | None = None
+
+    @property
+    def alerted(self) -> bool:
+        return self.alert_id is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PopulationEvent:
+    """An abnormal share of a population (a metric, or a cohort or industry within it)
+    moving the same way within consecutive days: a platform-wide purge or surge.
+
+    ``share``/``weighted_share`` are the members' share of the series observed (by
+    count, by headcount before the move); ``peak_share`` the highest daily share of
+    series moving beyond ``[population] move_z``, ``expected_share`` what the share's
+    own history expected and ``score`` how far above it the day was.
+    """
+
+    id: str
+    metric: str
+    cohort: str | None = None
+    direction: str
+    first_date: _dt.date
+    last_date: _dt.date
+    n_series: int
+    n_members: int
+    share: float
+    weighted_share: float
+    peak_share: float
+    expected_share: float
+    score: float
+    median_change_pct: float
+    members: tuple[EventMember, ...] = ()
+    notified_at: datetime | None = None
+
+    @property
+    def member_alerts(self) -> tuple[int, ...]:
+        """Ids of the members' own alerts."""
+        return tuple(m.alert_id for m in self.members if m.alert_id is not None)
+
+    @property
+    def silent_members(self) -> tuple[EventMember, ...]:
+        """Members that would not have alerted alone."""
+        return tuple(m for m in self.members if m.alert_id is None)
+
+    @property
+    def n_alerted(self) -> int:
+        return len(self.member_alerts)
+
+    @property
+    def n_silent(self) -> int:
+        return self.n_members - self.n_alerted if self.members else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The export record (:data:`EVENT_FIELDS`)."""
+        return {name: getattr(self, name) for name in EVENT_FIELDS}

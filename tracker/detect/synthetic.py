@@ -690,3 +690,21 @@ def suite(seed: int = 12345, quick: bool = False, n_days: int = 730) -> list[Cas
         generate_short(mon, ann, seed=s[5]),
         generate_quiet(z["quiet"][q], n_days, seed=s[6]),
     ]
+
+
+def with_purge(matrix: pd.DataFrame, day: int, seed: int = 0, *, share: float = 0.25,
+               drop_pct: tuple[float, float] = (3.0, 12.0)) -> tuple[pd.DataFrame, list]:
+    """A copy of ``matrix`` where ``share`` of the series drop by ``drop_pct`` percent
+    from row ``day`` on (counts stay whole), and the names of those series.
+
+    Laid over :func:`generate_quiet` it is a platform purge among series of every noise
+    level, where a 3% drop of a company wobbling by 2% a day is invisible alone: what
+    a population test must still find.
+    """
+    rng = np.random.default_rng(seed)
+    out = matrix.copy()
+    hit = np.flatnonzero(rng.random(out.shape[1]) < share)
+    keep = 1 - rng.uniform(drop_pct[0], drop_pct[1], hit.size) / 100
+    block = out.iloc[day:, hit].to_numpy()
+    out.iloc[day:, hit] = np.round(block * keep[None, :])
+    return out, [out.columns[c] for c in hit]

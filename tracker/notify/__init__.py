@@ -44,7 +44,7 @@ from tracker.notify.base import (
     available_notifiers,
     load_notifier_class,
 )
-from tracker.records import Alert, StepOutcome
+from tracker.records import Alert, PopulationEvent, StepOutcome
 
 if TYPE_CHECKING:
     from tracker.workspace import Workspace
@@ -88,6 +88,7 @@ class NotifyReport:
     outcomes: list[NotifierOutcome] = field(default_factory=list)
     notified: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)  # alerts whose update is delivered
+    events: list[str] = field(default_factory=list)  # population events announced
 
     @property
     def failed(self) -> list[NotifierOutcome]:
@@ -104,6 +105,8 @@ class NotifyReport:
                 what = [f"{o.sent} alert(s)"] if o.sent else []
                 what += [f"{o.updates} alert update(s)"] if o.updates else []
                 notes.append(f"notify {o.name}: sent {' and '.join(what)}")
+        if self.events:
+            notes.append(f"notify: announced {len(self.events)} platform event(s)")
         return notes
 
     def details(self) -> dict[str, Any]:
@@ -174,9 +177,11 @@ def send_notifications(
     sent_before = store.sent_fingerprints(ws.store, [n.instance for n in notifiers])
     from tracker.report import report_url  # pandas: not at import time
 
+    announce = _pending_events(ws, day)
     # notify runs before the report is written, but its address depends on the day only
     context = NotifyContext(day=day, run_id=run_id, environ=env,
-                            report_url=report_url(ws.settings, day))
+                            report_url=report_url(ws.settings, day), events=announce)
+    plain = replace(context, events=())
     has = dict(sent_before)
     try:
         for notifier in notifiers:
@@ -185,16 +190,21 @@ def send_notifications(
                 [a for a in wanted[name] if a.fingerprint not in sent_before[name]],
                 [u for u in wanted_updates[name] if update_key(u) not in sent_before[name]],
             ]
-            if not any(batches):
+            owed = tuple(e for e in announce if _event_key(e) not in sent_before[name]
+                         and notifier.wants_event(e))
+            context = replace(plain, events=owed)
+            alone = bool(owed) and not batches[0] and notifier.announces_events
+            if not any(batches) and not alone:
                 report.outcomes.append(NotifierOutcome(name, "idle"))
                 continue
             outcome = NotifierOutcome(name, "ok")
             for batch, key, is_update in ((batches[0], _fingerprint, False),
                                           (batches[1], update_key, True)):
-                if not batch:
+                if not batch and not (alone and not is_update):
                     continue
                 try:
-                    notifier.send(batch, context)
+                    # population events go with the new alerts (or alone), once
+                    notifier.send(batch, plain if is_update else context)
                 except TrackerError as exc:
                     log.warning("notify %s failed: %s", name, exc)
                     outcome.status, outcome.reason = "failed", str(exc)
@@ -206,7 +216,10 @@ def send_notifications(
                     outcome.pending += len(batch)
                     continue
                 keys = [key(a) for a in batch]
-                store.record_sent(ws.store, name, keys)
+                if not is_update and (batch or alone):
+                    keys += [_event_key(e) for e in owed]
+                if keys:
+                    store.record_sent(ws.store, name, keys)
                 has[name] = has[name] | set(keys)
                 if is_update:
                     outcome.updates = len(batch)
@@ -229,10 +242,38 @@ def send_notifications(
     store.settle(ws.store, done, told)
     report.notified = [a.id for a in done if a.id is not None]
     report.updated = [a.id for a in told if a.id is not None]
+    # an event is announced once every notifier that can announce it alone has it
+    told_events = [e for e in announce if not broken and all(
+        _event_key(e) in has[n.instance] for n in notifiers
+        if n.announces_events and n.wants_event(e))]
+    if told_events:
+        from tracker.store import events as event_store
+
+        event_store.mark_notified(ws.store, [e.id for e in told_events])
+    report.events = [e.id for e in announce if any(
+        _event_key(e) in has[n] - sent_before[n] for n in has)]
     for outcome in report.outcomes:  # a notifier that could not be built: count its backlog
         if outcome.status == "failed" and outcome.pending == 0:
             outcome.pending = len(pending) - len(done)
     return report
+
+
+def _pending_events(ws: Workspace, day: date) -> tuple[PopulationEvent, ...]:
+    """Population events not yet announced whose last day is within fresh_days of
+    ``day`` (an import of 2022 announces nothing)."""
+    from tracker.population import population_events
+    from tracker.store import events as event_store
+
+    since = day - timedelta(days=ws.settings.alerts.fresh_days)
+    ids = set(event_store.pending(ws.store, since, day)["id"])
+    if not ids:
+        return ()
+    return tuple(e for e in population_events(ws, since=since, until=day) if e.id in ids)
+
+
+def _event_key(event: PopulationEvent) -> str:
+    """The per-notifier delivery key of a population event."""
+    return f"event:{event.id}"
 
 
 def _fingerprint(alert: Alert) -> str:

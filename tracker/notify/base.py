@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from tracker.config import SETTINGS_CONFIG, validate_table
 from tracker.plugins import GROUPS, available, load
-from tracker.records import Alert
+from tracker.records import Alert, PopulationEvent
 
 GROUP = GROUPS["notifier"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -71,6 +71,8 @@ class NotifyContext:
     environ: Mapping[str, str] = field(default_factory=dict)
     #: The day's HTML report (``[report] base_url``), linked from each message; None if unset.
     report_url: str | None = None
+    #: New population (platform-wide) events to announce with this message, once.
+    events: tuple[PopulationEvent, ...] = ()
 
 
 class Notifier(ABC):
@@ -78,6 +80,10 @@ class Notifier(ABC):
 
     name: ClassVar[str]
     Settings: ClassVar[type[NotifierSettings]] = NotifierSettings
+    #: Whether ``send`` accepts a message of population events alone (no alerts): a
+    #: purge of moves too small to alert is news too. Plugins that do not say so get
+    #: the events only next to alerts (``context.events``).
+    announces_events: ClassVar[bool] = False
 
     def __init__(
         self, instance: str, settings: NotifierSettings, environ: Mapping[str, str] | None = None
@@ -103,6 +109,15 @@ class Notifier(ABC):
         if s.companies is not None and alert.company not in s.companies:
             return False
         return s.kinds is None or alert.kind in s.kinds
+
+    def wants_event(self, event: PopulationEvent) -> bool:
+        """Whether the filters select a population event: a down event is a drop, an up
+        one a spike (``kinds``), and one of its members must be in ``companies``."""
+        s = self.settings
+        kind = "drop" if event.direction == "down" else "spike"
+        if s.kinds is not None and kind not in s.kinds:
+            return False
+        return s.companies is None or any(m.company in s.companies for m in event.members)
 
     @abstractmethod
     def send(self, alerts: Sequence[Alert], context: NotifyContext) -> None:
@@ -270,3 +285,21 @@ def headline(alerts: Sequence[Alert]) -> str:
 
 def join_names(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def event_line(event: PopulationEvent) -> str:
+    """``Platform event pop-employees-down-2022-10-11: 25% of 8 employees series moved
+    down on 2022-10-11 (median -41.7%); 0 of 2 too small to alert alone``."""
+    days = day_text(event.first_date) if event.first_date == event.last_date else (
+        f"{day_text(event.first_date)} to {day_text(event.last_date)}")
+    scope = event.metric + (f" ({event.cohort})" if event.cohort else "")
+    return (f"Platform event {event.id}: {round(100 * event.share)}% of {event.n_series} "
+            f"{scope} series moved {event.direction} on {days} (median "
+            f"{pct(event.median_change_pct)}); {event.n_silent} of {event.n_members} too small "
+            "to alert alone")
+
+
+def event_headline(events: Sequence[PopulationEvent]) -> str:
+    """The title of a message of events alone."""
+    days = sorted({day_text(e.first_date) for e in events})
+    return f"{len(events)} new platform event(s) on {', '.join(days)}"

@@ -33,6 +33,8 @@ from tracker.notify.base import (
     company_label,
     count,
     day_text,
+    event_headline,
+    event_line,
     events,
     headline,
     is_loopback,
@@ -120,10 +122,11 @@ def build_message(
     """The message with a plain-text and an HTML alternative."""
     items = ordered(alerts)
     shown, more = items[: settings.max_alerts], max(0, len(items) - settings.max_alerts)
-    title = headline(items)
-    since = min(day_text(a.date) for a in items)
+    title = headline(items) if items else event_headline(context.events)
+    since = min((day_text(a.date) for a in items), default="")
     notes = [f"{join_names(names)} moved together (event {eid}): likely a platform-wide "
              "change, not the companies themselves" for eid, names in events(items).items()]
+    notes += [event_line(e) for e in context.events]
     text = [f"tracker: {title}", "", *(f"- {alert_line(a)}" for a in shown)]
     if more:
         text.append(f"- and {more} more: tracker alerts --since {since}")
@@ -147,6 +150,7 @@ class EmailNotifier(Notifier):
 
     name = "email"
     Settings = EmailSettings
+    announces_events = True
     settings: EmailSettings
 
     def __init__(

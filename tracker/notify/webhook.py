@@ -23,6 +23,8 @@ from tracker.notify.base import (
     company_label,
     count,
     day_text,
+    event_headline,
+    event_line,
     events,
     headline,
     join_names,
@@ -110,7 +112,7 @@ def build_payload(
     """The JSON body: ``text`` (fallback, notification), ``blocks`` (Slack layout)."""
     items = ordered(alerts)
     shown, rest = items[:max_alerts], len(items) - max_alerts
-    title = headline(items)
+    title = headline(items) if items else event_headline(context.events)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": False,
                                     "text": f"tracker: {title}"}},
@@ -129,6 +131,7 @@ def build_payload(
         "likely a platform-wide change, not the companies themselves"
         for eid, names in events(items).items()
     ]
+    notes += [event_line(e) for e in context.events]
     if rest > 0:
         notes.append(f"and {rest} more: `tracker alerts --since "
                      f"{min(day_text(a.date) for a in items)}`")
@@ -137,7 +140,8 @@ def build_payload(
     if notes:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": n} for n in notes[:10]]})
-    text_lines = [f"tracker: {title}", *(alert_line(a) for a in shown)]
+    text_lines = [f"tracker: {title}", *(alert_line(a) for a in shown),
+                  *(event_line(e) for e in context.events)]
     if rest > 0:
         text_lines.append(f"and {rest} more (tracker alerts)")
     if context.report_url:
@@ -153,6 +157,7 @@ class WebhookNotifier(JsonPostNotifier):
 
     name = "webhook"
     Settings = WebhookSettings
+    announces_events = True
     settings: WebhookSettings
 
     def send(self, alerts: Sequence[Alert], context: NotifyContext) -> None:

@@ -133,6 +133,30 @@ def _events(alerts: pd.DataFrame) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: (e["date"], e["event_id"]), reverse=True)
 
 
+#: Population events of this many days before the report's day are listed and charted.
+PLATFORM_DAYS = 120
+
+
+def _platform(ws: Workspace, day: date, stage: Any, folder: Path
+              ) -> tuple[list[dict[str, Any]], str | None]:
+    """Population events known on ``day`` (the last ``PLATFORM_DAYS``) and, when there
+    are any, the chart of the share moving per day around them (``population.png``)."""
+    from tracker.plots import plot_population, render
+    from tracker.population import list_events
+
+    since = day - timedelta(days=PLATFORM_DAYS)
+    events = list_events(ws, since=since, until=day)
+    if events.empty:
+        return [], None
+    metric = str(events["metric"].iloc[-1])
+    try:
+        fig = plot_population(ws, since=since, until=day, metric=metric)
+    except InputError:
+        return _records(events.iloc[::-1]), None
+    stage.write(folder / "population.png", render(fig, "png"), parents=True)
+    return _records(events.iloc[::-1]), "population.png"
+
+
 def _stale(ws: Workspace, day: date) -> list[dict[str, Any]]:
     """Companies without an observation for ``[run] stale_days`` days by ``day``."""
     cutoff = day - timedelta(days=ws.settings.run.stale_days)
@@ -246,6 +270,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
             stage.write(folder / chart["file"], full, parents=True)
             stage.write(folder / chart["thumb"], _thumbnail(full), parents=True)
             charts.append(chart)
+        platform, chart_file = _platform(ws, day, stage, folder)
         run = report_data.run_record(ws.store, run_id)
         html = _env().get_template("daily.html.j2").render(
             day=day.isoformat(), summary=summary, run=run and _plain_run(run),
@@ -254,9 +279,11 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
             reviewed_days=REVIEWED_DAYS, events=_events(alerts), charts=charts,
             charted={c["key"] for c in charts}, stale=_stale(ws, day),
             stale_days=ws.settings.run.stale_days, companies=company_ops.count(ws.store),
+            platform=platform, platform_chart=chart_file, platform_days=PLATFORM_DAYS,
         )
         stage.write(path, html, parents=True)
-    _remove_stale_images(folder, [n for c in charts for n in (c["file"], c["thumb"])])
+    _remove_stale_images(folder, [n for c in charts for n in (c["file"], c["thumb"])]
+                         + ([chart_file] if chart_file else []))
     return Report(path, len(charts), len(new), len(open_))
 
 

@@ -155,7 +155,7 @@ alerts = Table(
     Column("severity", String(10), nullable=False),
     Column("status", String(20), nullable=False),
     Column("verdict", String(20), nullable=False),
-    Column("event_id", String(64)),
+    Column("event_id", String(200)),
     Column("sources_agreeing", Integer, nullable=False, default=1),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
@@ -217,4 +217,44 @@ detect_window = Table(
     Column("sources", LargeBinary, nullable=False),
     Column("counts", LargeBinary, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+#: Population events (``tracker.population``): an abnormal share of a population (a
+#: metric, or a cohort or industry within it) moving the same way on consecutive days.
+population_events = Table(
+    "population_events",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("metric", String(200), nullable=False),
+    Column("cohort", String(200)),
+    Column("direction", String(4), nullable=False),
+    Column("first_date", Date, nullable=False),
+    Column("last_date", Date, nullable=False),
+    Column("n_series", Integer, nullable=False),
+    Column("n_members", Integer, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("weighted_share", Float, nullable=False),
+    Column("peak_share", Float, nullable=False),
+    Column("expected_share", Float, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("median_change_pct", Float, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("notified_at", DateTime),
+    Index("ix_population_events_first_date", "first_date"),
+)
+
+#: The series that moved with a population event; ``alert_id`` is the member's own
+#: alert, null when it would not have alerted alone.
+population_event_members = Table(
+    "population_event_members",
+    metadata,
+    Column("event_id", String(200), ForeignKey("population_events.id"), primary_key=True),
+    Column("series_id", Integer, ForeignKey("series.id"), primary_key=True),
+    Column("source_id", Integer, ForeignKey("sources.id"), nullable=False),
+    Column("date", Date, nullable=False),
+    Column("change_pct", Float, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("value_before", Float),
+    Column("alert_id", BigId, ForeignKey("alerts.id")),
 )

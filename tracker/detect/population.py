@@ -1,0 +1,324 @@
+"""Population events: a day on which an abnormal share of a population's series moved.
+
+A platform purge (LinkedIn, 2022-10-11) takes 3-12% off thousands of companies at
+once; most of those moves are too small for any company's own alert. Taken one by
+one they are noise, taken together they are the day's story. So each day, per
+population (a metric, e.g. ``employees`` or ``employees:security``, and within it
+each configured cohort and imported industry), we count the series that moved down
+(and up) beyond their *own* normal variation: the change test's robust z-score
+(:func:`tracker.detect.shifts.change_test`, with the same weekly adjustment, scale
+and small-count floor), however small the move. That share, by count and weighted
+by headcount, is compared with its own trailing history (median and robust spread,
+never less than a binomial spread, and not below the same weekday's recent median,
+so a weekend dip of weekly series is not a Saturday event). A day beyond
+``threshold`` opens an event; consecutive days (a purge rolling over two nights)
+are one event. Everything is causal: the verdict about day t uses the series'
+statistics before t and the shares before t.
+
+Populations under ``min_series`` (the bundled sample has eight companies) get the
+strict test: only moves the change test would report alone count and two suffice,
+which is the old cross-company event, measured against the same history.
+
+Vectorized over the dates x series matrix; the only Python loop is over
+populations and directions (a handful).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .context import Block
+from .matrix import day_numbers, is_real, log_counts
+from .population_settings import PopulationSettings
+from .scale import row_stats
+from .settings import DetectSettings
+from .shifts import change_test
+
+SHARE_COLUMNS = ["date", "metric", "cohort", "direction", "n_series", "n_moving", "share",
+                 "weighted_share", "expected", "score", "event"]
+EVENT_COLUMNS = ["id", "metric", "cohort", "direction", "first_date", "last_date",
+                 "n_series", "n_members", "share", "weighted_share", "peak_share",
+                 "expected_share", "score", "median_change_pct"]
+MEMBER_COLUMNS = ["event_id", "company", "metric", "source", "date", "change_pct", "score",
+                  "value_before"]
+DIRECTIONS = (("down", -1.0), ("up", 1.0))
+_Q90 = 1.2815515655446004
+
+
+@dataclass
+class Moves:
+    """Calendar arrays (``days`` x one series per company and metric): each day's robust
+    z-score, raw log change, the count before it, and whether the change test alone
+    would call it exceptional. NaN/False where no change was judged that day."""
+
+    days: pd.DatetimeIndex
+    keys: pd.DataFrame
+    z: np.ndarray
+    change: np.ndarray
+    before: np.ndarray
+    exceptional: np.ndarray
+
+
+@dataclass(frozen=True)
+class Population:
+    """Columns of :class:`Moves` tested together; ``cohort`` None is the whole metric."""
+
+    metric: str
+    cohort: str | None
+    cols: np.ndarray
+
+
+def primary_columns(keys: pd.DataFrame, counts: np.ndarray) -> np.ndarray:
+    """One column per (company, metric): its most observed source.
+
+    A company counted by two sources is one member of a population, not two, and the
+    source with the most history has the steadiest scale.
+    """
+    frame = keys[["company", "metric"]].assign(n=counts, col=np.arange(len(keys)))
+    frame = frame.sort_values(["company", "metric", "n", "col"],
+                              ascending=[True, True, False, True], kind="stable")
+    return np.sort(frame.drop_duplicates(["company", "metric"])["col"].to_numpy())
+
+
+def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
+          max_gap_days: int = 7, min_move_pct: float = 1.0) -> Moves:
+    """Every series' day-over-day change scored against its own recent variation
+    (z is 0 for moves under ``min_move_pct``: they never count)."""
+    values = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
+    cols = primary_columns(keys, np.isfinite(values).sum(axis=0))
+    values = values[:, cols]
+    keys = keys.iloc[cols].reset_index(drop=True)
+    days = day_numbers(matrix.index)
+    n_days, m = values.shape
+    out = Moves(pd.DatetimeIndex(matrix.index), keys, np.full((n_days, m), np.nan),
+                np.full((n_days, m), np.nan), np.full((n_days, m), np.nan),
+                np.zeros((n_days, m), dtype=bool))
+    if n_days < 2 or m == 0:
+        return out
+    block = Block(values, days, np.arange(m), settings)
+    p = block.packed
+    d, g = block.changes
+    raw = log_counts(p.value)
+    raw_d = np.full_like(raw, np.nan)
+    raw_d[1:] = raw[1:] - raw[:-1]
+    # Only a move of min_move_pct or more can count, so only those cells need the
+    # (costly) robust statistics; the others are judged, and did not move (z = 0).
+    with np.errstate(invalid="ignore"):
+        need = np.abs(raw_d) >= np.log1p(min_move_pct / 100)
+    st = row_stats(p, d, g, settings, need=need)
+    z, exceed, _ = change_test(p, d, g, st, settings)
+    ok = np.zeros(p.y.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        ok[1:] = (is_real(p.day[1:]) & np.isfinite(d[1:]) & (g[1:] <= max_gap_days)
+                  & np.isfinite(raw_d[1:])
+                  & (np.arange(1, p.n)[:, None] >= settings.min_history))
+    ok &= ~need | (st.n >= settings.min_history)  # a big move without history: unjudged
+    z = np.where(need, z, 0.0)
+    r, c = np.nonzero(ok)
+    row = np.searchsorted(days, p.day[r, c])
+    out.z[row, c] = z[r, c]
+    out.change[row, c] = raw_d[r, c]
+    out.before[row, c] = p.value[r - 1, c]
+    out.exceptional[row, c] = exceed[r, c]
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def populations(keys: pd.DataFrame, cohorts: Mapping[str, Sequence[str]],
+                industries: Mapping[str, str], min_series: int) -> list[Population]:
+    """Each metric, and within it each cohort and industry with ``min_series`` series.
+
+    ``cohorts`` maps a name to company ids, ``industries`` a company id to its
+    industry tag; an industry's population is named ``industry:<tag>``.
+    """
+    out = []
+    company = keys["company"].to_numpy()
+    groups = {name: set(ids) for name, ids in cohorts.items()}
+    for tag in sorted(set(industries.values())):
+        groups[f"industry:{tag}"] = {c for c, t in industries.items() if t == tag}
+    for metric, idx in keys.groupby("metric", sort=True).indices.items():
+        idx = np.asarray(idx)
+        out.append(Population(str(metric), None, idx))
+        for name, members in groups.items():
+            sub = idx[np.isin(company[idx], list(members))]
+            if sub.size >= min_series:
+                out.append(Population(str(metric), name, sub))
+    return out
+
+
+def event_id(metric: str, direction: str, first: pd.Timestamp, cohort: str | None) -> str:
+    """``pop-<metric>-<direction>-<first date>[-<cohort>]``: stable across runs."""
+    base = f"pop-{metric}-{direction}-{first:%Y-%m-%d}"
+    return base if cohort is None else f"{base}-{_slug(cohort)}"
+
+
+def _moving(mv: Moves, cols: np.ndarray, sign: float, small: np.ndarray, z_bar: float,
+            ps: PopulationSettings) -> np.ndarray:
+    z, ch = mv.z[:, cols], mv.change[:, cols]
+    with np.errstate(invalid="ignore"):
+        loose = (sign * z >= z_bar) & (sign * ch >= np.log1p(ps.min_move_pct / 100))
+        strict = mv.exceptional[:, cols] & (sign * ch > 0)
+    return np.where(small[:, None], strict, loose)
+
+
+def _baseline(share: pd.Series, n: np.ndarray, ps: PopulationSettings
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Expected share and its spread on each day, from the days before it only."""
+    window = share.rolling(f"{ps.baseline_days}D", closed="left",
+                           min_periods=ps.min_baseline_days)
+    med = window.median().to_numpy()
+    q90 = window.quantile(0.9).to_numpy()
+    weekday = share.groupby(share.index.day_of_week).transform(
+        lambda s: s.rolling(8, min_periods=4).median().shift(1)).to_numpy()
+    expected = np.fmax(med, weekday)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p0 = np.fmax(expected, 1.0 / (np.maximum(n, 1) * ps.baseline_days))
+        spread = np.fmax((q90 - med) / _Q90, np.sqrt(p0 * (1 - p0) / np.maximum(n, 1)))
+    return expected, spread
+
+
+def shares(mv: Moves, pops: Sequence[Population], ps: PopulationSettings) -> pd.DataFrame:
+    """Per day, population and direction: how many series moved, the share (by count
+    and by headcount), what the share's history expected, the score and the verdict."""
+    parts = []
+    for pop in pops:
+        valid = np.isfinite(mv.z[:, pop.cols])
+        n = valid.sum(axis=1)
+        small = n < ps.min_series
+        weight = np.where(valid, np.nan_to_num(mv.before[:, pop.cols]), 0.0)
+        total = weight.sum(axis=1)
+        for direction, sign in DIRECTIONS:
+            moving = _moving(mv, pop.cols, sign, small, ps.move_z, ps)
+            k = moving.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+                weighted = np.where(total > 0, (weight * moving).sum(axis=1) / total, np.nan)
+            s = pd.Series(share, index=mv.days)
+            if pop.cohort is not None:  # cohorts too small on a day are not judged
+                s[small] = np.nan
+            expected, spread = _baseline(s, n, ps)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                score = (s.to_numpy() - expected) / spread
+            least = np.where(small, 2, ps.min_members)
+            event = ((score >= ps.threshold) & (k >= least) & (s.to_numpy() >= ps.min_share)
+                     & (n >= 2))
+            parts.append(pd.DataFrame({
+                "date": mv.days, "metric": pop.metric, "cohort": pop.cohort,
+                "direction": direction, "n_series": n, "n_moving": k, "share": s.to_numpy(),
+                "weighted_share": weighted, "expected": expected, "score": score,
+                "event": event}))
+    if not parts:
+        return pd.DataFrame(columns=SHARE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[SHARE_COLUMNS]
+
+
+def group_events(mv: Moves, pops: Sequence[Population], daily: pd.DataFrame,
+                 ps: PopulationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events (consecutive abnormal days of one population and direction) and members.
+
+    A member moved in the event's direction beyond ``member_z`` on one of its days
+    (on the strict test: exceptionally); its change is the sum of those days' moves.
+    """
+    events, members = [], []
+    by_pop = {(p.metric, p.cohort): p for p in pops}
+    flagged = daily.loc[daily["event"].astype(bool)] if len(daily) else daily
+    for (metric, cohort, direction), grp in flagged.groupby(
+            ["metric", "cohort", "direction"], dropna=False, sort=True):
+        pop = by_pop[(metric, None if pd.isna(cohort) else cohort)]
+        sign = dict(DIRECTIONS)[direction]
+        days = grp["date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+        run = np.concatenate([[0], np.cumsum(np.diff(days) > 1)])
+        for _, part in grp.groupby(run):
+            rows = mv.days.get_indexer(pd.DatetimeIndex(part["date"]))
+            small = part["n_series"].to_numpy() < ps.min_series
+            sub = Moves(mv.days[rows], mv.keys, mv.z[rows], mv.change[rows],
+                        mv.before[rows], mv.exceptional[rows])
+            moved = _moving(sub, pop.cols, sign, small, ps.member_z, ps)
+            first = pd.Timestamp(part["date"].iloc[0])
+            eid = event_id(pop.metric, direction, first, pop.cohort)
+            who = np.flatnonzero(moved.any(axis=0))
+            ch = np.where(moved, sub.change[:, pop.cols], 0.0).sum(axis=0)[who]
+            zz = np.where(moved, sub.z[:, pop.cols], 0.0)
+            score = zz[np.abs(zz).argmax(axis=0), np.arange(zz.shape[1])][who]
+            first_row = moved[:, who].argmax(axis=0)
+            before = sub.before[:, pop.cols][first_row, who]
+            cols = pop.cols[who]
+            members.append(pd.DataFrame({
+                "event_id": eid, "company": mv.keys["company"].to_numpy()[cols],
+                "metric": pop.metric, "source": mv.keys["source"].to_numpy()[cols],
+                "date": sub.days[first_row], "change_pct": 100 * np.expm1(ch),
+                "score": score, "value_before": before}))
+            valid = np.isfinite(sub.z[:, pop.cols]).any(axis=0)
+            weight = np.nan_to_num(np.nanmax(np.where(np.isfinite(sub.before[:, pop.cols]),
+                                                      sub.before[:, pop.cols], -np.inf),
+                                             axis=0), neginf=0.0)
+            total = float(weight[valid].sum())
+            n_series = int(valid.sum())
+            events.append({
+                "id": eid, "metric": pop.metric, "cohort": pop.cohort,
+                "direction": direction, "first_date": first,
+                "last_date": pd.Timestamp(part["date"].iloc[-1]), "n_series": n_series,
+                "n_members": int(who.size),
+                "share": who.size / n_series if n_series else 0.0,
+                "weighted_share": float(weight[who].sum()) / total if total else 0.0,
+                "peak_share": float(part["share"].max()),
+                "expected_share": float(part["expected"].iloc[0]),
+                "score": float(part["score"].max()),
+                "median_change_pct": float(np.median(100 * np.expm1(ch))) if who.size else 0.0,
+            })
+    ev = pd.DataFrame(events, columns=EVENT_COLUMNS)
+    mem = (pd.concat(members, ignore_index=True) if members
+           else pd.DataFrame(columns=MEMBER_COLUMNS))
+    return ev, mem[MEMBER_COLUMNS]
+
+
+def link_alerts(members: pd.DataFrame, events: pd.DataFrame, alerts: pd.DataFrame
+                ) -> pd.Series:
+    """The id of each member's own alert (None when it would not have alerted alone):
+    a stored move of the same company and metric, in the event's direction, dated
+    within a day of the event."""
+    out = pd.Series([None] * len(members), index=members.index, dtype=object)
+    if members.empty or alerts.empty:
+        return out
+    a = alerts[alerts["kind"].isin(("drop", "spike", "glitch"))]
+    ev = events.set_index("id")
+    m = members.assign(_row=members.index).join(
+        ev[["direction", "first_date", "last_date"]], on="event_id")
+    cand = m.merge(a[["id", "company", "metric", "date", "change_pct"]].rename(
+        columns={"id": "alert_id", "date": "alert_date", "change_pct": "alert_change"}),
+        on=["company", "metric"])
+    if cand.empty:
+        return out
+    when = pd.to_datetime(cand["alert_date"])
+    same_way = np.where(cand["direction"] == "down", cand["alert_change"] < 0,
+                        cand["alert_change"] > 0)
+    near = ((when >= pd.to_datetime(cand["first_date"]) - pd.Timedelta(days=1))
+            & (when <= pd.to_datetime(cand["last_date"]) + pd.Timedelta(days=1)))
+    hit = cand[near & same_way].drop_duplicates("_row")
+    out.loc[hit["_row"].to_numpy()] = hit["alert_id"].astype(object).to_numpy()
+    return out
+
+
+def population_pass(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
+                    ps: PopulationSettings | None = None, *,
+                    cohorts: Mapping[str, Sequence[str]] | None = None,
+                    industries: Mapping[str, str] | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Daily shares, events and members of a dates x series matrix (no database).
+
+    ``keys`` names each column (company, metric, source), as ``build_matrix`` gives.
+    """
+    ps = ps or PopulationSettings()
+    mv = moves(matrix, keys, settings, ps.max_gap_days, ps.min_move_pct)
+    pops = populations(mv.keys, cohorts or {}, industries or {}, ps.min_series)
+    daily = shares(mv, pops, ps)
+    events, members = group_events(mv, pops, daily, ps)
+    return daily, events, members
