@@ -100,9 +100,10 @@ def _plain(value: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Alerts for the template, each with the key of its series' chart (``chart``)."""
+    """Rows for the template; an alert's with the key of its series' chart (``chart``)."""
     return [{**{k: _plain(v) for k, v in r.items()},
-             "chart": chart_key(str(r["company"]), str(r["metric"]))}
+             **({"chart": chart_key(str(r["company"]), str(r["metric"]))}
+                if "company" in r else {})}
             for r in frame.to_dict("records")]
 
 
