@@ -354,7 +354,11 @@ def show_cmd(
     frame = _workspace(ctx).series(company, metric=metric, source=source, since=first,
                                    known_at=known)
     frame["change_pct"] = frame["change_pct"].round(2)
-    emit(frame[["as_of", "source", "value", "change_pct"]], fmt.value)
+    from tracker.inflation import with_ratio
+
+    shown = with_ratio(_workspace(ctx), frame[["as_of", "source", "value", "change_pct"]],
+                       company, metric=metric)
+    emit(shown, fmt.value)
 
 
 @app.command("export")
@@ -610,6 +614,37 @@ def silence_remove_cmd(
 
     gone = remove_silence(_workspace(ctx), silence_id)
     typer.echo(f"silence {gone.id} removed")
+
+
+references_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                             help="Official headcounts to compare claimed profiles with.")
+app.add_typer(references_app, name="references")
+
+
+@references_app.command("import")
+def references_import_cmd(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE",
+                                         help="CSV: company,date,count,source")],
+) -> None:
+    """Import reference headcounts (all rows or none); a company's day given again
+    replaces the stored one."""
+    from tracker.references import import_references
+
+    done = import_references(_workspace(ctx), file)
+    typer.echo(f"{done.path}: {done.rows} reference(s) of {done.companies} company(ies)")
+
+
+@references_app.command("list")
+def references_list_cmd(
+    ctx: typer.Context,
+    company: Annotated[str | None, typer.Argument(help="Company id, name or alias")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """List reference headcounts by company and day, with their source."""
+    from tracker.references import list_references
+
+    emit(list_references(_workspace(ctx), company), fmt.value)
 
 
 @app.command("plot")
