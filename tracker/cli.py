@@ -658,14 +658,18 @@ def plot_cmd(
     until: Annotated[str | None, typer.Option(help="Last day (draw a replay)")] = None,
     metric: Annotated[str, typer.Option(help="Metric")] = "employees",
     log: Annotated[bool, typer.Option(help="Logarithmic y axis")] = False,
+    ratio: Annotated[bool, typer.Option(
+        "--ratio", help="Also the ratio claimed / reference headcount (second axis)")] = False,
 ) -> None:
-    """Chart a company's series with its alerts, or an overview of companies with alerts."""
+    """Chart a company's series with its alerts (and its reference headcount), or an
+    overview of companies with alerts."""
     from tracker.plots import plot_company, plot_overview, save
 
     ws = _workspace(ctx)
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     if company:
-        fig = plot_company(ws, company, since=first, until=last, metric=metric, log=log)
+        fig = plot_company(ws, company, since=first, until=last, metric=metric, log=log,
+                           ratio=ratio)
     else:
         fig = plot_overview(ws, since=first, until=last, metric=metric)
     # the file is named after the company's id, never after what was typed: a name

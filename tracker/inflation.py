@@ -286,8 +286,9 @@ def inflation_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
 
 
 def inflated_companies(ws: Workspace, day: date) -> pd.DataFrame:
-    """Companies whose latest ratio by ``day`` is in an open ``inflated`` episode, for
-    the report: company, name, source, day, claimed, reference, ratio, cohort ratio."""
+    """Companies with an open ``inflated`` alert by ``day``, for the report: their latest
+    ratio (within a month of ``day``) with claimed and reference, and the cohort's
+    median ratio when the episode began (``since``)."""
     from tracker.alerts import list_alerts
 
     open_ = list_alerts(ws, kind="inflated", status="open")
@@ -309,6 +310,8 @@ def inflated_companies(ws: Workspace, day: date) -> pd.DataFrame:
 
     out["company_name"] = out["company"].map(names(ws.store))
     out = out.rename(columns={"date": "since", "value_before": "cohort_ratio"})
+    out["as_of"] = out["as_of"].dt.date
+    out["since"] = pd.to_datetime(out["since"]).dt.date
     return out[cols].sort_values("ratio", ascending=False).reset_index(drop=True)
 
 

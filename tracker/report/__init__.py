@@ -188,6 +188,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     most severe first, at most ``MAX_CHARTS``, so the report stays quick to build
     and to read however many companies are tracked.
     """
+    from tracker.inflation import inflated_companies
     from tracker.plots import plot_company, render
 
     root = output_dir or ws.settings.resolve(ws.settings.report.output_dir)
@@ -241,6 +242,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
             reviewed_days=REVIEWED_DAYS, events=_events(alerts), charts=charts,
             charted={c["company"] for c in charts}, stale=_stale(ws, day),
             stale_days=ws.settings.run.stale_days, companies=company_ops.count(ws.store),
+            inflated=_records(inflated_companies(ws, day)),
         )
         stage.write(path, html, parents=True)
     _remove_stale_images(folder, [n for c in charts for n in (c["file"], c["thumb"])])
