@@ -307,3 +307,16 @@ def test_cli_imports_references_runs_and_shows_the_ratio(tmp_path: Path) -> None
     assert refused.returncode == 3
     no_traceback(refused)
     assert "bad.csv:2: field 'date': '2022-13-01'" in refused.stderr
+
+
+def test_a_cohort_lookup_plugs_in_companies_inflated_alike_are_not_abnormal(
+        ws: Workspace, tmp_path: Path) -> None:
+    bigs = {"big1": 35_000, "big2": 70_000, "big3": 17_500}
+    _import(ws, tmp_path, _history({**bigs, **PEERS}, seed=11))
+    import_references(ws, _refs(tmp_path / "refs.csv", [
+        *((c, "2021-12-31", round(v / 3.5), "AR") for c, v in bigs.items()),
+        *((c, "2021-12-31", round(v / 1.1), "AR") for c, v in PEERS.items())]))
+    detect_inflation(ws)  # against all companies: the three stand out
+    assert sorted(list_alerts(ws, kind="inflated")["company"]) == sorted(bigs)
+    detect_inflation(ws, cohort_lookup=lambda _ws: dict.fromkeys(bigs, "platform"))
+    assert set(list_alerts(ws, kind="inflated")["verdict"]) == {"withdrawn"}

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tracker.errors import NotFoundError
 from tracker.records import DEFAULT_METRIC, INFLATION_KINDS, StepOutcome
 
 if TYPE_CHECKING:
@@ -118,7 +119,10 @@ def cohorts(ws: Workspace) -> dict[str, str]:
         members = spec.get("companies", []) if isinstance(spec, Mapping) \
             else getattr(spec, "companies", [])
         for member in members:
-            out[ws.store.company_id(member)] = str(name)
+            try:
+                out[ws.store.company_id(member)] = str(name)
+            except NotFoundError:  # not collected yet: it has no ratio to compare
+                continue
     return out
 
 
