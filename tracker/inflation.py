@@ -58,6 +58,8 @@ RATIO_COLUMNS = ("company", "metric", "source", "as_of", "claimed", "reference",
 #: The cohort of a company without one: every company.
 ALL = "(all companies)"
 _MAD = 1.4826
+#: Cohorts up to this many companies are judged leaving the company out exactly.
+LEAVE_ONE_OUT_MAX = 50
 #: A cohort lookup: company id -> cohort name (companies left out belong to ALL).
 CohortLookup = Callable[["Workspace"], dict[str, str]]
 
@@ -173,15 +175,30 @@ def inflated(ratio: pd.DataFrame, cohort_of: Mapping[str, str],
     company = np.array([k[0] for k in names])
     group = np.array([cohort_of.get(c, ALL) for c in company])
     floor, strong = s.inflation_scale_floor, s.inflation_z
+    whole: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    seen = ~np.isnan(logs)
+
+    def peers(j: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stats of the others in cohort ``name``: exact (leave the company out) for
+        a small cohort; a large one's own stats, computed once, where leaving one out
+        moves the median by at most one of more than LEAVE_ONE_OUT_MAX values."""
+        mask = (group == name) if name != ALL else np.ones(len(names), dtype=bool)
+        others = mask & (company != company[j])
+        if len(set(company[others])) <= LEAVE_ONE_OUT_MAX:
+            return _peer_stats(logs[:, others], floor)
+        if name not in whole:
+            whole[name] = _peer_stats(logs[:, mask], floor)
+        med, scale, count = whole[name]
+        return med, scale, count - seen[:, mask & (company == company[j])].sum(axis=1)
+
     rows = []
     for j, key in enumerate(names):
-        others = company != company[j]
-        med, scale, n = _peer_stats(logs[:, others & (group == group[j])], floor)
+        med, scale, n = peers(j, group[j])
         if group[j] != ALL:  # too few peers that day: against every other company
-            a_med, a_scale, _ = _peer_stats(logs[:, others], floor)
+            a_med, a_scale, a_n = peers(j, ALL)
             thin = n < s.inflation_min_peers
             med, scale = np.where(thin, a_med, med), np.where(thin, a_scale, scale)
-            n = np.where(thin, (~np.isnan(logs[:, others])).sum(axis=1), n)
+            n = np.where(thin, a_n, n)
         excess = logs[:, j] - med
         with np.errstate(invalid="ignore"):
             z = excess / scale
