@@ -320,3 +320,20 @@ def test_a_cohort_lookup_plugs_in_companies_inflated_alike_are_not_abnormal(
     assert sorted(list_alerts(ws, kind="inflated")["company"]) == sorted(bigs)
     detect_inflation(ws, cohort_lookup=lambda _ws: dict.fromkeys(bigs, "platform"))
     assert set(list_alerts(ws, kind="inflated")["verdict"]) == {"withdrawn"}
+
+
+def test_a_large_cohort_is_judged_from_its_own_median_once() -> None:
+    """Past LEAVE_ONE_OUT_MAX companies the cohort's stats are shared: the same verdicts."""
+    from tracker.config import AlertSettings
+    from tracker.inflation import LEAVE_ONE_OUT_MAX, inflated
+
+    rng = np.random.default_rng(3)
+    n, days = LEAVE_ONE_OUT_MAX + 10, pd.date_range("2022-01-01", periods=30)
+    level = np.r_[3.5, rng.normal(1.1, 0.05, n - 1)]
+    frame = pd.DataFrame({
+        "company": np.repeat([f"c{i:02d}" for i in range(n)], len(days)),
+        "metric": "employees", "source": "linkedin", "as_of": np.tile(days, n),
+        "ratio": np.repeat(level, len(days)) * np.exp(rng.normal(0, 0.003, n * len(days)))})
+    found = inflated(frame, {}, AlertSettings())
+    assert found["company"].tolist() == ["c00"]
+    assert found["value_before"].iloc[0] == pytest.approx(1.1, rel=0.03)
