@@ -127,6 +127,14 @@ def _sections() -> list[Case]:
         Case("alerts", "min_severity", "2", CHOICE),
         Case("alerts", "fresh_days", "7.5", INTEGER),
         Case("alerts", "event_min_companies", '"2"', INTEGER),
+        Case("alerts", "inflation_z", '"3.5"', NUMBER),
+        Case("alerts", "inflation_min_excess", '"1.5"', NUMBER),
+        Case("alerts", "inflation_scale_floor", "true", NUMBER),
+        Case("alerts", "inflation_min_peers", "2.5", INTEGER),
+        Case("alerts", "inflation_severity", '"loud"', CHOICE),
+        Case("alerts", "ratio_jump_pct", '"15"', NUMBER),
+        Case("alerts", "ratio_jump_days", '"3"', INTEGER),
+        Case("alerts", "ratio_window", "14.0", INTEGER),
         # [report]
         Case("report", "enabled", "1", BOOLEAN),
         Case("report", "enabled", '"yes"', BOOLEAN),
@@ -152,6 +160,7 @@ def _sections() -> list[Case]:
         Case("companies.apple", "reference_date", '"11/10/2022"', DAY),
         Case("companies.apple", "reference_date", "2022-10-11T00:00:00", DAY),
         Case("companies.apple", "reference_date", "true", DAY),
+        Case("companies.apple", "reference_source", "10", STRING),
     ]
 
 
@@ -358,7 +367,9 @@ def test_daily_at_seven_says_the_expected_form(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ['"2022-10-11"', "2022-10-11"])
 def test_reference_date_documented_forms(tmp_path: Path, value: str) -> None:
-    settings = load_settings(write(tmp_path, f"[companies.apple]\nreference_date = {value}\n"))
+    # a reference date goes with its count (tests/test_reference.py checks the pairing)
+    settings = load_settings(write(tmp_path, "[companies.apple]\nreference_count = 164000\n"
+                                             f"reference_date = {value}\n"))
     assert settings.companies["apple"].reference_date == date(2022, 10, 11)
 
 

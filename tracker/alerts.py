@@ -36,7 +36,13 @@ import pandas as pd
 from tracker.detect import events
 from tracker.errors import InputError
 from tracker.metrics import check_metric
-from tracker.records import ALERT_FIELDS, ALERT_KINDS, ALERT_STATUSES, ALERT_VERDICTS
+from tracker.records import (
+    ALERT_FIELDS,
+    ALERT_KINDS,
+    ALERT_STATUSES,
+    ALERT_VERDICTS,
+    INFLATION_KINDS,
+)
 from tracker.silences import checked_author
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
@@ -68,7 +74,9 @@ class DetectionResult:
 
 
 def fingerprint(company: str, metric: str, source: str, day: date, kind: str) -> str:
-    family = "drift" if kind.startswith("drift") else "move"
+    # an inflation alert is its own family: a ratio_jump on a purge's day is not the drop
+    family = "drift" if kind.startswith("drift") else kind if kind in INFLATION_KINDS \
+        else "move"
     key = f"{company}|{metric}|{source}|{day:%Y-%m-%d}|{family}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 

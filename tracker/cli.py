@@ -367,7 +367,11 @@ def show_cmd(
     frame = _workspace(ctx).series(company, metric=metric, source=source, since=first,
                                    known_at=known)
     frame["change_pct"] = frame["change_pct"].round(2)
-    emit(frame[["as_of", "source", "value", "change_pct"]], fmt.value)
+    from tracker.inflation import with_ratio
+
+    shown = with_ratio(_workspace(ctx), frame[["as_of", "source", "value", "change_pct"]],
+                       company, metric=metric)
+    emit(shown, fmt.value)
 
 
 @app.command("export")
@@ -692,6 +696,37 @@ def notify_cmd(
     return EXIT_FAILED if bad else 0
 
 
+references_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                             help="Official headcounts to compare claimed profiles with.")
+app.add_typer(references_app, name="references")
+
+
+@references_app.command("import")
+def references_import_cmd(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE",
+                                         help="CSV: company,date,count,source")],
+) -> None:
+    """Import reference headcounts (all rows or none); a company's day given again
+    replaces the stored one."""
+    from tracker.references import import_references
+
+    done = import_references(_workspace(ctx), file)
+    typer.echo(f"{done.path}: {done.rows} reference(s) of {done.companies} company(ies)")
+
+
+@references_app.command("list")
+def references_list_cmd(
+    ctx: typer.Context,
+    company: Annotated[str | None, typer.Argument(help="Company id, name or alias")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """List reference headcounts by company and day, with their source."""
+    from tracker.references import list_references
+
+    emit(list_references(_workspace(ctx), company), fmt.value)
+
+
 @app.command("plot")
 def plot_cmd(
     ctx: typer.Context,
@@ -703,15 +738,19 @@ def plot_cmd(
     until: Annotated[str | None, typer.Option(help="Last day (draw a replay)")] = None,
     metric: Annotated[str, typer.Option(help="Metric")] = "employees",
     log: Annotated[bool, typer.Option(help="Logarithmic y axis")] = False,
+    ratio: Annotated[bool, typer.Option(
+        "--ratio", help="Also the ratio claimed / reference headcount (second axis)")] = False,
 ) -> None:
-    """Chart a company's series with its alerts, or an overview of companies with alerts."""
+    """Chart a company's series with its alerts (and its reference headcount), or an
+    overview of companies with alerts."""
     from tracker.metrics import chart_key
     from tracker.plots import plot_company, plot_overview, save
 
     ws = _workspace(ctx)
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     if company:
-        fig = plot_company(ws, company, since=first, until=last, metric=metric, log=log)
+        fig = plot_company(ws, company, since=first, until=last, metric=metric, log=log,
+                           ratio=ratio)
     else:
         fig = plot_overview(ws, since=first, until=last, metric=metric)
     # the file is named after the company's id, never after what was typed: a name

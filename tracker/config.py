@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from tracker.detect.population_settings import PopulationSettings
@@ -154,6 +161,29 @@ class AlertSettings(_Strict):
         description="Shifts of the same direction at this many companies within a day of "
         "each other form a cross-company event (a platform-wide purge)",
     )
+    # -- inflation: claimed profiles against the reference headcount (tracker.inflation)
+    inflation_z: float = Field(
+        3.5, gt=0, description="Robust z of a company's log ratio (claimed / reference) "
+        "against its cohort's that makes it 'inflated'")
+    inflation_min_excess: float = Field(
+        1.5, gt=1, description="...and its ratio must be at least this many times the "
+        "cohort's median ratio (a tight cohort makes small excesses significant)")
+    inflation_scale_floor: float = Field(
+        0.1, gt=0, description="Least spread (log ratio) assumed within a cohort")
+    inflation_min_peers: int = Field(
+        2, ge=1, description="Fewest other companies with a ratio that day a cohort needs; "
+        "fewer: the company is compared with all companies")
+    ratio_jump_pct: float = Field(
+        15.0, gt=0, description="A level change of the ratio at least this large (percent) "
+        "with the reference held fixed is a 'ratio_jump'")
+    ratio_jump_days: int = Field(
+        3, ge=1, description="Observations the new level must hold (the day included) "
+        "before a ratio_jump is reported")
+    ratio_window: int = Field(
+        14, ge=2, description="Observations before a day whose median is the level a "
+        "ratio_jump is measured from")
+    inflation_severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="Severity of inflated and ratio_jump alerts")
 
 
 class ReportSettings(_Strict):
@@ -184,6 +214,20 @@ class CompanySettings(_Strict):
     external_ids: dict[str, str] = Field(default_factory=dict)
     reference_count: int | None = Field(None, ge=0)
     reference_date: Day | None = None
+    reference_source: str = Field(
+        "config", description="Where reference_count comes from (e.g. 'annual report 2022')")
+
+    @model_validator(mode="after")
+    def _dated_reference(self) -> CompanySettings:
+        """A reference is a headcount *on a day*: carried forward from it, it needs
+        both, and one without the other would silently mean nothing."""
+        if (self.reference_count is None) != (self.reference_date is None):
+            given, other = (("reference_count", "reference_date")
+                            if self.reference_date is None
+                            else ("reference_date", "reference_count"))
+            raise ValueError(f"{given} needs {other} too (the official headcount and the "
+                             'day it was counted, e.g. reference_date = "2022-09-24")')
+        return self
 
 
 class CohortSettings(_Strict):

@@ -267,15 +267,19 @@ def detect_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     Alerts withdrawn because their data changed are said in the summary line.
     """
     result = detect_new(ws, day)
-    fresh = set(result.fresh(day, ws.settings.alerts.fresh_days)["fingerprint"]) if len(
-        result.new) else set()
-    # a new alert's review status is "open"; the detector's word is its verdict
-    days = ("date", "detected_on", "confirmed_on")
-    new = [Alert.from_mapping({**r, "status": "open", "fresh": r["fingerprint"] in fresh,
-                               **{c: day_of(r[c]) for c in days}})
-           for r in result.new.to_dict("records")]
+    new = new_alerts(result, day, ws.settings.alerts.fresh_days)
     notes = [f"{result.withdrawn} alert(s) withdrawn: their data changed"] \
         if result.withdrawn else []
     return StepOutcome(new_alerts=new, notes=notes,
                        details={"withdrawn": result.withdrawn} if result.withdrawn else {})
 
+
+
+def new_alerts(result: DetectionResult, day: date, fresh_days: int) -> list[Alert]:
+    """The new alerts of a detection as records, each ``fresh`` unless backfill."""
+    fresh = set(result.fresh(day, fresh_days)["fingerprint"]) if len(result.new) else set()
+    # a new alert's review status is "open"; the detector's word is its verdict
+    days = ("date", "detected_on", "confirmed_on")
+    return [Alert.from_mapping({**r, "status": "open", "fresh": r["fingerprint"] in fresh,
+                                **{c: day_of(r[c]) for c in days}})
+            for r in result.new.to_dict("records")]

@@ -308,8 +308,9 @@ def _record(ws: Workspace, result: RunResult) -> None:
 def default_steps() -> list[Step]:
     """The steps after collection, in order."""
     from tracker.detection import detect_step
+    from tracker.inflation import inflation_step
     from tracker.notify import notify_step
     from tracker.population import population_step
     from tracker.report import report_step
 
-    return [detect_step, population_step, notify_step, report_step]
+    return [detect_step, inflation_step, population_step, notify_step, report_step]

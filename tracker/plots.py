@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from tracker import reference_chart
 from tracker.errors import InputError, NotFoundError
 from tracker.output import write_file
 
@@ -50,7 +51,8 @@ DPI = 120
 SERIES_SIZE = (10.0, 4.8)
 PANEL_SIZE = (4.0, 2.7)
 KIND_COLORS = {"drop": "#c0392b", "spike": "#1e8449", "glitch": "#d35400",
-               "drift_up": "#7d3c98", "drift_down": "#7d3c98"}
+               "drift_up": "#7d3c98", "drift_down": "#7d3c98",
+               "inflated": "#8e44ad", "ratio_jump": "#8e44ad"}
 SHIFTS = ("drop", "spike")
 DRIFTS = ("drift_up", "drift_down")
 _LINESTYLE = {"confirmed": "solid", "glitch": "solid", "provisional": "dashed",
@@ -332,9 +334,14 @@ def _legend(ax: Axes, alerts: pd.DataFrame, *, sources: bool) -> list[Any]:
 
 def series_figure(
     observations: pd.DataFrame, alerts: pd.DataFrame | None = None, *,
-    title: str | None = None, log: bool = False,
+    title: str | None = None, log: bool = False, references: pd.DataFrame | None = None,
+    ratio: pd.DataFrame | None = None,
 ) -> Figure:
     """One company's count per source over time, with its alerts where they happened.
+
+    ``references`` (as ``tracker.references.list_references``) draws the official
+    headcount as a step line labelled with its source, ``ratio`` (as
+    ``tracker.inflation.ratios``) the ratio on a second axis (``tracker.reference_chart``).
 
     ``observations`` is one company and metric as ``Store.observations`` returns them
     (columns as_of, value, and source/company/metric when present). ``alerts`` may be
@@ -362,6 +369,8 @@ def series_figure(
         x_hi = np.datetime64(pd.to_datetime(obs["as_of"]).max(), "ns")
         found = _select(found, company=company, metric=metric, sources=set(lines),
                         window=(x_lo, x_hi))
+        extra = [] if references is None or references.empty else reference_chart.draw(
+            ax, references, pd.Timestamp(x_lo), pd.Timestamp(x_hi), ratio=ratio)
         positive = obs["value"][obs["value"] > 0]
         decades = float(np.log10(positive.max() / positive.min())) if len(positive) else 0.0
         _format_axes(ax, log=log, counts=True, decades=decades)
@@ -374,7 +383,7 @@ def series_figure(
     else:
         ax.text(0.5, 0.5, "no observations", transform=ax.transAxes, ha="center",
                 color="#777777")
-    handles = _legend(ax, found, sources=True)
+    handles = _legend(ax, found, sources=True) + (extra if not obs.empty else [])
     if handles:  # above the axes, so it never hides data or an alert's label
         fig.legend(handles=handles, loc="outside upper right", fontsize=8, frameon=False,
                    ncols=min(len(handles), 5))
@@ -567,9 +576,11 @@ def _names(ws: Workspace) -> dict[str, str]:
 
 def plot_company(
     ws: Workspace, company: str, *, since: date | None = None, until: date | None = None,
-    metric: str = "employees", log: bool = False,
+    metric: str = "employees", log: bool = False, ratio: bool = False,
 ) -> Figure:
-    """``series_figure`` for a company in the store (id, alias or name), with its alerts.
+    """``series_figure`` for a company in the store (id, alias or name), with its alerts,
+    its reference headcounts when it has any (known by ``until``), and with ``ratio``
+    the ratio claimed / reference on a second axis.
 
     Without ``until``: everything known now, the alerts as they stand. With it, the
     chart a daily run on that day would have drawn: the values as known at its end
@@ -577,8 +588,10 @@ def plot_company(
     (:func:`tracker.alerts.alerts_as_of`). The title names the data's last day.
     """
     from tracker.alerts import alerts_as_of, list_alerts
+    from tracker.inflation import ratios
     from tracker.metrics import check_metric, metric_label
     from tracker.records import DEFAULT_METRIC
+    from tracker.references import list_references
     from tracker.store.companies import name_of
 
     check_metric(metric, "--metric")
@@ -598,7 +611,10 @@ def plot_company(
     what = "" if metric == DEFAULT_METRIC else f", {metric_label(metric)}"
     title = f"{name_of(ws.store, cid) or cid}{what}, data through {last:%Y-%m-%d}" + (
         f" as known on {until:%Y-%m-%d}" if until is not None else "")
-    return series_figure(obs, alerts, title=title, log=log)
+    refs = list_references(ws, cid)  # not revisioned: a chart of the past shows them too
+    ratios_ = ratios(obs, refs.assign(as_of=pd.to_datetime(refs["as_of"]))) \
+        if ratio and len(refs) else None
+    return series_figure(obs, alerts, title=title, log=log, references=refs, ratio=ratios_)
 
 
 def known_by(revisions: pd.DataFrame, day: date) -> pd.DataFrame:

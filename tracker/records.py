@@ -22,7 +22,11 @@ ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "dismissed", "resolve
 #: (confirmed) or came back (glitch); withdrawn when corrected data no longer show it.
 ALERT_VERDICTS: tuple[str, ...] = ("provisional", "confirmed", "glitch", "withdrawn")
 #: What kind of move an alert is about.
-ALERT_KINDS: tuple[str, ...] = ("drop", "spike", "glitch", "drift_up", "drift_down")
+#: The detector's (``tracker.detect``) and the ratio to a reference headcount's
+#: (``tracker.inflation``: abnormal for its cohort, or a level change of the ratio).
+DETECTOR_KINDS: tuple[str, ...] = ("drop", "spike", "glitch", "drift_up", "drift_down")
+INFLATION_KINDS: tuple[str, ...] = ("inflated", "ratio_jump")
+ALERT_KINDS: tuple[str, ...] = (*DETECTOR_KINDS, *INFLATION_KINDS)
 
 #: Field order of the alert record in JSON and CSV exports (see DESIGN.md).
 ALERT_FIELDS: tuple[str, ...] = (

@@ -48,7 +48,11 @@ class Workspace:
         return local_today(self.settings)
 
     def sync_companies(self) -> int:
-        """Create or update the companies declared under [companies.ID] in config."""
+        """Create or update the companies declared under [companies.ID] in config, and
+        the references they declare (``tracker.references``)."""
+        from tracker.references import config_rows
+        from tracker.store import references as reference_store
+
         declared = self.settings.companies
         if not declared:
             return 0
@@ -59,6 +63,8 @@ class Workspace:
                     external_ids=spec.external_ids, reference_count=spec.reference_count,
                     reference_date=spec.reference_date, conn=conn,
                 )
+            # config references are upserted with their companies, on every open
+            reference_store.replace(conn, config_rows(declared))
         return len(declared)
 
     def company_refs(self) -> list[CompanyRef]:

@@ -36,7 +36,7 @@ from tracker.records import Alert, PopulationEvent
 GROUP = GROUPS["notifier"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 #: The alert kinds (same as ``tracker.alerts.KINDS``; a test keeps them equal).
-Kind = Literal["drop", "spike", "glitch", "drift_up", "drift_down"]
+Kind = Literal["drop", "spike", "glitch", "drift_up", "drift_down", "inflated", "ratio_jump"]
 Severity = Literal["info", "warning", "critical"]
 
 

@@ -103,7 +103,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows for the template; an alert's with the key of its series' chart (``chart``)."""
     return [{**{k: _plain(v) for k, v in r.items()},
              **({"chart": chart_key(str(r["company"]), str(r["metric"]))}
-                if "company" in r else {})}
+                if "company" in r and "metric" in r else {})}
             for r in frame.to_dict("records")]
 
 
@@ -217,6 +217,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
     most severe first, at most ``MAX_CHARTS``, so the report stays quick to build
     and to read however many companies are tracked.
     """
+    from tracker.inflation import inflated_companies
     from tracker.plots import plot_company, render
 
     root = output_dir or ws.settings.resolve(ws.settings.report.output_dir)
@@ -281,6 +282,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
             charted={c["key"] for c in charts}, stale=_stale(ws, day),
             stale_days=ws.settings.run.stale_days, companies=company_ops.count(ws.store),
             platform=platform, platform_chart=chart_file, platform_days=PLATFORM_DAYS,
+            inflated=_records(inflated_companies(ws, day)),
         )
         stage.write(path, html, parents=True)
     _remove_stale_images(folder, [n for c in charts for n in (c["file"], c["thumb"])]

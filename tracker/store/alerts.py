@@ -33,7 +33,7 @@ import pandas as pd
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from tracker.errors import NotFoundError
-from tracker.records import Alert
+from tracker.records import DETECTOR_KINDS, Alert
 from tracker.store import window_cache
 from tracker.store.companies import now_utc
 from tracker.store.core import Store
@@ -75,6 +75,9 @@ class Judged:
     company_ids: tuple[str, ...] | None = None
     cause: str = ""
     withdraw: bool = True
+    #: The kinds of alert the pass produces: another pass's alerts (the ratio to a
+    #: reference headcount's, ``tracker.inflation``) are not its to withdraw.
+    kinds: tuple[str, ...] = DETECTOR_KINDS
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,8 @@ def _judged_query(j: Judged) -> Any:
     """The stored, not yet withdrawn alerts a detection pass judged again."""
     q = (select(alerts.c.id, alerts.c.fingerprint, alerts.c.verdict, alerts.c.status,
                 alerts.c.reviewed_at)
-         .where(alerts.c.verdict != "withdrawn", alerts.c.detected_on <= j.day))
+         .where(alerts.c.verdict != "withdrawn", alerts.c.detected_on <= j.day,
+                alerts.c.kind.in_(list(j.kinds))))
     if j.first_detected is not None:
         q = q.where(alerts.c.detected_on >= j.first_detected)
     if j.since is not None:

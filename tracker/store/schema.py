@@ -258,3 +258,16 @@ population_event_members = Table(
     Column("value_before", Float),
     Column("alert_id", BigId, ForeignKey("alerts.id")),
 )
+
+#: Official headcounts (annual reports, filings) to compare claimed profiles with: one
+#: per company and day, whatever its origin (a CSV import or ``[companies.ID]`` in
+#: config, ``source`` says which); a later import of the same day replaces it.
+reference_counts = Table(
+    "reference_counts",
+    metadata,
+    Column("company_id", String(200), ForeignKey("companies.id"), primary_key=True),
+    Column("as_of", Date, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("imported_at", DateTime, nullable=False),
+)
