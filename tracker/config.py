@@ -153,6 +153,16 @@ class AlertSettings(_Strict):
         description="Shifts of the same direction at this many companies within a day of "
         "each other form a cross-company event (a platform-wide purge)",
     )
+    corroboration_days: int = Field(
+        2, ge=0, le=14,
+        description="Another source of the series corroborates a move it saw this many "
+        "days before or after the alert's first day (providers date their counts apart)",
+    )
+    corroboration_z: float = Field(
+        4.0, gt=0,
+        description="How far beyond its own normal variation (robust z-score) another "
+        "source's move must go, the same way, to corroborate an alert",
+    )
 
 
 class ReportSettings(_Strict):
