@@ -91,7 +91,7 @@ def judge(alert_day: np.ndarray, direction: np.ndarray, case: np.ndarray, day: n
         zz = np.where(in_window[:, c] & np.isfinite(zz), zz, -np.inf)
         best = zz.max(axis=0)
         enough = st.n >= settings.min_history
-        score[c] = np.where(enough, best, np.nan)
         state[c] = np.where(~enough, NO_DATA,
                             np.where(best >= z, AGREES, np.where(after[c], SILENT, NO_DATA)))
+        score[c] = np.where(state[c] == NO_DATA, np.nan, best)
     return state, score
