@@ -25,8 +25,11 @@ from tracker.detect.corroborate import AGREES, NO_DATA, SILENT, judge, lookback_
 from tracker.detect.settings import DetectSettings
 from tracker.detection import detect_new, run_detection
 from tracker.ingest import import_file
+from tracker.notify.base import alert_line
+from tracker.report import build_report
 from tracker.store import Store
 from tracker.store import alerts as alert_store
+from tracker.store.notifications import pending_alerts
 from tracker.store.ranges import merged_ranges, values_in_ranges
 from tracker.workspace import Workspace
 
@@ -256,3 +259,29 @@ def test_cli_lists_the_names_in_every_format(tmp_path: Path) -> None:
         assert column in header
     line = next(x for x in table.splitlines() if "linkedin" in x and "2022-10-11" in x)
     assert "signalhire" in line and "True" in line
+
+
+def test_notifications_and_the_report_name_the_sources(ws: Workspace, tmp_path: Path) -> None:
+    two_sources_csv(tmp_path / "two.csv", {k: CASES[k] for k in ("apple", "amazon", "meta")})
+    import_file(ws.store, tmp_path / "two.csv")
+    run_detection(ws)
+    # what the notifiers are given: the records read back from the store
+    sent = {a.company: a for a in pending_alerts(ws.store, PURGE.date(), PURGE.date())
+            if a.source == "linkedin" and a.date == PURGE.date()}
+    assert "seen by linkedin; not by signalhire (possible source error)" in alert_line(
+        sent["amazon"])
+    assert "seen by linkedin, signalhire" in alert_line(sent["apple"])
+    assert "possible source error" not in alert_line(sent["apple"])
+    assert "seen by linkedin; no data from signalhire" in alert_line(sent["meta"])
+
+    report = build_report(ws, PURGE.date(), output_dir=tmp_path / "r")
+    html = report.path.read_text()
+    ids = purge_alerts(ws)
+
+    def row(company: str) -> str:
+        start = html.index(f'<tr data-id="{ids[company]["id"]}">')
+        return html[start:html.index("</tr>", start)]
+
+    assert "not by signalhire" in row("amazon") and "possible source error" in row("amazon")
+    assert "seen by linkedin, signalhire" in row("apple")
+    assert "possible source error" not in row("apple")
