@@ -122,6 +122,8 @@ def _sections() -> list[Case]:
         Case("alerts", "min_severity", "2", CHOICE),
         Case("alerts", "fresh_days", "7.5", INTEGER),
         Case("alerts", "event_min_companies", '"2"', INTEGER),
+        Case("alerts", "corroboration_days", "2.5", INTEGER),
+        Case("alerts", "corroboration_z", '"4"', NUMBER),
         # [report]
         Case("report", "enabled", "1", BOOLEAN),
         Case("report", "enabled", '"yes"', BOOLEAN),
