@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from tracker.config import Settings
 from tracker.detect.corroborate import AGREES, NO_DATA, SILENT, judge, lookback_days
 from tracker.detect.settings import DetectSettings
 from tracker.detection import detect_new, run_detection
-from tracker.ingest import import_file
+from tracker.ingest import ImportOptions, import_file
 from tracker.notify.base import alert_line
 from tracker.report import build_report
 from tracker.store import Store
@@ -194,8 +194,8 @@ def test_values_in_ranges_reads_every_source_of_the_series_once(
     got = values_in_ranges(ws.store, ranges)
     assert set(got["source"]) == {"linkedin", "signalhire"}
     assert got.groupby("source").size().to_dict() == {"linkedin": 6, "signalhire": 6}
-    assert got["as_of"].min() == pd.Timestamp("2022-10-01")
-    assert got["as_of"].max() == pd.Timestamp("2022-10-06")
+    days = got["day"].to_numpy().astype("datetime64[D]")
+    assert days.min() == np.datetime64("2022-10-01") and days.max() == np.datetime64("2022-10-06")
 
 
 @pytest.mark.parametrize(("move", "wobble", "direction", "when", "expected"), [
@@ -285,3 +285,24 @@ def test_notifications_and_the_report_name_the_sources(ws: Workspace, tmp_path: 
     assert "not by signalhire" in row("amazon") and "possible source error" in row("amazon")
     assert "seen by linkedin, signalhire" in row("apple")
     assert "possible source error" not in row("apple")
+
+
+def test_a_pass_over_a_past_state_of_knowledge_reads_what_was_known(
+        ws: Workspace, tmp_path: Path) -> None:
+    """What was known on the evening of the purge day: LinkedIn's counts, not yet the
+    second provider's (collected two days later), so no data, not a silent source."""
+    full = two_sources_csv(tmp_path / "two.csv", {"amazon": CASES["amazon"]})
+    options = ImportOptions(collected_at=datetime(2022, 10, 11, 23))
+    import_file(ws.store, _part(full, tmp_path / "a.csv", until="2022-10-31",
+                                source="linkedin"), options)
+    import_file(ws.store, _part(full, tmp_path / "b0.csv", until="2022-10-10",
+                                source="signalhire"), options)
+    import_file(ws.store, _part(full, tmp_path / "b1.csv", since="2022-10-11",
+                                until="2022-10-31", source="signalhire"),
+                ImportOptions(collected_at=datetime(2022, 10, 13, 6)))
+    run_detection(ws, known_at=datetime(2022, 10, 12), until=date(2022, 10, 11))
+    then = purge_alerts(ws)["amazon"]
+    assert then["sources_no_data"] == "signalhire" and not then["possible_source_error"]
+    run_detection(ws)
+    now = purge_alerts(ws)["amazon"]
+    assert now["sources_silent"] == "signalhire" and now["possible_source_error"]

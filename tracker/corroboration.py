@@ -66,20 +66,24 @@ def corroborate(store: Store, found: pd.DataFrame, settings: Settings, *,
                            "own": moves["source_id"].to_numpy(dtype=np.int64),
                            "first": day - back, "last": last})
     values = range_store.values_in_ranges(store, wanted, known_at=known_at)
+    wanted["first"] = wanted["first"].to_numpy("datetime64[D]").astype(np.int64)
+    wanted["last"] = wanted["last"].to_numpy("datetime64[D]").astype(np.int64)
     near = wanted.merge(values, on="series_id")
-    near = near[(near["source_id"] != near["own"]) & (near["as_of"] >= near["first"])
-                & (near["as_of"] <= near["last"])]
+    near = near[(near["source_id"] != near["own"]) & (near["day"] >= near["first"])
+                & (near["day"] <= near["last"])]
     if near.empty:
         return out
-    case, pairs = pd.factorize(pd.MultiIndex.from_arrays([near["alert"], near["source"]]))
-    alert_of = pairs.get_level_values(0).to_numpy(dtype=np.int64)
+    pair = near["alert"].to_numpy(dtype=np.int64) * np.int64(2**31) \
+        + near["source_id"].to_numpy(dtype=np.int64)
+    pairs, first, case = np.unique(pair, return_index=True, return_inverse=True)
+    alert_of = pairs // np.int64(2**31)
     day_number = day.astype(np.int64)
     direction = np.sign(moves["change_pct"].to_numpy(dtype=float))
     state, _score = judge(day_number[alert_of], direction[alert_of], case,
-                          near["as_of"].to_numpy("datetime64[D]").astype(np.int64),
+                          near["day"].to_numpy(dtype=np.int64),
                           near["value"].to_numpy(dtype=float), settings.detect,
                           days=days, z=settings.alerts.corroboration_z)
-    judged = pd.DataFrame({"alert": alert_of, "source": pairs.get_level_values(1),
+    judged = pd.DataFrame({"alert": alert_of, "source": near["source"].to_numpy()[first],
                            "state": state}).sort_values(["alert", "source"])
     names = judged.groupby(["alert", "state"])["source"].agg(_SEP.join).unstack("state")
     names = names.reindex(index=np.arange(len(moves)), columns=[AGREES, SILENT, NO_DATA])

@@ -5,7 +5,8 @@ date, so the daily run's reads scale with its alerts, not with the store. The
 wanted ranges travel to the database as one ``VALUES`` table joined to the
 observations on the ``(series_id, source_id, as_of, ...)`` unique index, one
 query for all of them (cut into chunks only past the databases' limit of bound
-parameters). Overlapping ranges of one series are merged first, so a value is
+parameters; plain SQL, because compiling a ``VALUES`` construct of thousands of
+rows costs more than running it). Overlapping ranges of one series are merged first, so a value is
 read once however many alerts want it.
 """
 
@@ -15,14 +16,15 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Date, Integer, column, select, values
+from sqlalchemy import DateTime, bindparam, select, text
 
 from tracker.store.core import Store
-from tracker.store.schema import observations, sources
+from tracker.store.latest import _DAY_SQL
+from tracker.store.schema import sources
 
 #: Ranges per query: three bound parameters each, well under SQLite's 32,766.
 _CHUNK = 5000
-COLUMNS = ["series_id", "source_id", "source", "as_of", "value"]
+COLUMNS = ["series_id", "source_id", "source", "day", "value"]
 
 
 def merged_ranges(ranges: pd.DataFrame) -> pd.DataFrame:
@@ -50,33 +52,49 @@ def values_in_ranges(store: Store, ranges: pd.DataFrame, *,
     ``ranges`` (columns series_id, first, last: inclusive days), or the latest known
     at ``known_at`` (naive UTC) for a pass over a past state of knowledge.
 
-    Columns :data:`COLUMNS`, ``as_of`` as datetime64; sorted by series, source, day.
+    Columns :data:`COLUMNS`, ``day`` as days since 1970-01-01; sorted by series,
+    source, day. Raw DBAPI rows and days computed by the database: building row
+    objects and parsing dates would cost ten times the query.
     """
     wanted = merged_ranges(ranges)
-    rows: list[tuple[object, ...]] = []
-    if len(wanted):
-        with store.reading("reading the values near alerts") as conn:
-            for k in range(0, len(wanted), _CHUNK):
-                part = wanted.iloc[k:k + _CHUNK]
-                table = values(column("series_id", Integer), column("lo", Date),
-                               column("hi", Date), name="wanted").data(list(zip(
-                                   part["series_id"].astype(int).tolist(),
-                                   part["first"].dt.date.tolist(), part["last"].dt.date.tolist(),
-                                   strict=True))).cte("wanted")
-                o = observations.c
-                q = (select(o.series_id, o.source_id, sources.c.name, o.as_of, o.value,
-                            o.collected_at)
-                     .join(table, (table.c.series_id == o.series_id)
-                           & (o.as_of >= table.c.lo) & (o.as_of <= table.c.hi))
-                     .join(sources, sources.c.id == o.source_id))
-                if known_at is not None:
-                    q = q.where(o.collected_at <= known_at)
-                rows += conn.execute(q).all()
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "collected_at"])
-    frame["as_of"] = pd.to_datetime(frame["as_of"])
-    frame = frame.sort_values(["series_id", "source_id", "as_of", "collected_at"],
-                              kind="stable")
-    frame = frame.drop_duplicates(["series_id", "source_id", "as_of"], keep="last")
-    return frame[COLUMNS].astype({"series_id": "int64", "source_id": "int64",
-                                  "value": "float64"}).reset_index(drop=True)
-
+    chunks: list[np.ndarray] = []
+    sqlite = store.dialect == "sqlite"
+    day = _DAY_SQL.get(store.dialect, _DAY_SQL["sqlite"])
+    with store.reading("reading the values near alerts") as conn:
+        for k in range(0, len(wanted), _CHUNK):
+            part = wanted.iloc[k:k + _CHUNK]
+            params: dict[str, object] = {}
+            rows = []
+            for i, (sid, lo, hi) in enumerate(zip(
+                    part["series_id"].astype(int).tolist(), part["first"].dt.date.tolist(),
+                    part["last"].dt.date.tolist(), strict=True)):
+                # SQLite keeps dates as ISO text, PostgreSQL as dates (typed by the driver)
+                params |= {f"s{i}": sid, f"l{i}": lo.isoformat() if sqlite else lo,
+                           f"h{i}": hi.isoformat() if sqlite else hi}
+                rows.append(f"(:s{i}, :l{i}, :h{i})")
+            known = ""
+            if known_at is not None:
+                known = " AND o.collected_at <= :known"
+                params["known"] = known_at
+            sql = text(
+                f"WITH wanted(series_id, lo, hi) AS (VALUES {', '.join(rows)}) "
+                f"SELECT o.series_id, o.source_id, {day}, o.value FROM observations o "
+                "JOIN wanted w ON o.series_id = w.series_id AND o.as_of >= w.lo "
+                f"AND o.as_of <= w.hi{known} "
+                "ORDER BY o.series_id, o.source_id, o.as_of, o.collected_at")
+            if known_at is not None:
+                sql = sql.bindparams(bindparam("known", type_=DateTime()))
+            cursor = conn.execute(sql, params).cursor
+            assert cursor is not None
+            if batch := cursor.fetchall():
+                chunks.append(np.asarray(batch, dtype=np.int64))
+        names = dict(conn.execute(select(sources.c.id, sources.c.name)).all())
+    got = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
+    order = np.lexsort((got[:, 2], got[:, 1], got[:, 0]))  # stable: revisions stay last
+    got = got[order]
+    last = np.ones(len(got), dtype=bool)
+    last[:-1] = (np.diff(got[:, :3], axis=0) != 0).any(axis=1)  # the latest revision
+    got = got[last]
+    return pd.DataFrame({"series_id": got[:, 0], "source_id": got[:, 1],
+                         "source": pd.Series(got[:, 1]).map(names).to_numpy(dtype=object),
+                         "day": got[:, 2], "value": got[:, 3].astype(np.float64)})
