@@ -186,7 +186,7 @@ def test_values_in_ranges_reads_every_source_of_the_series_once(
     ids, _ = alert_store.series_source_ids(ws.store, pd.DataFrame(
         {"company": ["apple"], "metric": ["employees"], "source": ["linkedin"]}))
     sid = int(ids[0])
-    ranges = pd.DataFrame({"series_id": [sid, sid, sid],
+    ranges = pd.DataFrame({"series_id": [sid, sid, sid], "other_than": [0, 0, 0],
                            "first": pd.to_datetime(["2022-10-01", "2022-10-04", "2022-10-20"]),
                            "last": pd.to_datetime(["2022-10-05", "2022-10-06", "2022-10-19"])})
     merged = merged_ranges(ranges)
@@ -194,6 +194,9 @@ def test_values_in_ranges_reads_every_source_of_the_series_once(
     got = values_in_ranges(ws.store, ranges)
     assert set(got["source"]) == {"linkedin", "signalhire"}
     assert got.groupby("source").size().to_dict() == {"linkedin": 6, "signalhire": 6}
+    own = int(got.loc[got["source"] == "linkedin", "source_id"].iloc[0])
+    others = values_in_ranges(ws.store, ranges.assign(other_than=own))
+    assert set(others["source"]) == {"signalhire"}  # an alert's own source is not read
     days = got["day"].to_numpy().astype("datetime64[D]")
     assert days.min() == np.datetime64("2022-10-01") and days.max() == np.datetime64("2022-10-06")
 

@@ -63,13 +63,13 @@ def corroborate(store: Store, found: pd.DataFrame, settings: Settings, *,
         last = np.minimum(last, np.datetime64(through, "D"))
     wanted = pd.DataFrame({"alert": np.arange(len(moves)),
                            "series_id": moves["series_id"].to_numpy(dtype=np.int64),
-                           "own": moves["source_id"].to_numpy(dtype=np.int64),
+                           "other_than": moves["source_id"].to_numpy(dtype=np.int64),
                            "first": day - back, "last": last})
     values = range_store.values_in_ranges(store, wanted, known_at=known_at)
     wanted["first"] = wanted["first"].to_numpy("datetime64[D]").astype(np.int64)
     wanted["last"] = wanted["last"].to_numpy("datetime64[D]").astype(np.int64)
     near = wanted.merge(values, on="series_id")
-    near = near[(near["source_id"] != near["own"]) & (near["day"] >= near["first"])
+    near = near[(near["source_id"] != near["other_than"]) & (near["day"] >= near["first"])
                 & (near["day"] <= near["last"])]
     if near.empty:
         return out
