@@ -135,6 +135,8 @@ def _sections() -> list[Case]:
         Case("alerts", "ratio_jump_pct", '"15"', NUMBER),
         Case("alerts", "ratio_jump_days", '"3"', INTEGER),
         Case("alerts", "ratio_window", "14.0", INTEGER),
+        Case("alerts", "corroboration_days", "2.5", INTEGER),
+        Case("alerts", "corroboration_z", '"4"', NUMBER),
         # [report]
         Case("report", "enabled", "1", BOOLEAN),
         Case("report", "enabled", '"yes"', BOOLEAN),

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tracker import corroboration
 from tracker.detect import events
 from tracker.errors import InputError
 from tracker.metrics import check_metric
@@ -81,23 +82,6 @@ def fingerprint(company: str, metric: str, source: str, day: date, kind: str) ->
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _corroborate(found: pd.DataFrame) -> np.ndarray:
-    """How many sources of the same company and metric saw a move the same way (+-1 day)."""
-    if found.empty:
-        return np.zeros(0, dtype=int)
-    direction = np.sign(found["change_pct"].to_numpy())
-    day = found["date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
-    key = (found["company"] + "|" + found["metric"]).to_numpy()
-    source = found["source"].to_numpy()
-    agree = np.ones(len(found), dtype=int)
-    for k in np.unique(key[pd.Series(key).duplicated(keep=False).to_numpy()]):
-        idx = np.flatnonzero(key == k)
-        for i in idx:
-            near = idx[(np.abs(day[idx] - day[i]) <= 1) & (direction[idx] == direction[i])]
-            agree[i] = len(set(source[near]))
-    return agree
-
-
 def verdict_of(kind: Any, status: Any) -> Any:
     """The verdict of detector rows: the detector tells a glitch by its kind (and calls
     it confirmed), a shift or a drift by its status (provisional or confirmed)."""
@@ -108,7 +92,8 @@ def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
                   mark: alert_store.DetectionMark | None = None,
                   window: window_cache.Window | None = None,
                   neighbours_from: date | None = None,
-                  judged: alert_store.Judged | None = None) -> DetectionResult:
+                  judged: alert_store.Judged | None = None,
+                  known_at: datetime | None = None) -> DetectionResult:
     """Turn detector rows (with company, metric, source) into stored alerts.
 
     ``found`` is every verdict of a full pass, or (with ``neighbours_from``) those of
@@ -116,7 +101,8 @@ def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
     later are grouped with them, so a drop today joins yesterday's event at another
     company, and their event and corroboration are updated where that changed them.
     The stored alerts that ``judged`` covers and ``found`` does not restate are
-    withdrawn, in the same transaction.
+    withdrawn, in the same transaction. Corroboration by the series' other sources
+    reads their values up to ``judged.day`` (known at ``known_at``, when given).
     """
     found = found.copy()
     if len(found):
@@ -129,7 +115,8 @@ def save_verdicts(ws: Workspace, found: pd.DataFrame, *, series: int = 0,
         found["verdict"] = verdict_of(found["kind"], found["status"])
     stored = _neighbours(ws, found, neighbours_from, judged)
     linked = pd.concat([stored, found], ignore_index=True) if len(stored) else found
-    grouped = _link(ws, linked)
+    grouped = _link(ws, linked, through=judged.day if judged is not None else None,
+                    known_at=known_at)
     rows = [_row(r) for r in linked.to_dict("records")]
     saved = alert_store.upsert(ws.store, rows, mark=mark, window=window, judged=judged,
                                found=set(found["fingerprint"]) if len(found) else set())
@@ -168,8 +155,10 @@ def _neighbours(ws: Workspace, found: pd.DataFrame, since: date | None,
     return stored
 
 
-def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
-    """Set ``event_id`` (cross-company events) and ``sources_agreeing`` in place."""
+def _link(ws: Workspace, found: pd.DataFrame, *, through: date | None = None,
+          known_at: datetime | None = None) -> pd.DataFrame:
+    """Set ``event_id`` (cross-company events), corroboration (``sources_agreeing``
+    and ``corroboration.FIELDS``) and the severity it caps, in place."""
     if found.empty:
         return pd.DataFrame()
     # grouped by row: the detector's column numbers differ between passes
@@ -180,6 +169,11 @@ def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
     for ev in grouped.itertuples():
         found.loc[found.index.isin(ev.series) & (found["kind"] == ev.kind),
                   "event_id"] = ev.event_id
+    corroborated = corroboration.corroborate(ws.store, found, ws.settings, through=through,
+                                             known_at=known_at)
+    for column in corroborated.columns:
+        found[column] = corroborated[column]
+    found["severity"] = corroboration.graded(found, ws.settings.detect)
     # a member of a population event keeps that event's id (tracker.population sets it)
     from tracker.store import events as event_store
 
@@ -188,7 +182,6 @@ def _link(ws: Workspace, found: pd.DataFrame) -> pd.DataFrame:
         found["event_id"] = pd.Series([population.get(f, e) for f, e in zip(
             found["fingerprint"], found["event_id"], strict=True)], index=found.index,
             dtype=object)
-    found["sources_agreeing"] = _corroborate(found)
     return grouped
 
 
@@ -201,12 +194,19 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "value_before": _num(r["value_before"]), "value_after": _num(r["value_after"]),
         "score": float(r["score"]), "severity": r["severity"], "verdict": r["verdict"],
         "event_id": r["event_id"], "sources_agreeing": int(r["sources_agreeing"]),
+        "sources_seen": _text(r["sources_seen"]), "sources_silent": _text(r["sources_silent"]),
+        "sources_no_data": _text(r["sources_no_data"]),
+        "possible_source_error": bool(r["possible_source_error"]),
     }
 
 
 def day_of(value: Any) -> date | None:
     """A detector timestamp (or NaT) as the date the store and the records keep."""
     return None if pd.isna(value) else pd.Timestamp(value).date()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def _num(value: float) -> float | None:
@@ -349,14 +349,11 @@ def rewind(ws: Workspace, frame: pd.DataFrame, day: date) -> pd.DataFrame:
         pd.to_datetime(frame["confirmed_on"]).isna()
         | (pd.to_datetime(frame["confirmed_on"]) > pd.Timestamp(day)))
     if undecided.any():
-        from tracker.detect.engine import severity
-
         part = frame[undecided]
         kind = np.where(part["change_pct"] < 0, "drop", "spike")
         frame.loc[undecided, "kind"] = kind
         frame.loc[undecided, "verdict"] = "provisional"
         frame.loc[undecided, "confirmed_on"] = None
-        frame.loc[undecided, "severity"] = severity(
-            kind.astype(object), part["change_pct"].to_numpy(dtype=float),
-            part["score"].to_numpy(dtype=float), ws.settings.detect)
+        frame.loc[undecided, "severity"] = corroboration.graded(
+            part.assign(kind=kind.astype(object)), ws.settings.detect)
     return frame.reset_index(drop=True)

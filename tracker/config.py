@@ -184,6 +184,16 @@ class AlertSettings(_Strict):
         "ratio_jump is measured from")
     inflation_severity: Literal["info", "warning", "critical"] = Field(
         "warning", description="Severity of inflated and ratio_jump alerts")
+    corroboration_days: int = Field(
+        2, ge=0, le=14,
+        description="Another source of the series corroborates a move it saw this many "
+        "days before or after the alert's first day (providers date their counts apart)",
+    )
+    corroboration_z: float = Field(
+        4.0, gt=0,
+        description="How far beyond its own normal variation (robust z-score) another "
+        "source's move must go, the same way, to corroborate an alert",
+    )
 
 
 class ReportSettings(_Strict):

@@ -159,7 +159,7 @@ def run_detection(
         judged = alert_store.Judged(through, withdraw=False,
                                     cause=f"a detection pass over what was known at {known_at}")
     return save_verdicts(ws, found.reset_index(drop=True), series=matrix.shape[1], mark=mark,
-                         judged=judged)
+                         judged=judged, known_at=known_at)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,10 @@ ALERT_FIELDS: tuple[str, ...] = (
     "status",
     "event_id",
     "sources_agreeing",
+    "sources_seen",
+    "sources_silent",
+    "sources_no_data",
+    "possible_source_error",
 )
 
 
@@ -124,6 +128,14 @@ class Alert:
     status: str | None = None
     event_id: str | None = None
     sources_agreeing: int | None = None
+    #: Corroboration (``tracker.corroboration``): the sources that saw the move (its
+    #: own first), those with data that did not, those without data near its date
+    #: (comma-separated names, None when there are none), and whether only its own
+    #: source saw it while another one with data did not (never critical then).
+    sources_seen: str | None = None
+    sources_silent: str | None = None
+    sources_no_data: str | None = None
+    possible_source_error: bool = False
     fresh: bool = True
     #: For an update (a notified alert whose verdict changed): what was notified.
     previous_verdict: str | None = None
@@ -145,6 +157,8 @@ class Alert:
                              f"{', '.join(sorted(values)) or 'nothing'}")
         if "fresh" in values:
             values["fresh"] = bool(values["fresh"]) if values["fresh"] is not None else True
+        if "possible_source_error" in values:
+            values["possible_source_error"] = bool(values["possible_source_error"])
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:

@@ -118,6 +118,17 @@ def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
                   & np.isfinite(raw_d[1:])
                   & (np.arange(1, p.n)[:, None] >= settings.min_history))
     ok &= ~need | (st.n >= settings.min_history)  # a big move without history: unjudged
+    # A move back to where the series stood a few days before is a glitch ending (a
+    # scrape that failed everywhere and recovered), not a platform move of its own:
+    # counting it opened an "up" event the day after every glitch-shaped "down" one.
+    back = np.zeros(p.y.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for j in range(2, settings.confirm_days + 2):
+            if j >= p.n:
+                break
+            undo = np.abs(raw[j:] - raw[:-j]) < 0.25 * np.abs(raw_d[j:])
+            back[j:] |= undo & need[j:]
+    ok &= ~back
     z = np.where(need, z, 0.0)
     r, c = np.nonzero(ok)
     row = np.searchsorted(days, p.day[r, c])

@@ -236,11 +236,30 @@ def alert_details(alert: Alert) -> list[str]:
     parts.append(f"source {alert.source}")
     agreeing = _number(alert.sources_agreeing) or 1
     parts.append(f"{int(agreeing)} source(s) agreeing")
+    if corroboration := corroboration_text(alert):
+        parts.append(corroboration)
     if alert.event_id:
         parts.append(f"event {alert.event_id}")
     if alert.id is not None:
         parts.append(f"alert #{alert.id}")
     return parts
+
+
+def corroboration_text(alert: Alert) -> str:
+    """``seen by A, B; not by C (possible source error)``, or "" for an alert of a
+    series with one source (nothing to say beyond its source)."""
+    if not (alert.sources_silent or alert.sources_no_data
+            or _SEP in (alert.sources_seen or "")):
+        return ""
+    text = f"seen by {alert.sources_seen or alert.source}"
+    if alert.sources_silent:
+        text += f"; not by {alert.sources_silent}"
+    if alert.sources_no_data:
+        text += f"; no data from {alert.sources_no_data}"
+    return text + (" (possible source error)" if alert.possible_source_error else "")
+
+
+_SEP = ", "
 
 
 def alert_line(alert: Alert) -> str:

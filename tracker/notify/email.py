@@ -31,6 +31,7 @@ from tracker.notify.base import (
     NotifyContext,
     alert_line,
     company_label,
+    corroboration_text,
     count,
     day_text,
     event_headline,
@@ -111,7 +112,8 @@ def _rows(alerts: Sequence[Alert]) -> list[dict[str, Any]]:
         "before": count(a.value_before), "after": count(a.value_after),
         "date": day_text(a.date), "severity": a.severity,
         "verdict": a.verdict or "", "source": a.source,
-        "agreeing": a.sources_agreeing or 1, "event": a.event_id or "",
+        "agreeing": corroboration_text(a) or (a.sources_agreeing or 1),
+        "event": a.event_id or "",
         "id": "" if a.id is None else f"#{a.id}",
     } for a in alerts]
 

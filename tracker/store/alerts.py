@@ -49,7 +49,8 @@ from tracker.store.schema import (
 
 #: Fields detection may change on an existing alert.
 UPDATABLE = ("kind", "verdict", "confirmed_on", "change_pct", "value_before", "value_after",
-             "score", "severity", "event_id", "sources_agreeing")
+             "score", "severity", "event_id", "sources_agreeing", "sources_seen",
+             "sources_silent", "sources_no_data", "possible_source_error")
 #: What an upsert row carries besides ``UPDATABLE``.
 IDENTITY = ("fingerprint", "series_id", "source_id", "date", "detected_on")
 _MARK_SOURCE, _MARK_KEY = "tracker.detect", "mark"
@@ -458,6 +459,8 @@ def pending_updates(store: Store, until: date) -> list[Alert]:
                alerts.c.confirmed_on, alerts.c.verdict, alerts.c.kind, alerts.c.change_pct,
                alerts.c.value_before, alerts.c.value_after, alerts.c.score, alerts.c.severity,
                alerts.c.status, alerts.c.event_id, alerts.c.sources_agreeing,
+               alerts.c.sources_seen, alerts.c.sources_silent, alerts.c.sources_no_data,
+               alerts.c.possible_source_error,
                alerts.c.notified_verdict.label("previous_verdict"),
                alerts.c.notified_kind.label("previous_kind"),
                alerts.c.notified_severity.label("previous_severity"))

@@ -36,7 +36,9 @@ def pending_alerts(store: Store, since: date, until: date) -> list[Alert]:
                sources.c.name.label("source"), alerts.c.date, alerts.c.detected_on,
                alerts.c.confirmed_on, alerts.c.verdict, alerts.c.kind, alerts.c.change_pct,
                alerts.c.value_before, alerts.c.value_after, alerts.c.score, alerts.c.severity,
-               alerts.c.status, alerts.c.event_id, alerts.c.sources_agreeing)
+               alerts.c.status, alerts.c.event_id, alerts.c.sources_agreeing,
+               alerts.c.sources_seen, alerts.c.sources_silent, alerts.c.sources_no_data,
+               alerts.c.possible_source_error)
         .join(series, series.c.id == alerts.c.series_id)
         .join(sources, sources.c.id == alerts.c.source_id)
         .join(companies, companies.c.id == series.c.company_id)

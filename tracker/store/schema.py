@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -157,6 +159,12 @@ alerts = Table(
     Column("verdict", String(20), nullable=False),
     Column("event_id", String(200)),
     Column("sources_agreeing", Integer, nullable=False, default=1),
+    # corroboration: comma-separated source names (see tracker.corroboration)
+    Column("sources_seen", Text),
+    Column("sources_silent", Text),
+    Column("sources_no_data", Text),
+    Column("possible_source_error", Boolean, nullable=False, default=False,
+           server_default=false()),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("notified_at", DateTime),
