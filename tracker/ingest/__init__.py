@@ -32,6 +32,7 @@ from tracker.ingest.csvfile import (
     parse,
     reject_resolved_conflicts,
 )
+from tracker.ingest import sniff
 from tracker.ingest.jsonfile import parse_json
 from tracker.output import write_csv
 from tracker.store import Connection, Store
@@ -85,7 +86,7 @@ def is_json(path: Path) -> bool:
 
 
 def rejects_path_for(path: Path, rejects_dir: Path | None) -> Path:
-    name = path.name.removesuffix(".gz").removesuffix(".csv").removesuffix(".jsonl")
+    name = path.name.removesuffix(".gz").removesuffix(".parquet").removesuffix(".csv").removesuffix(".jsonl")
     name = name.removesuffix(".json") + ".rejects.csv"
     return (rejects_dir or path.parent) / name
 
@@ -131,6 +132,9 @@ def write_parsed(
     for name, ext in parsed.company_ids.items():
         if name in ids:
             store.upsert_company(ids[name], external_ids=ext, conn=conn)
+    if parsed.company_names:
+        company_ops.name_unnamed(conn, {ids[n]: label for n, label in
+                                        parsed.company_names.items() if n in ids})
     frame = good.assign(company=good["company"].map(ids))
     if COLLECTED_COL not in frame.columns:
         result = store.write_frame(conn, frame, collected_at=collected_at, run_id=run_id)
@@ -180,7 +184,19 @@ def resolve_conflicts(store: Store, parsed: ParsedFile) -> ParsedFile:
 
 
 def parse_file(path: Path, options: ImportOptions) -> ParsedFile:
-    """Read and validate one CSV or JSON file as ``options`` say; nothing is written."""
+    """Read and validate one CSV, JSON or Parquet file (or Parquet dataset folder) as
+    ``options`` say; nothing is written."""
+    if path.exists() and sniff.is_parquet(path):
+        from tracker.ingest.parquetfile import parse_parquet
+
+        given = [flag for flag, value in (("--format", options.layout != "auto"),
+                                          ("--company-col", options.company_col),
+                                          ("--date-col", options.date_col),
+                                          ("--count-col", options.count_col)) if value]
+        if given:
+            raise InputError(f"{path}: {', '.join(given)} do(es) not apply to Parquet, whose "
+                             "columns are named company, as_of and value; leave them out")
+        return parse_parquet(path, metric=options.metric, source=options.source)
     if is_json(path):
         return parse_json(path, metric=options.metric, source=options.source)
     return parse(

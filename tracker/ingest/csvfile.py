@@ -126,6 +126,8 @@ class ParsedFile:
     company_ids: dict[str, dict[str, str]] = field(default_factory=dict)
     good_raw: pd.DataFrame | None = None
     conflicts: pd.DataFrame | None = None
+    #: display names by the company as written (a Parquet export's company_name)
+    company_names: dict[str, str] = field(default_factory=dict)
 
 
 def _norm(name: str) -> str:
@@ -686,5 +688,5 @@ def reject_resolved_conflicts(parsed: ParsedFile, ids: Mapping[str, str | None])
     return ParsedFile(
         parsed.path, parsed.layout, good[~bad].reset_index(drop=True), rejects, problems,
         parsed.company_tags, parsed.company_ids, good_raw.iloc[np.flatnonzero(~bad)],
-        pd.concat([conflicts, good[bad]], ignore_index=True),
+        pd.concat([conflicts, good[bad]], ignore_index=True), parsed.company_names,
     )

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from anyascii import anyascii
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from tracker.records import DEFAULT_METRIC, CompanyRef
 from tracker.store.schema import companies, company_aliases, observations, series
@@ -225,6 +225,17 @@ def resolve(conn: Connection, names: Iterable[str], *, create: bool = True) -> d
             ],
         )
     return out
+
+
+def name_unnamed(conn: Connection, names: dict[str, str]) -> None:
+    """Give companies still named by their id (as a company created from an id is)
+    the display name ``names`` has for them; a company someone named keeps its name."""
+    rows = [{"cid": cid, "label": label.strip()} for cid, label in names.items()
+            if label and label.strip() and not is_blank(label)]
+    if rows:
+        conn.execute(companies.update().where(companies.c.id == bindparam("cid"),
+                                              companies.c.name == companies.c.id)
+                     .values(name=bindparam("label")), rows)
 
 
 def find(conn: Connection, name: str) -> str | None:
