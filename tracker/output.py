@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING
 
 from tracker.errors import WriteError
 
-
 if TYPE_CHECKING:
     import pandas as pd
 

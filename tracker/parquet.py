@@ -40,8 +40,8 @@ def require_pyarrow() -> Any:
     """The pyarrow module, or an InputError saying how to install it."""
     try:
         import pyarrow
-        import pyarrow.dataset  # noqa: F401 - the submodule the readers and writers use
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.dataset
+        import pyarrow.parquet
     except ImportError:
         raise InputError(f"Parquet needs pyarrow, which is not installed: {INSTALL} "
                          "(install headcount-tracker[parquet])") from None

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tracker.errors import ImportValidationError, InputError
+from tracker.ingest import sniff
 from tracker.ingest.csvfile import (
     COLLECTED_COL,
     MAX_SHOWN,
@@ -32,7 +33,6 @@ from tracker.ingest.csvfile import (
     parse,
     reject_resolved_conflicts,
 )
-from tracker.ingest import sniff
 from tracker.ingest.jsonfile import parse_json
 from tracker.output import write_csv
 from tracker.store import Connection, Store
@@ -86,7 +86,8 @@ def is_json(path: Path) -> bool:
 
 
 def rejects_path_for(path: Path, rejects_dir: Path | None) -> Path:
-    name = path.name.removesuffix(".gz").removesuffix(".parquet").removesuffix(".csv").removesuffix(".jsonl")
+    name = path.name.removesuffix(".gz").removesuffix(".parquet").removesuffix(".csv")
+    name = name.removesuffix(".jsonl")
     name = name.removesuffix(".json") + ".rejects.csv"
     return (rejects_dir or path.parent) / name
 

@@ -96,9 +96,10 @@ def parse_parquet(path: Path, *, metric: str | None = None, source: str | None =
         "source": raw["source"] if "source" in raw and source is None else (source or "parquet"),
     }, index=raw.index)
     parsed = validate(path, "parquet", raw, lines, frame, raw[dcol], raw[vcol], dcol, vcol,
-                      collected=raw[COLLECTED_COL] if COLLECTED_COL in raw else None)
+                      collected=raw.get(COLLECTED_COL))
     if "company_name" in names and ccol != "company_name":
-        named = raw_frame.loc[:, [ccol, "company_name"]].dropna().drop_duplicates(ccol, keep="last")
-        parsed.company_names = dict(zip(named[ccol].astype(str), named["company_name"].astype(str),
-                                        strict=True))
+        named = (raw_frame.loc[:, [ccol, "company_name"]].dropna()
+                 .drop_duplicates(ccol, keep="last"))
+        parsed.company_names = dict(zip(named[ccol].astype(str),
+                                        named["company_name"].astype(str), strict=True))
     return parsed
