@@ -64,8 +64,11 @@ def read_frame(path: Path) -> pd.DataFrame:
         detail = str(exc).strip().splitlines()[0]
         raise InputError(f"{path}: not a readable Parquet dataset ({detail}); its files "
                          "must share one schema") from exc
-    # dates as datetime64 (not one Python object per row), formatted in one call
-    return table.to_pandas(date_as_object=False)
+    # dates as datetime64 (not one Python object per row), formatted in one call;
+    # integers with a missing value stay integers (not floats spelled '576562.0')
+    ints = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+                                          pa.uint8(), pa.uint16(), pa.uint32())}
+    return table.to_pandas(date_as_object=False, types_mapper=ints.get)
 
 
 def parse_parquet(path: Path, *, metric: str | None = None, source: str | None = None

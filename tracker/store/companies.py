@@ -229,13 +229,24 @@ def resolve(conn: Connection, names: Iterable[str], *, create: bool = True) -> d
 
 def name_unnamed(conn: Connection, names: dict[str, str]) -> None:
     """Give companies still named by their id (as a company created from an id is)
-    the display name ``names`` has for them; a company someone named keeps its name."""
-    rows = [{"cid": cid, "label": label.strip()} for cid, label in names.items()
-            if label and label.strip() and not is_blank(label)]
-    if rows:
-        conn.execute(companies.update().where(companies.c.id == bindparam("cid"),
-                                              companies.c.name == companies.c.id)
-                     .values(name=bindparam("label")), rows)
+    the display name ``names`` has for them, findable by it as a name given in config
+    is (an alias); a company someone named keeps its name."""
+    wanted = {cid: label.strip() for cid, label in names.items()
+              if label and not is_blank(label) and label.strip() != cid}
+    if not wanted:
+        return
+    unnamed = {r[0] for r in conn.execute(select(companies.c.id).where(
+        companies.c.id.in_(list(wanted)), companies.c.name == companies.c.id))}
+    rows = [{"cid": cid, "label": wanted[cid]} for cid in sorted(unnamed)]
+    if not rows:
+        return
+    conn.execute(companies.update().where(companies.c.id == bindparam("cid"))
+                 .values(name=bindparam("label")), rows)
+    taken = {r[0] for r in conn.execute(select(company_aliases.c.alias))}
+    aliases = {alias_key(r["label"]): r["cid"] for r in rows}
+    new = [{"alias": key, "company_id": cid} for key, cid in aliases.items() if key not in taken]
+    if new:
+        conn.execute(insert(company_aliases), new)
 
 
 def find(conn: Connection, name: str) -> str | None:
