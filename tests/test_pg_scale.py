@@ -149,3 +149,15 @@ def test_db_upgrade_migrates_a_0005_store_holding_data(db_url: str, tmp_path: Pa
     store.close()
     again = tracker("--db", db_url, "db", "upgrade", cwd=tmp_path)
     assert "already at revision" in again.stdout
+
+
+def test_db_upgrade_creates_the_quarters_ahead(pg_url: str, tmp_path: Path) -> None:
+    store = Store(pg_url)
+    today = partitions.quarter_start(datetime.now().date())
+    ahead = partitions.partition_name(partitions.next_quarter(today))
+    with store.transaction() as conn:
+        conn.exec_driver_sql(f'DROP TABLE "{ahead}"')
+    store.close()
+    proc = tracker("--db", pg_url, "db", "upgrade", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"already at revision {head_revision()}; created partitions {ahead}" in proc.stdout

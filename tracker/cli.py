@@ -708,7 +708,8 @@ def report_cmd(
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
-    """Apply pending schema migrations (also done automatically on first use)."""
+    """Apply pending schema migrations (also done automatically on first use); on
+    PostgreSQL also create the partitions of this quarter and the next."""
     from tracker.config import load_settings
     from tracker.store import Store
     from tracker.store.engine import redact
@@ -718,11 +719,12 @@ def db_upgrade(ctx: typer.Context) -> None:
     url = settings.database_url(obj.get("db"))
     store = Store(url, migrate=False)
     try:
-        before, after = store.migrate()
+        before, after, made = store.upgrade()
     finally:
         store.close()
     state = "already at" if before == after else f"upgraded from {before or 'empty'} to"
-    typer.echo(f"{redact(url)}: {state} revision {after}")
+    typer.echo(f"{redact(url)}: {state} revision {after}"
+               + (f"; created partitions {', '.join(made)}" if made else ""))
 
 
 @app.command("plugins")

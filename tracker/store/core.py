@@ -117,6 +117,18 @@ class Store:
             return current, current
         return engine_ops.upgrade(self.engine)
 
+    def upgrade(self) -> tuple[str | None, str | None, list[str]]:
+        """``tracker db upgrade``: :meth:`migrate`, then (PostgreSQL) the partitions of
+        the current and the next quarter, so the daily appends until then need no DDL.
+        Returns (revision before, after, partitions created)."""
+        before, after = self.migrate()
+        made: list[str] = []
+        if self.dialect == "postgresql":
+            with self.transaction("creating partitions") as conn:
+                if partitions.is_partitioned(conn):
+                    made = partitions.ensure(conn, [company_ops.now_utc().date()])
+        return before, after, made
+
     @contextlib.contextmanager
     def transaction(self, doing: str = "writing") -> Iterator[Connection]:
         """One writing transaction; any failure rolls everything in it back.
