@@ -90,16 +90,17 @@ def test_partitions_are_made_for_new_quarters_and_one_ahead(pg_url: str) -> None
     assert {partitions.partition_name(today),
             partitions.partition_name(partitions.next_quarter(today))} <= fresh
     write(store, [("Apple", "2029-12-31", 1), ("Apple", "2030-01-01", 2),
-                  ("Amazon", "2019-02-03", 3)], T0)
+                  ("Amazon", "2019-02-03", 3), ("Amazon", "1985-06-30", 4)], T0)
     with store.reading() as conn:
         now = partitions.existing(conn)
         placed = dict(conn.execute(text(
             "SELECT as_of::text, tableoid::regclass::text FROM observations")).all())
     # one ahead of the latest quarter written, not of every one (2019q2 is not made)
-    assert now - fresh == {"observations_2019q1", "observations_2029q4",
+    assert now - fresh == {"observations_1985q2", "observations_2019q1", "observations_2029q4",
                            "observations_2030q1", "observations_2030q2"}
     assert placed == {"2029-12-31": "observations_2029q4", "2030-01-01": "observations_2030q1",
-                      "2019-02-03": "observations_2019q1"}
+                      "2019-02-03": "observations_2019q1",
+                      "1985-06-30": "observations_1985q2"}  # before 2000: COPY's day zero
     # a trailing-window read of a slice of series touches only its quarters
     with store.reading() as conn:
         plan = "\n".join(conn.execute(text(
