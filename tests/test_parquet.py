@@ -60,7 +60,9 @@ def test_round_trip_keeps_every_observation_and_collected_at(db_url: str,
     again = Store(copy)
     after = again.observations(revisions=True)
     pd.testing.assert_frame_equal(before, after)
-    assert again.company_id("Apple Inc.") == "apple"  # the display name came along
+    names = dict(zip(again.companies_summary()["id"], again.companies_summary()["name"],
+                     strict=True))
+    assert names["apple"] == "Apple Inc." and names["amazon"] == "Amazon"  # names came along
     assert (after["value"].groupby([after["company"], after["as_of"]]).size() > 1).sum() == 1
     again.close()
     # importing the same dataset again adds nothing
