@@ -68,6 +68,7 @@ class TableFormat(StrEnum):
 class FileFormat(StrEnum):
     csv = "csv"
     json = "json"
+    parquet = "parquet"
 
 
 #: The commands that may create the database; every other one only reads an existing
@@ -265,7 +266,8 @@ def import_cmd(
     ctx: typer.Context,
     files: Annotated[
         list[Path] | None,
-        typer.Argument(metavar="FILE...", help=".csv, .csv.gz, .json or .jsonl files"),
+        typer.Argument(metavar="FILE...", help=".csv, .csv.gz, .json or .jsonl files, Parquet "
+                       "files or Parquet dataset folders"),
     ] = None,
     snapshot_dir: Annotated[
         Path | None,
@@ -378,8 +380,8 @@ def show_cmd(
 def export_cmd(
     ctx: typer.Context,
     fmt: Annotated[FileFormat, typer.Option("--format")] = FileFormat.csv,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout)")]
-    = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="File (default stdout); a folder for --format parquet")] = None,
     company: Annotated[list[str] | None, typer.Option(help="Only these companies")] = None,
     metric: Annotated[str | None, typer.Option(help="Only this metric")] = None,
     since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD")] = None,
@@ -387,12 +389,20 @@ def export_cmd(
     revisions: Annotated[bool, typer.Option(help="Every stored revision, not the latest")]
     = False,
 ) -> None:
-    """Export observations as CSV or JSON."""
-    frame = _workspace(ctx).export(
-        companies_=company, metric=metric, since=parse_day(since, "--since"),
-        known_at=parse_timestamp(known_at, "--known-at"), revisions=revisions,
-    )
-    emit(frame, fmt.value, output)
+    """Export observations as CSV, JSON or a Parquet dataset (a folder, by year).
+
+    --revisions keeps every stored revision with its collected_at: what a replay
+    --as-known of an imported copy needs.
+    """
+    filters = {"companies_": company, "metric": metric, "since": parse_day(since, "--since"),
+               "known_at": parse_timestamp(known_at, "--known-at"), "revisions": revisions}
+    if fmt is FileFormat.parquet:
+        if output is None:
+            raise TrackerError("--format parquet writes a folder: give it with -o DIR")
+        done = _workspace(ctx).export_parquet(output, **filters)
+        typer.echo(f"{done.path}: {done.rows:,} rows in {done.files:,} Parquet file(s)")
+        return
+    emit(_workspace(ctx).export(**filters), fmt.value, output)
 
 
 @app.command("collect")
@@ -818,7 +828,8 @@ def report_cmd(
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
-    """Apply pending schema migrations (also done automatically on first use)."""
+    """Apply pending schema migrations (also done automatically on first use); on
+    PostgreSQL also create the partitions of this quarter and the next."""
     from tracker.config import load_settings
     from tracker.store import Store
     from tracker.store.engine import redact
@@ -828,11 +839,12 @@ def db_upgrade(ctx: typer.Context) -> None:
     url = settings.database_url(obj.get("db"))
     store = Store(url, migrate=False)
     try:
-        before, after = store.migrate()
+        before, after, made = store.upgrade()
     finally:
         store.close()
     state = "already at" if before == after else f"upgraded from {before or 'empty'} to"
-    typer.echo(f"{redact(url)}: {state} revision {after}")
+    typer.echo(f"{redact(url)}: {state} revision {after}"
+               + (f"; created partitions {', '.join(made)}" if made else ""))
 
 
 @app.command("plugins")

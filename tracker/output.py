@@ -37,8 +37,6 @@ from typing import TYPE_CHECKING
 
 from tracker.errors import WriteError
 
-__all__ = ["WriteError", "csv_text", "neutralize", "staged", "write_csv", "write_file"]
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -195,6 +193,49 @@ class Stage:
             self._made.append(f)
 
 
+# -- folders ----------------------------------------------------------------------------
+
+@contextmanager
+def staged_folder(path: str | Path, *, marker: str) -> Iterator[Path]:
+    """A temporary folder beside ``path`` that replaces it when the block ends cleanly.
+
+    The rule of :func:`write_file` for a folder of files (a Parquet dataset): a reader
+    sees the old folder or the whole new one. The new folder is renamed into place
+    (the old one, if any, renamed aside first and then removed), so the only moment
+    without ``path`` is between two renames. An existing ``path`` is replaced only if
+    it holds ``marker`` (a folder this tool wrote) or nothing: any other folder is
+    someone's data and is refused. On failure the temporary folder is removed.
+    """
+    import shutil
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise WriteError(target, "it is a file, not a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / marker).exists():
+        raise WriteError(target, "the folder exists and was not written by tracker; "
+                         "choose a new folder (or empty it)")
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise WriteError(target, _reason(exc, target)) from exc
+    try:
+        yield tmp
+        (tmp / marker).touch()
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.{tmp.name[-12:]}.old")
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise WriteError(target, _reason(exc, target)) from exc
+        raise
+    _fsync_folder(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _reason(exc: OSError, target: Path) -> str:
     """Why a write failed, as the end of one sentence about ``target``."""
     if exc.errno == errno.ENOENT:
@@ -258,4 +299,4 @@ def _unlink(path: Path) -> None:
 
 
 __all__ = ["FORMULA_STARTS", "Stage", "WriteError", "csv_text", "neutralize", "staged",
-           "write_csv", "write_file"]
+           "staged_folder", "write_csv", "write_file"]

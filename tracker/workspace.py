@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracker.errors import InputError, NotFoundError
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from tracker.config import Settings
     from tracker.ingest import ImportOptions, ImportResult, Progress
+    from tracker.parquet import ParquetExport
     from tracker.records import CompanyRef
     from tracker.store import Store
 
@@ -135,6 +136,15 @@ class Workspace:
                                         revisions=revisions)
         frame["company_name"] = frame["company"].map(company_ops.names(self.store))
         return frame
+
+    def export_parquet(self, path: str | Path, **filters: Any) -> ParquetExport:
+        """:meth:`export` (same ``filters``) as a Parquet dataset in folder ``path``
+        (see :mod:`tracker.parquet`); ``revisions=True`` keeps what a replay as known
+        needs."""
+        from tracker.parquet import require_pyarrow, write_dataset
+
+        require_pyarrow()  # before reading the store: a missing extra fails at once
+        return write_dataset(self.export(**filters), path)
 
 
 def local_today(settings: Settings) -> date:

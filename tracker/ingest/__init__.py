@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tracker.errors import ImportValidationError, InputError
+from tracker.ingest import sniff
 from tracker.ingest.csvfile import (
     COLLECTED_COL,
     MAX_SHOWN,
@@ -99,7 +100,8 @@ def is_json(path: Path) -> bool:
 
 
 def rejects_path_for(path: Path, rejects_dir: Path | None) -> Path:
-    name = path.name.removesuffix(".gz").removesuffix(".csv").removesuffix(".jsonl")
+    name = path.name.removesuffix(".gz").removesuffix(".parquet").removesuffix(".csv")
+    name = name.removesuffix(".jsonl")
     name = name.removesuffix(".json") + ".rejects.csv"
     return (rejects_dir or path.parent) / name
 
@@ -198,7 +200,19 @@ def resolve_conflicts(store: Store, parsed: ParsedFile) -> ParsedFile:
 
 
 def parse_file(path: Path, options: ImportOptions) -> ParsedFile:
-    """Read and validate one CSV or JSON file as ``options`` say; nothing is written."""
+    """Read and validate one CSV, JSON or Parquet file (or Parquet dataset folder) as
+    ``options`` say; nothing is written."""
+    if path.exists() and sniff.is_parquet(path):
+        from tracker.ingest.parquetfile import parse_parquet
+
+        given = [flag for flag, value in (("--format", options.layout != "auto"),
+                                          ("--company-col", options.company_col),
+                                          ("--date-col", options.date_col),
+                                          ("--count-col", options.count_col)) if value]
+        if given:
+            raise InputError(f"{path}: {', '.join(given)} do(es) not apply to Parquet, whose "
+                             "columns are named company, as_of and value; leave them out")
+        return parse_parquet(path, metric=options.metric, source=options.source)
     if is_json(path):
         return parse_json(path, metric=with_segment(options.metric, options.segment),
                           source=options.source)

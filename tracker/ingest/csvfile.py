@@ -732,5 +732,5 @@ def reject_resolved_conflicts(parsed: ParsedFile, ids: Mapping[str, str | None])
     return ParsedFile(
         parsed.path, parsed.layout, good[~bad].reset_index(drop=True), rejects, problems,
         parsed.company_tags, parsed.company_ids, good_raw.iloc[np.flatnonzero(~bad)],
-        pd.concat([conflicts, good[bad]], ignore_index=True),
+        pd.concat([conflicts, good[bad]], ignore_index=True), parsed.company_names,
     )

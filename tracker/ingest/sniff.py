@@ -59,6 +59,34 @@ def inspect(path: Path) -> FileKind:
     return FileKind(compression, _encoding(head))
 
 
+#: The first (and last) four bytes of every Parquet file.
+PARQUET_MAGIC = b"PAR1"
+
+
+def is_parquet(path: Path) -> bool:
+    """A Parquet file, by its magic bytes (whatever its name), or a folder holding some
+    (a dataset, e.g. ``tracker export --format parquet``)."""
+    if path.is_dir():
+        return bool(parquet_files(path))
+    return _starts_with(path, PARQUET_MAGIC)
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The data files of a dataset folder, in path order; hidden and ``_`` entries
+    (markers, ``_SUCCESS``, temporary files) are left out, as Spark and pyarrow do."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+                  and _starts_with(p, PARQUET_MAGIC))
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
 def _refuse_office(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from anyascii import anyascii
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from tracker.records import DEFAULT_METRIC, CompanyRef
 from tracker.store.schema import companies, company_aliases, observations, series
@@ -266,15 +266,26 @@ def resolve_ids(conn: Connection, named: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def name_unnamed(conn: Connection, display: dict[str, str]) -> None:
-    """Give companies known only by their id (created from an id column) the display
-    name a file carries beside it; a name set in config or by an earlier import stays.
-    Why: importing an export back used to name every company by its id ("binance")."""
-    if display:
-        conn.execute(update(companies).where(
-            companies.c.id == bindparam("cid"), companies.c.name == companies.c.id)
-            .values(name=bindparam("shown")),
-            [{"cid": cid, "shown": shown} for cid, shown in display.items()])
+def name_unnamed(conn: Connection, names: dict[str, str]) -> None:
+    """Give companies still named by their id (as a company created from an id is)
+    the display name ``names`` has for them, findable by it as a name given in config
+    is (an alias); a company someone named keeps its name."""
+    wanted = {cid: label.strip() for cid, label in names.items()
+              if label and not is_blank(label) and label.strip() != cid}
+    if not wanted:
+        return
+    unnamed = {r[0] for r in conn.execute(select(companies.c.id).where(
+        companies.c.id.in_(list(wanted)), companies.c.name == companies.c.id))}
+    rows = [{"cid": cid, "label": wanted[cid]} for cid in sorted(unnamed)]
+    if not rows:
+        return
+    conn.execute(companies.update().where(companies.c.id == bindparam("cid"))
+                 .values(name=bindparam("label")), rows)
+    taken = {r[0] for r in conn.execute(select(company_aliases.c.alias))}
+    aliases = {alias_key(r["label"]): r["cid"] for r in rows}
+    new = [{"alias": key, "company_id": cid} for key, cid in aliases.items() if key not in taken]
+    if new:
+        conn.execute(insert(company_aliases), new)
 
 
 def find(conn: Connection, name: str) -> str | None:

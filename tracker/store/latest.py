@@ -42,10 +42,23 @@ class Latest:
         return int(self.day.size)
 
 
+#: ``series`` as one parameter (a JSON list; an array literal on PostgreSQL),
+#: whatever its length: SQLite caps bound
+#: variables, and one array keeps PostgreSQL's plan the same for any slice size.
+_SERIES_SQL = {"sqlite": "o.series_id IN (SELECT value FROM json_each(:sids))",
+               "postgresql": "o.series_id = ANY(CAST(:sids AS integer[]))"}
+
+
 def latest_values(store: Store, *, since: date | None = None, until: date | None = None,
-                  companies: Iterable[str] | None = None) -> Latest:
+                  companies: Iterable[str] | None = None,
+                  series: Iterable[int] | None = None) -> Latest:
     """Latest value per (series, source, day) for days in [since, until] (both optional),
-    of every company or of ``companies`` (ids) only."""
+    of every company, of ``companies`` (ids) only, or of the ``series`` ids only.
+
+    ``series`` is the read of one worker's slice (a trailing window of a set of
+    series): on PostgreSQL the day range prunes the quarterly partitions and the
+    unique index ``(series_id, source_id, as_of, ...)`` finds the slice's rows.
+    """
     where, params, binds = ["1=1"], {}, []
     for clause, name, value in (("o.as_of >= :since", "since", since),
                                 ("o.as_of <= :until", "until", until)):
@@ -57,12 +70,19 @@ def latest_values(store: Store, *, since: date | None = None, until: date | None
         where.append("o.series_id IN (SELECT id FROM series WHERE company_id IN :cids)")
         params["cids"] = list(companies)
         binds.append(bindparam("cids", expanding=True))
+    if series is not None:
+        import json
+
+        ids = sorted({int(i) for i in series})
+        where.append(_SERIES_SQL.get(store.dialect, _SERIES_SQL["sqlite"]))
+        params["sids"] = json.dumps(ids) if store.dialect == "sqlite" else \
+            "{" + ",".join(map(str, ids)) + "}"
     day = _DAY_SQL.get(store.dialect, _DAY_SQL["sqlite"])
     sql = text(f"SELECT o.series_id, o.source_id, {day}, o.value FROM observations o "
                "WHERE " + " AND ".join(where)).bindparams(*binds)
     chunks: list[np.ndarray] = []
     with store.reading("reading observations") as conn:
-        if params.get("cids") == []:
+        if params.get("cids") == [] or params.get("sids") in ("[]", "{}"):
             rows = np.zeros((0, 4), dtype=np.int64)
         else:
             cursor = conn.execute(sql, params).cursor

@@ -31,6 +31,8 @@ from sqlalchemy import (
     false,
 )
 
+from tracker.store.partitions import is_partition
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -119,6 +121,10 @@ observations = Table(
     # from this index alone (it covers the columns read: no lookups into the table)
     Index("ix_observations_as_of_series_id_source_id_value",
           "as_of", "series_id", "source_id", "value"),
+    # PostgreSQL (migration 0009): partitioned by quarter of as_of, one table per
+    # quarter (tracker/store/partitions.py), and the primary key is (id, as_of) there,
+    # since a partitioned table needs its key in every unique constraint
+    postgresql_partition_by="RANGE (as_of)",
 )
 
 source_state = Table(
@@ -279,3 +285,8 @@ reference_counts = Table(
     Column("source", String(300), nullable=False),
     Column("imported_at", DateTime, nullable=False),
 )
+
+def include_name(name: str | None, type_: str, _parents: dict[str, str | None]) -> bool:
+    """For Alembic's comparisons: the quarterly partitions of ``observations`` are not
+    tables of their own in this metadata (their parent is)."""
+    return not (type_ == "table" and name is not None and is_partition(name))
