@@ -116,7 +116,8 @@ def test_dask_verdicts_equal_local_ones(history_csv: Path, scheduler: str, tmp_p
 
 
 def test_cli_detect_and_run_on_dask(history_csv: Path, scheduler: str, tmp_path: Path) -> None:
-    """`tracker detect --full` and `tracker run` with the dask engine in config.toml."""
+    """`tracker run` with the dask engine in config.toml (a local cluster it starts
+    itself), then `tracker detect --full` on a running scheduler."""
     def project(name: str, engine: str) -> Path:
         folder = tmp_path / name
         folder.mkdir()
@@ -125,7 +126,7 @@ def test_cli_detect_and_run_on_dask(history_csv: Path, scheduler: str, tmp_path:
             url = "sqlite:///{folder / 'tracker.db'}"
             [detect]
             engine = "{engine}"
-            scheduler = "{scheduler if engine == 'dask' else ''}"
+            workers = 2
             partition_size = 60
             [sources.history]
             type = "csv_folder"
@@ -141,7 +142,10 @@ def test_cli_detect_and_run_on_dask(history_csv: Path, scheduler: str, tmp_path:
         run = tracker("run", cwd=folder)  # collect (imports the file), a first full pass
         assert run.returncode == 0, run.stdout + run.stderr  # old history: backfill
         summaries[folder] = run.stdout.split("; report ")[0]
-        if folder == dask:  # and again, as `tracker detect` does it: nothing changes
+        if folder == dask:  # and again on the module's cluster: nothing changes
+            cfg = folder / "config.toml"
+            cfg.write_text(cfg.read_text().replace(
+                "partition_size = 60\n", f'partition_size = 60\nscheduler = "{scheduler}"\n'))
             out = tracker("detect", "--full", cwd=folder)
             assert out.returncode == 0 and "0 new alert(s)" in out.stderr, out.stderr
         listed = tracker("alerts", "--format", "csv", cwd=folder)

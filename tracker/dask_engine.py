@@ -158,7 +158,7 @@ def _gather(ws: Workspace, task: Any, **kwargs: Any) -> tuple[pd.DataFrame, int]
     s = ws.settings.detect
     ranges = partitions(series_ids(ws.store), s.partition_size)
     if not ranges:
-        return empty_frame().assign(**{c: pd.Series(dtype=object) for c in KEY_COLUMNS}), 0
+        return _none(), 0
     # one process per task: the engine's forked workers would only compete with Dask's
     one = s.model_copy(update={"workers": 1})
     with client(s) as c:
@@ -182,7 +182,7 @@ def detect_history(ws: Workspace, *, until: date | None = None
     run_detection` finds them locally (ordered by day and series keys)."""
     span = day_span(ws.store, until=until)
     if span is None:
-        return pd.DataFrame(), 0, None
+        return _none(), 0, None
     found, n = _gather(ws, history_task, until=until, first_day=span[0])
     found = found.sort_values(["date", "detected_on", *KEY_COLUMNS], kind="stable")
     return found.reset_index(drop=True), n, _day(span[1])
@@ -194,11 +194,16 @@ def detect_days(ws: Workspace, start: date, day: date, read_from: date
     span = day_span(ws.store, since=read_from, until=day)
     first = alert_store.first_observation_day(ws.store)
     if span is None or first is None:
-        return pd.DataFrame(), 0
+        return _none(), 0
     found, n = _gather(ws, days_task, start=start, day=day, read_from=read_from,
                        window_first=span[0], store_first=_number(first))
     found = found.sort_values(["_judged", "date", "detected_on", *KEY_COLUMNS], kind="stable")
     return found.drop(columns="_judged").reset_index(drop=True), n
+
+
+def _none() -> pd.DataFrame:
+    """No verdicts, in the columns of some."""
+    return empty_frame().assign(**{c: pd.Series(dtype=object) for c in KEY_COLUMNS})
 
 
 def _day(n: int) -> date:
