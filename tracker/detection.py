@@ -139,14 +139,22 @@ def run_detection(
     ids = [ws.store.company_id(c) for c in companies] if companies else None
     whole = companies is None and since is None and known_at is None
     last_id = alert_store.last_observation_id(ws.store) if whole else 0
-    matrix, keys = build_matrix(ws, companies=ids, known_at=known_at, until=until)
-    if matrix.empty:
-        return DetectionResult(pd.DataFrame(), pd.DataFrame())
-    found = detect(matrix, ws.settings.detect).join(keys, on="series")
+    if ws.settings.detect.engine == "dask" and companies is None and known_at is None:
+        from tracker import dask_engine
+
+        found, n_series, last = dask_engine.detect_history(ws, until=until)
+        if last is None:
+            return DetectionResult(pd.DataFrame(), pd.DataFrame())
+    else:  # a few companies or a past state of knowledge: small, or a research question
+        matrix, keys = build_matrix(ws, companies=ids, known_at=known_at, until=until)
+        if matrix.empty:
+            return DetectionResult(pd.DataFrame(), pd.DataFrame())
+        found = detect(matrix, ws.settings.detect).join(keys, on="series")
+        n_series, last = matrix.shape[1], matrix.index[-1].date()
     if since is not None:
         found = found[found["date"] >= pd.Timestamp(since)]
     mark = None
-    through = until or matrix.index[-1].date()
+    through = until or last
     if whole:
         old = alert_store.load_mark(ws.store)
         if old is None or through >= old.through:
@@ -158,7 +166,7 @@ def run_detection(
     else:  # a past state of knowledge restates alerts; it is no evidence against others
         judged = alert_store.Judged(through, withdraw=False,
                                     cause=f"a detection pass over what was known at {known_at}")
-    return save_verdicts(ws, found.reset_index(drop=True), series=matrix.shape[1], mark=mark,
+    return save_verdicts(ws, found.reset_index(drop=True), series=n_series, mark=mark,
                          judged=judged, known_at=known_at)
 
 
@@ -201,6 +209,32 @@ def detect_new(ws: Workspace, day: date) -> DetectionResult:
         return run_detection(ws, until=day)
     s = ws.settings.detect
     read_from = p.start - timedelta(days=window_days(s) - 1)
+    if s.engine == "dask":
+        from tracker import dask_engine
+
+        found, n_series = dask_engine.detect_days(ws, p.start, day, read_from)
+        win = None  # each task read its own window; the stored one is left to expire
+    else:
+        found, n_series, win = _judge_days(ws, p, day, read_from)
+    if not len(found):
+        found = found.assign(**{c: pd.Series(dtype=object) for c in KEY_COLUMNS})
+    mark = None
+    if p.mark is None or day >= p.mark.through:
+        mark = alert_store.DetectionMark(day, p.last_observation)
+    late = p.mark is not None and p.start <= p.mark.through
+    cause = (f"observations of {p.start} or later were added or corrected after the last "
+             "detection" if late else "")
+    return save_verdicts(ws, found, series=n_series, mark=mark,
+                         window=win if mark is not None else None,
+                         neighbours_from=p.start - timedelta(days=31),
+                         judged=alert_store.Judged(day, first_detected=p.start, cause=cause))
+
+
+def _judge_days(ws: Workspace, p: Plan, day: date, read_from: date
+                ) -> tuple[pd.DataFrame, int, window_cache.Window]:
+    """The local engine's verdicts of the days [p.start, day], in the order judged, the
+    number of columns of the window, and the window (kept for the next run)."""
+    s = ws.settings.detect
     window, keys, win = _window(ws, p, read_from, day)
     days = [d for d in pd.date_range(p.start, day) if d in window.index] \
         if not window.empty else []
@@ -221,18 +255,9 @@ def detect_new(ws: Workspace, day: date) -> DetectionResult:
     # in the order the days were judged: a later verdict about an alert is its newer state
     found = (pd.concat(parts, ignore_index=True).sort_values("_judged", kind="stable")
              .drop(columns="_judged").reset_index(drop=True)) if parts else empty_frame()
-    found = found.join(keys, on="series") if len(found) else found.assign(
-        **{c: pd.Series(dtype=object) for c in KEY_COLUMNS})
-    mark = None
-    if p.mark is None or day >= p.mark.through:
-        mark = alert_store.DetectionMark(day, p.last_observation)
-    late = p.mark is not None and p.start <= p.mark.through
-    cause = (f"observations of {p.start} or later were added or corrected after the last "
-             "detection" if late else "")
-    return save_verdicts(ws, found, series=window.shape[1], mark=mark,
-                         window=win if mark is not None else None,
-                         neighbours_from=p.start - timedelta(days=31),
-                         judged=alert_store.Judged(day, first_detected=p.start, cause=cause))
+    if len(found):
+        found = found.join(keys, on="series")
+    return found, window.shape[1], win
 
 
 def _deep_verdicts(ws: Workspace, keys: pd.DataFrame, deep: dict[pd.Timestamp, list[int]],

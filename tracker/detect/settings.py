@@ -341,7 +341,58 @@ class ExecutionSettings(Concern):
         ge=1,
         description=(
             "Processes that share the series of a large run (forked, only from a "
-            "single-threaded process; the result is the same); 1 keeps it in-process."
+            "single-threaded process; the result is the same); 1 keeps it in-process. "
+            "With `engine = \"dask\"` and no `scheduler`: the worker processes of the "
+            "local Dask cluster."
+        ),
+    )
+    engine: Literal["local", "dask"] = Field(
+        "local",
+        description=(
+            "'local' detects in this process (and its forked `workers`); 'dask' splits "
+            "the series into partitions that Dask workers read from the database and "
+            "judge with the same code, returning only their verdicts (needs "
+            "headcount-tracker[dask]). Same verdicts either way."
+        ),
+    )
+    scheduler: str = Field(
+        "",
+        description=(
+            "Address of a running Dask scheduler (`tcp://host:8786`) for `engine = "
+            "\"dask\"`; empty starts a local cluster of `workers` processes for the run."
+        ),
+    )
+    partition_size: int = Field(
+        10_000,
+        ge=10,
+        description=(
+            "Series per Dask task (a range of series ids): each task holds its slice's "
+            "matrix (about 6 MB per 1,000 series over two years) and its temporaries, "
+            "so larger partitions cost memory per worker, smaller ones scheduling overhead."
+        ),
+    )
+    threads_per_worker: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Threads of each local Dask worker process (no `scheduler`); detection is "
+            "numpy-bound and holds the GIL often, so processes rather than threads scale."
+        ),
+    )
+    memory_limit: str = Field(
+        "4GB",
+        min_length=1,
+        description=(
+            "Memory each local Dask worker may use before Dask pauses or restarts it "
+            "(`\"4GB\"`, `\"auto\"`); a partition of 10,000 series needs well under 1 GB."
+        ),
+    )
+    connect_timeout: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Seconds to wait for the Dask `scheduler` before the run fails with exit "
+            "code 3 (it is not reachable, or not a scheduler)."
         ),
     )
 

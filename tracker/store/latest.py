@@ -91,19 +91,25 @@ def latest_values(store: Store, *, since: date | None = None, until: date | None
                 chunks.append(np.asarray(batch, dtype=np.int64))
             rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
         series_names, source_names = key_names(conn)
-        order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
-        rows = rows[order]
-        dup = np.zeros(len(rows), dtype=bool)
-        if len(rows) > 1:
-            same = (np.diff(rows[:, :3], axis=0) == 0).all(axis=1)
-            dup[1:] = same  # a later row of the same cell
-            first = np.zeros(len(rows), dtype=bool)
-            first[:-1] = same
-            revised = np.flatnonzero(first & ~dup)  # first row of each cell read twice
-            if revised.size:
-                rows[revised, 3] = latest_of(conn, rows[revised, :3])
-        rows = rows[~dup]
+        rows = latest_rows(conn, rows)
     return Latest(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], series_names, source_names)
+
+
+def latest_rows(conn, rows: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """(series, source, day, value) rows sorted by the first three, one per cell, each
+    cell's latest-collected value (the few cells read twice are looked up once more)."""
+    order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
+    rows = rows[order]
+    dup = np.zeros(len(rows), dtype=bool)
+    if len(rows) > 1:
+        same = (np.diff(rows[:, :3], axis=0) == 0).all(axis=1)
+        dup[1:] = same  # a later row of the same cell
+        first = np.zeros(len(rows), dtype=bool)
+        first[:-1] = same
+        revised = np.flatnonzero(first & ~dup)  # first row of each cell read twice
+        if revised.size:
+            rows[revised, 3] = latest_of(conn, rows[revised, :3])
+    return rows[~dup]
 
 
 def key_names(conn) -> tuple[dict[int, tuple[str, str]], dict[int, str]]:  # type: ignore[no-untyped-def]

@@ -1,0 +1,174 @@
+"""engine = "dask" stores exactly what engine = "local" stores, full pass and daily run.
+
+Why: the Dask engine exists to judge more series than one process can hold, by
+giving each worker process a partition of series that it reads from the database
+itself. If a partition's verdicts differed from the local engine's (a different
+first day, a lost series at a partition edge, a verdict judged twice), alerts would
+depend on the cluster. A real LocalCluster of two worker processes, real SQLite
+files and the real PostgreSQL; partitions small enough that every run has several.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import textwrap
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import no_traceback, python_env, tracker
+from tracker.alerts import list_alerts
+from tracker.config import Settings
+from tracker.dask_engine import detect_history
+from tracker.detect import detect
+from tracker.detect.settings import DetectSettings
+from tracker.detect.synthetic import generate
+from tracker.detection import build_matrix, detect_new, run_detection
+from tracker.errors import ConfigError
+from tracker.ingest import ImportOptions, import_file
+from tracker.store import Store
+from tracker.workspace import Workspace
+
+distributed = pytest.importorskip("distributed")
+
+COMPARED = ["company", "metric", "source", "date", "detected_on", "confirmed_on", "verdict",
+            "kind", "change_pct", "value_before", "value_after", "score", "severity",
+            "event_id", "sources_agreeing"]
+ROW_KEYS = ["company", "metric", "source", "date", "detected_on", "kind"]
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """One LocalCluster of two worker processes for the module (this checkout on their path)."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = python_env()["PYTHONPATH"]
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster:
+            yield cluster.scheduler_address
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="module")
+def history_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few hundred series with shifts, glitches and drifts, daily, weekly and monthly."""
+    m, labels = generate(200, 450, seed=7, quiet_fraction=0.3, weekly_fraction=0.2,
+                         monthly_fraction=0.1)
+    assert labels["kind"].nunique() >= 4
+    long = m.stack().dropna().rename("employees").reset_index()
+    long.columns = ["date", "series", "employees"]
+    long["company"] = long["series"].str.split("/").str[0]
+    long["date"] = long["date"].dt.strftime("%Y-%m-%d")
+    long["employees"] = long["employees"].round().astype("int64")
+    path = tmp_path_factory.mktemp("dask") / "history.csv"
+    long[["company", "date", "employees"]].to_csv(path, index=False)
+    return path
+
+
+def _workspace(url: str, base: Path, **detect_keys: object) -> Workspace:
+    detect_settings = DetectSettings(partition_size=60, **detect_keys)
+    return Workspace(Settings(base_dir=base, sources={}, detect=detect_settings), Store(url))
+
+
+def _table(ws: Workspace) -> pd.DataFrame:
+    return (list_alerts(ws)[COMPARED].sort_values(["company", "date", "kind"])
+            .reset_index(drop=True))
+
+
+def _rows(found: pd.DataFrame) -> pd.DataFrame:
+    return found.drop(columns="series").sort_values(ROW_KEYS).reset_index(drop=True)
+
+
+def test_dask_verdicts_equal_local_ones(history_csv: Path, scheduler: str, tmp_path: Path,
+                                        db_url: str) -> None:
+    local = _workspace(f"sqlite:///{tmp_path / 'local.db'}", tmp_path)
+    dask = _workspace(db_url, tmp_path, engine="dask", scheduler=scheduler)
+    for ws in (local, dask):
+        import_file(ws.store, history_csv, ImportOptions(collected_at=datetime(2020, 1, 1)))
+    # the rows themselves, bitwise: same code on the same numbers
+    matrix, keys = build_matrix(local)
+    want = detect(matrix, local.settings.detect).join(keys, on="series")
+    got, n_series, last = detect_history(dask)
+    assert n_series == matrix.shape[1] > 2 * dask.settings.detect.partition_size
+    assert last == matrix.index[-1].date()
+    assert len(want) >= 100 and want["kind"].nunique() >= 4
+    pd.testing.assert_frame_equal(_rows(got), _rows(want), check_exact=True)
+
+    # the daily path: a full pass up to 12 days before the end, then one run per day
+    days = matrix.index
+    for ws in (local, dask):
+        run_detection(ws, until=days[-13].date())
+        for day in days[-12:]:
+            detect_new(ws, day.date())
+    stored = _table(local)
+    assert len(stored) >= 100
+    pd.testing.assert_frame_equal(_table(dask), stored, check_exact=True)
+    local.close()
+    dask.close()
+
+
+def test_cli_detect_and_run_on_dask(history_csv: Path, scheduler: str, tmp_path: Path) -> None:
+    """`tracker run` with the dask engine in config.toml (a local cluster it starts
+    itself), then `tracker detect --full` on a running scheduler."""
+    def project(name: str, engine: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.toml").write_text(textwrap.dedent(f"""\
+            [database]
+            url = "sqlite:///{folder / 'tracker.db'}"
+            [detect]
+            engine = "{engine}"
+            workers = 2
+            partition_size = 60
+            [sources.history]
+            type = "csv_folder"
+            path = "data"
+            """))
+        (folder / "data").mkdir()
+        (folder / "data" / "history.csv").write_bytes(history_csv.read_bytes())
+        return folder
+
+    local, dask = project("local", "local"), project("dask", "dask")
+    tables, summaries = {}, {}
+    for folder in (local, dask):
+        run = tracker("run", cwd=folder)  # collect (imports the file), a first full pass
+        assert run.returncode == 0, run.stdout + run.stderr  # old history: backfill
+        summaries[folder] = run.stdout.split("; report ")[0]
+        if folder == dask:  # and again on the module's cluster: nothing changes
+            cfg = folder / "config.toml"
+            cfg.write_text(cfg.read_text().replace(
+                "partition_size = 60\n", f'partition_size = 60\nscheduler = "{scheduler}"\n'))
+            out = tracker("detect", "--full", cwd=folder)
+            assert out.returncode == 0 and "0 new alert(s)" in out.stderr, out.stderr
+        listed = tracker("alerts", "--format", "csv", cwd=folder)
+        assert listed.returncode == 0, listed.stderr
+        table = pd.read_csv(io.StringIO(listed.stdout)).drop(columns="id")  # insertion order
+        tables[folder] = table.sort_values(["company", "date", "kind"]).reset_index(drop=True)
+    assert len(tables[local]) > 50
+    assert summaries[dask] == summaries[local] and "alert(s) about older history" in \
+        summaries[dask]
+    pd.testing.assert_frame_equal(tables[dask], tables[local])
+
+
+def test_unreachable_scheduler_is_one_line_exit_3(tmp_path: Path, history_csv: Path) -> None:
+    ws = _workspace(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, engine="dask",
+                    scheduler="tcp://127.0.0.1:9", connect_timeout=2)
+    import_file(ws.store, history_csv)
+    with pytest.raises(ConfigError, match=r"tcp://127\.0\.0\.1:9.*within 2 s"):
+        run_detection(ws)
+    ws.close()
+    (tmp_path / "config.toml").write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n'
+        '[detect]\nengine = "dask"\nscheduler = "tcp://127.0.0.1:9"\nconnect_timeout = 2\n')
+    out = tracker("detect", "--full", cwd=tmp_path)
+    no_traceback(out)
+    assert out.returncode == 3
+    assert len(out.stderr.strip().splitlines()) == 1 and "dask scheduler" in out.stderr

@@ -1,0 +1,210 @@
+"""Detection on a Dask cluster (``[detect] engine = "dask"``): the same verdicts, spread out.
+
+The series are split into partitions of ``partition_size`` consecutive series ids.
+Each task opens the database itself and reads only its partition
+(:func:`tracker.store.slices.read_slice`), runs the local engine on it
+(:func:`tracker.detect.detect`, :func:`~tracker.detect.engine.detect_day`,
+:func:`~tracker.detect.engine.detect_day_window`: one implementation, the engine's
+own chunks inside) and returns only its verdict rows. No process ever holds the
+whole matrix, and the client receives a few small frames.
+
+Why the results are those of ``engine = "local"``: series are independent in every
+detector (the local engine already works on column chunks), and a detector sees
+calendar time only through the day numbers and the matrix's first and last day (the
+weekly adjustment's blocks and drift's grid start at the first). So every task's
+matrix is given the first day the whole matrix would have (:func:`day_span`) as an
+empty row if its own series start later. Cross-series steps (events, corroboration)
+and saving stay on the client, over the returned verdicts.
+
+Only dask and distributed are needed (``headcount-tracker[dask]``); they are imported
+when the engine is used, so the default install never needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tracker.detect import detect
+from tracker.detect.engine import detect_day, detect_day_window, empty_frame
+from tracker.detect.settings import DetectSettings
+from tracker.errors import ConfigError
+from tracker.store import alerts as alert_store
+from tracker.store.latest import names as latest_names
+from tracker.store.slices import Slice, day_span, read_slice, series_ids
+from tracker.workspace import Workspace
+
+INSTALL = "pip install 'headcount-tracker[dask]'"
+KEY_COLUMNS = ["company", "metric", "source"]
+
+
+def require_dask() -> Any:
+    """The distributed module, or a one-line ConfigError saying how to install it."""
+    try:
+        import dask.dataframe  # noqa: F401  (the extra installs both)
+        import distributed
+    except ImportError:
+        raise ConfigError('[detect] engine = "dask" needs dask and distributed, which are '
+                          f"not installed: {INSTALL} (install headcount-tracker[dask]) or "
+                          'set engine = "local"') from None
+    return distributed
+
+
+@contextlib.contextmanager
+def client(s: DetectSettings) -> Iterator[Any]:
+    """A client of the configured scheduler, or of a local cluster made for this run."""
+    distributed = require_dask()
+    if s.scheduler:
+        try:
+            c = distributed.Client(s.scheduler, timeout=f"{s.connect_timeout}s",
+                                   set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError(
+                f"[detect] scheduler = {s.scheduler!r}: no Dask scheduler answered within "
+                f"{s.connect_timeout:g} s ({type(exc).__name__}); start one with `dask "
+                "scheduler` and workers with `dask worker ADDRESS`, fix the address, or "
+                'leave scheduler = "" for a local cluster') from None
+        with c:
+            yield c
+        return
+    with distributed.LocalCluster(n_workers=s.workers, threads_per_worker=s.threads_per_worker,
+                                  memory_limit=s.memory_limit, processes=True,
+                                  dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+def partitions(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """[lo, hi] series id ranges of ``size`` series each (ids sorted ascending)."""
+    return [(int(ids[i]), int(ids[min(i + size, ids.size) - 1])) for i in range(0, ids.size, size)]
+
+
+def slice_matrix(sl: Slice, extra_days: list[int]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Dates x series matrix of a slice (columns 0..n-1), with empty rows on
+    ``extra_days`` (the whole matrix's first day), and each column's series and source."""
+    code = sl.series_id * np.int64(2**31) + sl.source_id
+    uniq, col = np.unique(code, return_inverse=True)
+    days = np.unique(np.concatenate([sl.day, np.asarray(extra_days, dtype=np.int64)]))
+    values = np.full((days.size, uniq.size), np.nan)
+    values[np.searchsorted(days, sl.day), col] = sl.value
+    index = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"))
+    return (pd.DataFrame(values, index=index, columns=range(uniq.size)),
+            uniq // 2**31, uniq % 2**31)
+
+
+def _with_ids(rows: pd.DataFrame, sid: np.ndarray, oid: np.ndarray) -> pd.DataFrame:
+    cols = rows["series"].to_numpy(dtype=np.int64)
+    return rows.assign(series_id=sid[cols], source_id=oid[cols])
+
+
+def history_task(url: str, lo: int, hi: int, until: date | None, first_day: int,
+                 s: DetectSettings) -> tuple[pd.DataFrame, int]:
+    """A partition's verdicts over its whole history (a worker runs this)."""
+    sl = read_slice(url, lo, hi, until=until)
+    if not len(sl):
+        return _with_ids(empty_frame(), np.zeros(0), np.zeros(0)), 0
+    matrix, sid, oid = slice_matrix(sl, [first_day])
+    return _with_ids(detect(matrix, s), sid, oid), matrix.shape[1]
+
+
+def days_task(url: str, lo: int, hi: int, start: date, day: date, read_from: date,
+              window_first: int, store_first: int, s: DetectSettings
+              ) -> tuple[pd.DataFrame, int]:
+    """A partition's verdicts of the days [start, day], as the daily run reaches them:
+    a trailing window for all its series, the whole history for the few that need it."""
+    sl = read_slice(url, lo, hi, since=read_from, until=day)
+    if not len(sl):
+        return _with_ids(empty_frame().assign(_judged=pd.NaT), np.zeros(0), np.zeros(0)), 0
+    window, sid, oid = slice_matrix(sl, [window_first])
+    complete = store_first >= _number(read_from)
+    parts: list[pd.DataFrame] = []
+    deep: dict[pd.Timestamp, list[int]] = {}
+    for d in pd.date_range(start, day):
+        if d not in window.index:
+            continue
+        if complete:
+            parts.append(detect_day(window, d, s).assign(_judged=d))
+            continue
+        rows, need = detect_day_window(window, d, s)
+        parts.append(rows.assign(_judged=d))
+        if need:
+            deep[d] = need
+    if deep:
+        cols = sorted({c for need in deep.values() for c in need})
+        full = read_slice(url, lo, hi, until=max(deep).date(), only=sid[cols].tolist())
+        matrix, fsid, foid = slice_matrix(full, [store_first])
+        pos = np.searchsorted(fsid * np.int64(2**31) + foid,
+                              sid[cols] * np.int64(2**31) + oid[cols])
+        matrix = matrix[pos]
+        matrix.columns = cols
+        for d, need in sorted(deep.items()):
+            parts.append(detect_day(matrix[need], d, s).assign(_judged=d))
+    found = pd.concat(parts, ignore_index=True) if parts else empty_frame().assign(_judged=pd.NaT)
+    return _with_ids(found, sid, oid), window.shape[1]
+
+
+def _number(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
+
+
+def _gather(ws: Workspace, task: Any, **kwargs: Any) -> tuple[pd.DataFrame, int]:
+    """Run ``task`` over every partition; their rows with company, metric, source."""
+    s = ws.settings.detect
+    ranges = partitions(series_ids(ws.store), s.partition_size)
+    if not ranges:
+        return _none(), 0
+    # one process per task: the engine's forked workers would only compete with Dask's
+    one = s.model_copy(update={"workers": 1})
+    with client(s) as c:
+        futures = c.map(task, [ws.store.url] * len(ranges), [a for a, _ in ranges],
+                        [b for _, b in ranges], s=one, pure=False, **kwargs)
+        done = c.gather(futures)
+    found = pd.concat([f for f, _ in done], ignore_index=True)
+    n_series = sum(n for _, n in done)
+    series_names, source_names = latest_names(ws.store)
+    found["company"] = [series_names[int(i)][0] for i in found["series_id"]]
+    found["metric"] = [series_names[int(i)][1] for i in found["series_id"]]
+    found["source"] = [source_names[int(i)] for i in found["source_id"]]
+    found["series"] = found["series_id"].astype(object)
+    return found.drop(columns=["series_id", "source_id"]), n_series
+
+
+def detect_history(ws: Workspace, *, until: date | None = None
+                   ) -> tuple[pd.DataFrame, int, date | None]:
+    """Every verdict over the whole stored history (to ``until``), the number of
+    (series, source) columns judged and the last day; as :func:`tracker.detection.
+    run_detection` finds them locally (ordered by day and series keys)."""
+    span = day_span(ws.store, until=until)
+    if span is None:
+        return _none(), 0, None
+    found, n = _gather(ws, history_task, until=until, first_day=span[0])
+    found = found.sort_values(["date", "detected_on", *KEY_COLUMNS], kind="stable")
+    return found.reset_index(drop=True), n, _day(span[1])
+
+
+def detect_days(ws: Workspace, start: date, day: date, read_from: date
+                ) -> tuple[pd.DataFrame, int]:
+    """The verdicts of the days [start, day] of a daily run, in the order judged."""
+    span = day_span(ws.store, since=read_from, until=day)
+    first = alert_store.first_observation_day(ws.store)
+    if span is None or first is None:
+        return _none(), 0
+    found, n = _gather(ws, days_task, start=start, day=day, read_from=read_from,
+                       window_first=span[0], store_first=_number(first))
+    found = found.sort_values(["_judged", "date", "detected_on", *KEY_COLUMNS], kind="stable")
+    return found.drop(columns="_judged").reset_index(drop=True), n
+
+
+def _none() -> pd.DataFrame:
+    """No verdicts, in the columns of some."""
+    return empty_frame().assign(**{c: pd.Series(dtype=object) for c in KEY_COLUMNS})
+
+
+def _day(n: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=int(n))
