@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from tracker.detect import detect
-from tracker.detect.engine import detect_day, detect_day_window, empty_frame
+from tracker.detect.engine import detect_day, empty_frame, judge_days
 from tracker.detect.settings import DetectSettings
 from tracker.errors import ConfigError
 from tracker.store import alerts as alert_store
@@ -123,18 +123,8 @@ def days_task(url: str, lo: int, hi: int, start: date, day: date, read_from: dat
         return _with_ids(empty_frame().assign(_judged=pd.NaT), np.zeros(0), np.zeros(0)), 0
     window, sid, oid = slice_matrix(sl, [window_first])
     complete = store_first >= _number(read_from)
-    parts: list[pd.DataFrame] = []
-    deep: dict[pd.Timestamp, list[int]] = {}
-    for d in pd.date_range(start, day):
-        if d not in window.index:
-            continue
-        if complete:
-            parts.append(detect_day(window, d, s).assign(_judged=d))
-            continue
-        rows, need = detect_day_window(window, d, s)
-        parts.append(rows.assign(_judged=d))
-        if need:
-            deep[d] = need
+    parts, deep = judge_days(window, [d for d in pd.date_range(start, day)
+                                      if d in window.index], s, complete=complete)
     if deep:
         cols = sorted({c for need in deep.values() for c in need})
         full = read_slice(url, lo, hi, until=max(deep).date(), only=sid[cols].tolist())

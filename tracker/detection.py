@@ -30,7 +30,7 @@ import pandas as pd
 
 from tracker.alerts import DetectionResult, day_of, save_verdicts
 from tracker.detect import detect, detect_day
-from tracker.detect.engine import detect_day_window, empty_frame, window_days
+from tracker.detect.engine import empty_frame, judge_days, window_days
 from tracker.records import Alert, StepOutcome
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
@@ -240,16 +240,7 @@ def _judge_days(ws: Workspace, p: Plan, day: date, read_from: date
         if not window.empty else []
     whole = alert_store.first_observation_day(ws.store)
     complete = whole is None or whole >= read_from
-    parts: list[pd.DataFrame] = []
-    deep: dict[pd.Timestamp, list[int]] = {}
-    for d in days:
-        if complete:
-            parts.append(detect_day(window, d, s).assign(_judged=d))
-            continue
-        rows, need = detect_day_window(window, d, s)
-        parts.append(rows.assign(_judged=d))
-        if need:
-            deep[d] = need
+    parts, deep = judge_days(window, days, s, complete=complete)
     if deep:
         parts += _deep_verdicts(ws, keys, deep, whole)
     # in the order the days were judged: a later verdict about an alert is its newer state

@@ -183,6 +183,26 @@ def detect_day_window(window: pd.DataFrame, day: object, settings: DetectSetting
     return _detect_day(window, day, settings or DetectSettings(), whole=False)
 
 
+def judge_days(window: pd.DataFrame, days: Any, settings: DetectSettings, *, complete: bool
+               ) -> tuple[list[pd.DataFrame], dict[pd.Timestamp, list[Any]]]:
+    """A daily run's verdicts of ``days`` over a trailing ``window``: one frame per day
+    (column ``_judged``), and per day the columns the window is not enough for (to be
+    judged again over their whole history). ``complete``: the window holds the whole
+    history, so every day is judged in full. One loop for the local and the Dask engine.
+    """
+    parts: list[pd.DataFrame] = []
+    deep: dict[pd.Timestamp, list[Any]] = {}
+    for d in days:
+        if complete:
+            parts.append(detect_day(window, d, settings).assign(_judged=d))
+            continue
+        rows, need = detect_day_window(window, d, settings)
+        parts.append(rows.assign(_judged=d))
+        if need:
+            deep[d] = need
+    return parts, deep
+
+
 def window_days(settings: DetectSettings) -> int:
     """Calendar days before (and including) the day that :func:`detect_day_window` needs."""
     return _day_rows(settings) + 7
