@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Date, bindparam, text
@@ -49,6 +50,22 @@ _SERIES_SQL = {"sqlite": "o.series_id IN (SELECT value FROM json_each(:sids))",
                "postgresql": "o.series_id = ANY(CAST(:sids AS integer[]))"}
 
 
+def day_range(since: date | None, until: date | None
+              ) -> tuple[list[str], dict[str, object], list[Any]]:
+    """The WHERE clauses, parameters and typed binds of ``since <= as_of <= until``
+    (either optional) over ``observations o``: the one day filter of the raw reads."""
+    where: list[str] = ["1=1"]
+    params: dict[str, object] = {}
+    binds: list[Any] = []
+    for clause, name, value in (("o.as_of >= :since", "since", since),
+                                ("o.as_of <= :until", "until", until)):
+        if value is not None:
+            where.append(clause)
+            params[name] = value
+            binds.append(bindparam(name, type_=Date()))
+    return where, params, binds
+
+
 def latest_values(store: Store, *, since: date | None = None, until: date | None = None,
                   companies: Iterable[str] | None = None,
                   series: Iterable[int] | None = None) -> Latest:
@@ -59,13 +76,7 @@ def latest_values(store: Store, *, since: date | None = None, until: date | None
     series): on PostgreSQL the day range prunes the quarterly partitions and the
     unique index ``(series_id, source_id, as_of, ...)`` finds the slice's rows.
     """
-    where, params, binds = ["1=1"], {}, []
-    for clause, name, value in (("o.as_of >= :since", "since", since),
-                                ("o.as_of <= :until", "until", until)):
-        if value is not None:
-            where.append(clause)
-            params[name] = value
-            binds.append(bindparam(name, type_=Date()))
+    where, params, binds = day_range(since, until)
     if companies is not None:
         where.append("o.series_id IN (SELECT id FROM series WHERE company_id IN :cids)")
         params["cids"] = list(companies)

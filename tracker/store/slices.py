@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-from sqlalchemy import Date, bindparam, func, select, text
+from sqlalchemy import bindparam, func, select, text
 
 from tracker.store.core import Store
-from tracker.store.latest import _DAY_SQL, latest_rows
+from tracker.store.latest import _DAY_SQL, day_range, latest_rows
 from tracker.store.schema import observations, series
 
 _CHUNK = 500_000
@@ -89,15 +89,9 @@ def read_slice(url: str, lo: int, hi: int, *, since: date | None = None,
     """Latest values of the series with ids in [lo, hi] (or only the ids ``only``, a few)
     for days in [since, until], read by the calling process itself from ``url``."""
     store = _store(url)
-    where = ["o.series_id >= :lo", "o.series_id <= :hi"]
-    params: dict[str, object] = {"lo": int(lo), "hi": int(hi)}
-    binds = []
-    for clause, name, value in (("o.as_of >= :since", "since", since),
-                                ("o.as_of <= :until", "until", until)):
-        if value is not None:
-            where.append(clause)
-            params[name] = value
-            binds.append(bindparam(name, type_=Date()))
+    where, params, binds = day_range(since, until)
+    where += ["o.series_id >= :lo", "o.series_id <= :hi"]
+    params.update(lo=int(lo), hi=int(hi))
     if only is not None:
         where.append("o.series_id IN :only")
         params["only"] = sorted({int(i) for i in only})
