@@ -291,6 +291,28 @@ def test_help_shows_config_names_and_no_python_types(project: Path) -> None:
     assert "FILE..." in imp.stdout and "--skip-bad " in imp.stdout
 
 
+def test_no_help_shows_a_python_type() -> None:
+    """Every command's help says what to type (TEXT, YYYY-MM-DD, ID), never a Python
+    annotation such as <str>, <int> or <list[Path]>."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    runner = CliRunner()
+    commands = [[], ["import"], ["alerts"], ["review"], ["show"], ["export"], ["detect"],
+                ["replay"], ["report"], ["plot"], ["run"], ["silence", "add"], ["events"],
+                ["references", "import"], ["notify"], ["status"]]
+    python_type = re.compile(r"<(str|int|float|bool|path|datetime|list\[[^]]*\])>")
+    for args in commands:
+        out = runner.invoke(app, [*args, "--help"]).output
+        assert "Usage:" in out, (args, out)
+        assert not python_type.search(out), (args, python_type.search(out)[0])
+    assert "--since YYYY-MM-DD" in runner.invoke(app, ["alerts", "--help"]).output
+    assert "{ID}..." in runner.invoke(app, ["review", "--help"]).output
+
+
 def test_an_alerts_story_first_report_reviews_and_past_status(project: Path) -> None:
     """``alerts --history`` tells an alert's story from its first report; a review is
     part of it, and a view of a day before the review shows the alert still open."""

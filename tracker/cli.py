@@ -39,6 +39,37 @@ if TYPE_CHECKING:
 
 EXIT_FAILED = 3
 
+
+def _plain_type_labels() -> None:
+    """Help shows what to type, not Python's types.
+
+    typer 0.29 labels every value with its annotation (``FILE... <list[Path]>``,
+    ``--note <str>``), and an argument's label ignores its metavar. An argument's
+    name already says what it is, so it gets no label; an option's label reads the
+    way click's did (TEXT, INTEGER, NUMBER, PATH, DATE), its choices stay as they are.
+    """
+    from typer.core import TyperArgument, TyperOption
+
+    plain = {"<str>": "TEXT", "<int>": "INTEGER", "<float>": "NUMBER", "<path>": "PATH",
+             "<list[str]>": "TEXT", "<list[int]>": "INTEGER", "<list[Path]>": "PATH",
+             "<datetime>": "DATE"}
+    days = {"since", "until", "day", "start", "end"}  # parse_day: YYYY-MM-DD
+    option_type = TyperOption.display_type
+
+    def display_type(self: TyperOption, ctx: object) -> str:
+        label = option_type(self, ctx)  # type: ignore[arg-type]
+        if label == "<str>" and self.name in days:
+            return "YYYY-MM-DD"
+        if label == "<str>" and self.name == "known_at":
+            return "TIME"
+        return plain.get(label, label)
+
+    TyperOption.display_type = display_type  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+
+_plain_type_labels()
+
 # Plain help (no rich markup): "[schedule] daily_at" in a docstring is config, not a style.
 app = typer.Typer(
     rich_markup_mode=None,
@@ -615,7 +646,8 @@ def alerts_cmd(
 @app.command("review")
 def review_cmd(
     ctx: typer.Context,
-    ids: Annotated[list[int], typer.Argument(help="Alert ids (see 'tracker alerts')")],
+    ids: Annotated[list[int], typer.Argument(metavar="ID",
+                                             help="Alert ids (see 'tracker alerts')")],
     status: Annotated[Status, typer.Option(help="New status")] = Status.acknowledged,
     note: Annotated[str | None, typer.Option(help="A note kept with the alert")] = None,
     author: Annotated[str | None, typer.Option(
