@@ -301,6 +301,9 @@ def test_cli_imports_references_runs_and_shows_the_ratio(tmp_path: Path) -> None
     report = tracker("report", "--day", "2022-12-31", cwd=project)
     html = Path(report.stdout.strip()).read_text(encoding="utf-8")
     assert 'id="inflated"' in html and "1.7" in html.split('id="inflated"')[1][:2000]
+    import re  # ratios read as ratios in the alert tables, not as counts ("1 -> 4")
+
+    assert re.search(r"\d\.\d\dx &rarr; \d\.\d\dx", html)
     bad = project / "bad.csv"
     bad.write_text("company,date,count,source\napple,2022-13-01,5,x\n", encoding="utf-8")
     refused = tracker("references", "import", "bad.csv", cwd=project)
