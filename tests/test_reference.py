@@ -340,3 +340,28 @@ def test_a_large_cohort_is_judged_from_its_own_median_once() -> None:
     found = inflated(frame, {}, AlertSettings())
     assert found["company"].tolist() == ["c00"]
     assert found["value_before"].iloc[0] == pytest.approx(1.1, rel=0.03)
+
+
+def test_a_segment_chart_does_not_draw_the_company_headcount(tmp_path: Path) -> None:
+    """The reference is the company's headcount: drawn on its employees chart, never
+    on a segment's (1,600,000 beside 22,000 security profiles flattens the series)."""
+    project = sample_project(tmp_path)
+    shutil.copy(ROOT / "data" / "samples" / "purge_2022_segments.csv",
+                project / "data" / "samples")
+    assert tracker("run", "--day", "2022-10-20", cwd=project).returncode == 0
+    (project / "data" / "references").mkdir()
+    shutil.copy(REFERENCES, project / "data" / "references" / REFERENCES.name)
+    assert tracker("references", "import", "data/references/headcounts_2022.csv",
+                   cwd=project).returncode == 0
+    ws = open_workspace(project / "config.toml")
+    try:
+        whole = plot_company(ws, "amazon")
+        segment = plot_company(ws, "amazon", metric="employees:security")
+    finally:
+        ws.close()
+
+    def has_reference(fig: object) -> bool:
+        ax = fig.axes[0]  # type: ignore[attr-defined]
+        return any("reference" in str(a.get_gid() or a.get_label())
+                   for a in [*ax.lines, *ax.collections, *ax.texts])
+    assert has_reference(whole) and not has_reference(segment)

@@ -611,7 +611,10 @@ def plot_company(
     what = "" if metric == DEFAULT_METRIC else f", {metric_label(metric)}"
     title = f"{name_of(ws.store, cid) or cid}{what}, data through {last:%Y-%m-%d}" + (
         f" as known on {until:%Y-%m-%d}" if until is not None else "")
-    refs = list_references(ws, cid)  # not revisioned: a chart of the past shows them too
+    # not revisioned: a chart of the past shows them too; a reference is a headcount,
+    # so a segment's chart (employees:security) does not get it: it would squash the axis
+    refs = list_references(ws, cid) if metric == DEFAULT_METRIC \
+        else list_references(ws, cid).iloc[0:0]
     ratios_ = ratios(obs, refs.assign(as_of=pd.to_datetime(refs["as_of"]))) \
         if ratio and len(refs) else None
     return series_figure(obs, alerts, title=title, log=log, references=refs, ratio=ratios_)
