@@ -154,6 +154,28 @@ def test_a_tiny_population_needs_two_exceptional_moves() -> None:
     assert list(events["id"]) == [f"pop-employees-down-{matrix.index[150]:%Y-%m-%d}"]
 
 
+def test_two_giants_purged_the_same_night_are_an_event_by_headcount() -> None:
+    """2022: Apple and Amazon among many small companies. Two of 400 series by count,
+    most of the profiles by headcount: an event with both as members. Two small
+    companies dropping alike are two alerts, not a platform event."""
+    case = synthetic.generate_quiet(400, 400, seed=8)
+    matrix, keys = _keyed(case.matrix)
+    quiet = matrix.copy()
+    sizes = matrix.iloc[300].fillna(0).to_numpy()
+    giants = np.argsort(sizes)[-2:]
+    matrix.iloc[:, giants] = matrix.iloc[:, giants] * (0.4 * sizes.sum() / sizes[giants].sum())
+    matrix.iloc[:, giants] = matrix.iloc[:, giants].round()
+    _drop(matrix, giants, 300, 40)
+    _, events, members = population_pass(matrix, keys, DetectSettings())
+    assert list(events["id"]) == [f"pop-employees-down-{matrix.index[300]:%Y-%m-%d}"]
+    assert events.iloc[0]["n_members"] <= 5 and events.iloc[0]["weighted_share"] > 0.25
+    assert set(keys["company"][giants]) <= set(members["company"])
+    small = np.argsort(np.where(sizes > 200, sizes, np.inf))[:2]
+    _drop(quiet, small, 300, 40)
+    _, events, _ = population_pass(quiet, keys, DetectSettings())
+    assert events.empty, events
+
+
 @pytest.fixture
 def ws(db_url: str, sample_ws) -> Workspace:  # type: ignore[no-untyped-def]
     return sample_ws(db_url)

@@ -40,7 +40,7 @@ from .settings import DetectSettings
 from .shifts import change_test
 
 SHARE_COLUMNS = ["date", "metric", "cohort", "direction", "n_series", "n_moving", "share",
-                 "weighted_share", "expected", "score", "event"]
+                 "weighted_share", "expected", "score", "event", "strict"]
 EVENT_COLUMNS = ["id", "metric", "cohort", "direction", "first_date", "last_date",
                  "n_series", "n_members", "share", "weighted_share", "peak_share",
                  "expected_share", "score", "median_change_pct"]
@@ -221,11 +221,20 @@ def shares(mv: Moves, pops: Sequence[Population], ps: PopulationSettings) -> pd.
             least = np.where(small, 2, ps.min_members)
             event = ((score >= ps.threshold) & (k >= least) & (s.to_numpy() >= ps.min_share)
                      & (n >= 2))
+            # By headcount: two giants purged the same night are a platform event however
+            # many small companies are tracked beside them (Apple and Amazon, 2022).
+            alone = _moving(mv, pop.cols, sign, np.ones(len(n), dtype=bool), ps.move_z, ps)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                heavy_share = np.where(total > 0, (weight * alone).sum(axis=1) / total, 0.0)
+            heavy = (alone.sum(axis=1) >= 2) & (heavy_share >= ps.min_weighted_share) \
+                & ~small & ~event
+            if pop.cohort is not None:
+                heavy &= ~small
             parts.append(pd.DataFrame({
                 "date": mv.days, "metric": pop.metric, "cohort": pop.cohort,
                 "direction": direction, "n_series": n, "n_moving": k, "share": s.to_numpy(),
                 "weighted_share": weighted, "expected": expected, "score": score,
-                "event": event}))
+                "event": event | heavy, "strict": small | heavy}))
     if not parts:
         return pd.DataFrame(columns=SHARE_COLUMNS)
     return pd.concat(parts, ignore_index=True)[SHARE_COLUMNS]
@@ -249,7 +258,7 @@ def group_events(mv: Moves, pops: Sequence[Population], daily: pd.DataFrame,
         run = np.concatenate([[0], np.cumsum(np.diff(days) > 1)])
         for _, part in grp.groupby(run):
             rows = mv.days.get_indexer(pd.DatetimeIndex(part["date"]))
-            small = part["n_series"].to_numpy() < ps.min_series
+            small = part["strict"].to_numpy(dtype=bool)  # members as the day was judged
             sub = Moves(mv.days[rows], mv.keys, mv.z[rows], mv.change[rows],
                         mv.before[rows], mv.exceptional[rows])
             moved = _moving(sub, pop.cols, sign, small, ps.member_z, ps)

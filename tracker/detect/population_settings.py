@@ -37,6 +37,10 @@ class PopulationSettings(Concern):
         "open an event")
     min_members: int = Field(
         5, ge=2, description="Fewest series moving together that can open an event")
+    min_weighted_share: float = Field(
+        0.25, gt=0, le=1, description="Two or more series that would each alert alone, "
+        "holding together at least this share of the population's headcount, open an "
+        "event however few they are by count (2022: Apple and Amazon)")
     min_series: int = Field(
         20, ge=2, description="Populations (a metric, a cohort, an industry) with fewer "
         "series observed that day get the strict test: only moves the change test would "
