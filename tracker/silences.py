@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from tracker.errors import InputError
-from tracker.records import ALERT_KINDS, Alert
+from tracker.records import ALERT_KINDS, Alert, PopulationEvent
 from tracker.store import silences as silence_store
 from tracker.workspace import Workspace
 
@@ -160,6 +160,25 @@ def unsilenced(ws: Workspace, alerts: Sequence[Alert]) -> list[Alert]:
     """The alerts no silence covers, in their order: what may notify or page."""
     muted = silenced(ws, alerts)
     return [a for i, a in enumerate(alerts) if i not in muted]
+
+
+#: The alert kind a population event's direction is, for silences and filters.
+EVENT_KIND = {"down": "drop", "up": "spike"}
+
+
+def unsilenced_events(ws: Workspace, events: Sequence[PopulationEvent]
+                      ) -> tuple[PopulationEvent, ...]:
+    """The population events no silence holds back. A silence of a kind for every
+    company (``--kind drop``) holds back the events of that direction (a platform
+    purge day an operator already knows about); a company's silence holds back no
+    event, which is about many companies."""
+    if not events:
+        return ()
+    candidates = [s for s in _load(ws, min(e.first_date for e in events))
+                  if s.company is None]
+    return tuple(e for e in events if not any(
+        (s.kind is None or s.kind == EVENT_KIND.get(e.direction))
+        and _as_date(e.first_date) <= s.until for s in candidates))
 
 
 def active_for(ws: Workspace, alert: Alert) -> Silence | None:

@@ -268,7 +268,10 @@ def _pending_events(ws: Workspace, day: date) -> tuple[PopulationEvent, ...]:
     ids = set(event_store.pending(ws.store, since, day)["id"])
     if not ids:
         return ()
-    return tuple(e for e in population_events(ws, since=since, until=day) if e.id in ids)
+    from tracker.silences import unsilenced_events
+
+    return unsilenced_events(ws, [e for e in population_events(ws, since=since, until=day)
+                                  if e.id in ids])
 
 
 def _event_key(event: PopulationEvent) -> str:
