@@ -66,6 +66,26 @@ def day_range(since: date | None, until: date | None
     return where, params, binds
 
 
+def read_latest(conn: Any, dialect: str, where: list[str], params: dict[str, object],
+                binds: list[Any], *, nothing: bool = False) -> np.ndarray:
+    """Rows (series_id, source_id, day number, value) of ``observations o`` matching
+    ``where``, fetched in chunks straight into int64 arrays, then the latest revision
+    of each (:func:`latest_rows`): the raw read of the window and of a Dask slice.
+    ``nothing``: the caller knows no row can match (an empty id list)."""
+    if nothing:
+        return latest_rows(conn, np.zeros((0, 4), dtype=np.int64))
+    day = _DAY_SQL.get(dialect, _DAY_SQL["sqlite"])
+    sql = text(f"SELECT o.series_id, o.source_id, {day}, o.value FROM observations o "
+               "WHERE " + " AND ".join(where)).bindparams(*binds)
+    cursor = conn.execute(sql, params).cursor
+    assert cursor is not None
+    chunks: list[np.ndarray] = []
+    while batch := cursor.fetchmany(_CHUNK):
+        chunks.append(np.asarray(batch, dtype=np.int64))
+    rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
+    return latest_rows(conn, rows)
+
+
 def latest_values(store: Store, *, since: date | None = None, until: date | None = None,
                   companies: Iterable[str] | None = None,
                   series: Iterable[int] | None = None) -> Latest:
@@ -88,21 +108,10 @@ def latest_values(store: Store, *, since: date | None = None, until: date | None
         where.append(_SERIES_SQL.get(store.dialect, _SERIES_SQL["sqlite"]))
         params["sids"] = json.dumps(ids) if store.dialect == "sqlite" else \
             "{" + ",".join(map(str, ids)) + "}"
-    day = _DAY_SQL.get(store.dialect, _DAY_SQL["sqlite"])
-    sql = text(f"SELECT o.series_id, o.source_id, {day}, o.value FROM observations o "
-               "WHERE " + " AND ".join(where)).bindparams(*binds)
-    chunks: list[np.ndarray] = []
+    nothing = params.get("cids") == [] or params.get("sids") in ("[]", "{}")
     with store.reading("reading observations") as conn:
-        if params.get("cids") == [] or params.get("sids") in ("[]", "{}"):
-            rows = np.zeros((0, 4), dtype=np.int64)
-        else:
-            cursor = conn.execute(sql, params).cursor
-            assert cursor is not None
-            while batch := cursor.fetchmany(_CHUNK):
-                chunks.append(np.asarray(batch, dtype=np.int64))
-            rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
+        rows = read_latest(conn, store.dialect, where, params, binds, nothing=nothing)
         series_names, source_names = key_names(conn)
-        rows = latest_rows(conn, rows)
     return Latest(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], series_names, source_names)
 
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, func, select
 
 from tracker.store.core import Store
-from tracker.store.latest import _DAY_SQL, day_range, latest_rows
+from tracker.store.latest import day_range, read_latest
 from tracker.store.schema import observations, series
 
 _CHUNK = 500_000
@@ -96,18 +96,7 @@ def read_slice(url: str, lo: int, hi: int, *, since: date | None = None,
         where.append("o.series_id IN :only")
         params["only"] = sorted({int(i) for i in only})
         binds.append(bindparam("only", expanding=True))
-    day = _DAY_SQL.get(store.dialect, _DAY_SQL["sqlite"])
-    sql = text(f"SELECT o.series_id, o.source_id, {day}, o.value FROM observations o "
-               "WHERE " + " AND ".join(where)).bindparams(*binds)
-    chunks: list[np.ndarray] = []
     with store.reading("reading a slice of observations") as conn:
-        if only is not None and not params["only"]:
-            rows = np.zeros((0, 4), dtype=np.int64)
-        else:
-            cursor = conn.execute(sql, params).cursor
-            assert cursor is not None
-            while batch := cursor.fetchmany(_CHUNK):
-                chunks.append(np.asarray(batch, dtype=np.int64))
-            rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
-        rows = latest_rows(conn, rows)
+        rows = read_latest(conn, store.dialect, where, params, binds,
+                           nothing=only is not None and not params["only"])
     return Slice(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
