@@ -99,12 +99,15 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table's rows for the template, values made plain (dates as text, no numpy)."""
+    return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows for the template; an alert's with the key of its series' chart (``chart``)."""
-    return [{**{k: _plain(v) for k, v in r.items()},
-             **({"chart": chart_key(str(r["company"]), str(r["metric"]))}
-                if "company" in r and "metric" in r else {})}
-            for r in frame.to_dict("records")]
+    """Alerts for the template, each with the key of its series' chart (``chart``)."""
+    return [{**r, "chart": chart_key(str(r["company"]), str(r["metric"]))}
+            for r in _rows(frame)]
 
 
 def _by_severity(frame: pd.DataFrame) -> pd.DataFrame:
@@ -153,9 +156,9 @@ def _platform(ws: Workspace, day: date, stage: Any, folder: Path
     try:
         fig = plot_population(ws, since=since, until=day, metric=metric)
     except InputError:
-        return _records(events.iloc[::-1]), None
+        return _rows(events.iloc[::-1]), None
     stage.write(folder / "population.png", render(fig, "png"), parents=True)
-    return _records(events.iloc[::-1]), "population.png"
+    return _rows(events.iloc[::-1]), "population.png"
 
 
 def _stale(ws: Workspace, day: date) -> list[dict[str, Any]]:
@@ -282,7 +285,7 @@ def build_report(ws: Workspace, day: date, *, new_ids: list[int] | None = None,
             charted={c["key"] for c in charts}, stale=_stale(ws, day),
             stale_days=ws.settings.run.stale_days, companies=company_ops.count(ws.store),
             platform=platform, platform_chart=chart_file, platform_days=PLATFORM_DAYS,
-            inflated=_records(inflated_companies(ws, day)),
+            inflated=_rows(inflated_companies(ws, day)),
         )
         stage.write(path, html, parents=True)
     _remove_stale_images(folder, [n for c in charts for n in (c["file"], c["thumb"])]
