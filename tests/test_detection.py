@@ -93,7 +93,9 @@ def test_daily_runs_store_what_one_full_pass_stores(history: pd.DataFrame, tmp_p
     assert kept is not None and kept.last_observation == \
         alert_store.load_mark(daily.store).last_observation
     lo = date.fromordinal(date(1970, 1, 1).toordinal() + kept.first_day)
-    assert lo == old.date() - pd.Timedelta(days=window_days(daily.settings.detect) - 1)
+    # the detection's window, and the population step's baseline before it
+    assert lo == old.date() - pd.Timedelta(days=window_days(daily.settings.detect) - 1
+                                           + daily.settings.population.baseline_days + 1)
     fresh = window_cache.Window.of(latest_values(daily.store, since=lo),
                                    kept.first_day, kept.last_observation)
     np.testing.assert_array_equal(kept.series_id, fresh.series_id)

@@ -88,28 +88,60 @@ def _window(ws: Workspace, p: Plan, first: date, day: date
             ) -> tuple[pd.DataFrame, pd.DataFrame, window_cache.Window]:
     """The detection window [first, day]: the stored one brought up to date with the
     observations written since, or read afresh when there is none that fits."""
-    lo, hi = _day_number(first), _day_number(day)
+    keep = _day_number(_keep_from(ws, first))
     win = window_cache.load(ws.store)
     if win is None or p.mark is None or win.last_observation != p.mark.last_observation \
-            or win.first_day > lo:
-        win = window_cache.Window.of(latest_values(ws.store, since=first), lo,
+            or win.first_day > keep:
+        win = window_cache.Window.of(latest_values(ws.store, since=_date_of(keep)), keep,
                                      p.last_observation)
     else:
         win.apply(ws.store, p.last_observation)
-        win.trim(lo)
-    vals = win.values[: hi - win.first_day + 1]
+        win.trim(keep)
+    matrix, keys = _from_window(ws, win, _day_number(first), _day_number(day))
+    return matrix, keys, win
+
+
+def _keep_from(ws: Workspace, first: date) -> date:
+    """How far back the kept window reaches: the detection's ``first`` day, and the
+    population step's baseline before it, so that step reads no observations."""
+    if ws.settings.population.enabled:
+        return first - timedelta(days=ws.settings.population.baseline_days + 1)
+    return first
+
+
+def _from_window(ws: Workspace, win: window_cache.Window, lo: int, hi: int
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The days [lo, hi] of the window as :func:`build_matrix` gives them: the days and
+    series with a value in that range only, columns in key order."""
+    start = max(lo - win.first_day, 0)
+    vals = win.values[start: max(hi - win.first_day + 1, 0)]
     cols = np.isfinite(vals).any(axis=0)
     vals = vals[:, cols]
     rows = np.isfinite(vals).any(axis=1)
     if not rows.any():
-        return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS), win
-    matrix, keys = _keyed(vals[rows], win.first_day + np.flatnonzero(rows),
-                          win.series_id[cols], win.source_id[cols], latest_names(ws.store))
-    return matrix, keys, win
+        return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS)
+    return _keyed(vals[rows], win.first_day + start + np.flatnonzero(rows),
+                  win.series_id[cols], win.source_id[cols], latest_names(ws.store))
+
+
+def window_matrix(ws: Workspace, since: date, until: date
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``build_matrix(ws, since=since, until=until)``, from the kept detection window
+    when it holds exactly what the store holds now (the daily run's steps after
+    detection), else read from the observations."""
+    win = window_cache.load(ws.store)
+    if win is not None and win.first_day <= _day_number(since) \
+            and win.last_observation == alert_store.last_observation_id(ws.store):
+        return _from_window(ws, win, _day_number(since), _day_number(until))
+    return build_matrix(ws, since=since, until=until)
 
 
 def _day_number(d: date) -> int:
     return (d - date(1970, 1, 1)).days
+
+
+def _date_of(n: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=n)
 
 
 def matrix_of(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -59,9 +59,10 @@ def _cohorts(ws: Workspace) -> dict[str, list[str]]:
 
 
 def _analyse(ws: Workspace, since: date | None, until: date | None) -> PopulationResult:
-    from tracker.detection import build_matrix
+    from tracker.detection import build_matrix, window_matrix
 
-    matrix, keys = build_matrix(ws, since=since, until=until)
+    matrix, keys = build_matrix(ws, since=since, until=until) \
+        if since is None or until is None else window_matrix(ws, since, until)
     daily, events, members = population_pass(
         matrix, keys, ws.settings.detect, ws.settings.population, cohorts=_cohorts(ws),
         industries=event_store.industries(ws.store))

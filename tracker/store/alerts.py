@@ -186,7 +186,7 @@ def upsert(store: Store, rows: Sequence[dict[str, Any]], *,
         if mark is not None:
             _save_mark(conn, mark)
         if window is not None:
-            window_cache.save(conn, window)
+            window_cache.save(conn, store, window)
     return Saved({r["fingerprint"] for r in fresh}, len(changed), withdrawn)
 
 

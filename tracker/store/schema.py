@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -219,18 +220,34 @@ silences = Table(
 )
 
 #: The daily run's detection window, a cache of the observations (see
-#: ``store.window_cache``): one row per chunk of series.
-detect_window = Table(
-    "detect_window",
+#: ``store.window_cache``): a header, the column keys in chunks, one row per day.
+detect_window_meta = Table(
+    "detect_window_meta",
     metadata,
-    Column("chunk", Integer, primary_key=True, autoincrement=False),
+    Column("id", Integer, primary_key=True, autoincrement=False),
     Column("first_day", Integer, nullable=False),
     Column("days", Integer, nullable=False),
+    Column("columns", Integer, nullable=False),
     Column("last_observation", BigInteger, nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+detect_window_columns = Table(
+    "detect_window_columns",
+    metadata,
+    Column("chunk", Integer, primary_key=True, autoincrement=False),
     Column("series", LargeBinary, nullable=False),
     Column("sources", LargeBinary, nullable=False),
+)
+
+detect_window_days = Table(
+    "detect_window_days",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("columns", Integer, nullable=False),
+    Column("width", SmallInteger, nullable=False),
     Column("counts", LargeBinary, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
 )
 
 #: Population events (``tracker.population``): an abnormal share of a population (a

@@ -1,0 +1,106 @@
+"""The kept detection window: stored one row per day, written only where it changed.
+
+Why: at a million series a year's window is over a gigabyte; a daily run that
+rewrote it all would spend its time budget on a cache. These tests prove that a
+save writes the header, new column chunks and the dirty days only, that rows
+stored before columns were added read back with those columns missing, that
+values beyond int32 survive, and that the in-process copy is never used once
+another writer has replaced the stored window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select, text
+
+from tracker.store import Store, window_cache
+from tracker.store.schema import detect_window_days
+
+NAN = np.nan
+
+
+def _window() -> window_cache.Window:
+    values = np.array([[10.0, NAN], [12.0, float(2**40)], [NAN, 7.0]])
+    return window_cache.Window(100, np.array([1, 2]), np.array([1, 1]), values, 5,
+                               dirty={100, 101, 102})
+
+
+def _save(store: Store, win: window_cache.Window) -> None:
+    with store.transaction("test") as conn:
+        window_cache.save(conn, store, win)
+
+
+def _stored_days(store: Store) -> dict[int, tuple[int, int, bytes]]:
+    with store.reading() as conn:
+        t = detect_window_days
+        return {r.day: (r.columns, r.width, r.counts)
+                for r in conn.execute(select(t.c.day, t.c.columns, t.c.width, t.c.counts))}
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    s = Store(db_url)
+    yield s
+    window_cache._kept = None
+    s.close()
+
+
+def test_round_trip_with_wide_values_and_gaps(store: Store) -> None:
+    win = _window()
+    _save(store, win)
+    days = _stored_days(store)
+    assert sorted(days) == [100, 101, 102]
+    assert days[100][1] == 4 and days[101][1] == 8  # int32 unless a value needs more
+    window_cache._kept = None  # as a new process would
+    got = window_cache.load(store)
+    assert got is not None and got is not win
+    np.testing.assert_array_equal(got.values, _window().values)
+    np.testing.assert_array_equal(got.series_id, [1, 2])
+    assert (got.first_day, got.last_observation, got.stored_columns) == (100, 5, 2)
+    assert not got.dirty
+
+
+def test_a_save_writes_only_what_changed(store: Store) -> None:
+    win = _window()
+    _save(store, win)
+    before = _stored_days(store)
+    # a new day with a series seen for the first time, and the oldest day dropped
+    win.series_id, win.source_id = np.array([1, 2, 3]), np.array([1, 1, 1])
+    win.values = np.vstack([np.hstack([win.values, np.full((3, 1), NAN)]),
+                            [[13.0, 8.0, 40.0]]])
+    win.dirty = {103}
+    win.last_observation = 9
+    win.trim(101)
+    _save(store, win)
+    after = _stored_days(store)
+    assert sorted(after) == [101, 102, 103]
+    assert after[101] == before[101] and after[102] == before[102]  # not rewritten
+    assert after[103][0] == 3
+    window_cache._kept = None
+    got = window_cache.load(store)
+    assert got is not None
+    expected = np.array([[12.0, float(2**40), NAN], [NAN, 7.0, NAN], [13.0, 8.0, 40.0]])
+    np.testing.assert_array_equal(got.values, expected)
+    np.testing.assert_array_equal(got.series_id, [1, 2, 3])
+
+
+def test_the_kept_copy_yields_to_another_writer(store: Store) -> None:
+    win = _window()
+    _save(store, win)
+    assert window_cache.load(store) is win  # the steps after detection read no blob
+    with store.transaction("another process") as conn:
+        conn.execute(text("UPDATE detect_window_meta SET token = 'other'"))
+        conn.execute(text("UPDATE detect_window_days SET counts = :c WHERE day = 100"),
+                     {"c": np.array([11, 1], dtype=np.int32).tobytes()})
+    got = window_cache.load(store)
+    assert got is not win and got is not None
+    np.testing.assert_array_equal(got.values[0], [11.0, 1.0])
+
+
+def test_an_incomplete_window_is_not_used(store: Store) -> None:
+    _save(store, _window())
+    with store.transaction("damage") as conn:
+        conn.execute(text("UPDATE detect_window_meta SET columns = 3"))
+    window_cache._kept = None
+    assert window_cache.load(store) is None  # rebuilt from the observations instead
