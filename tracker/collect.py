@@ -271,7 +271,7 @@ def collect(ws: Workspace, day: date | None = None, only: list[str] | None = Non
     own_run = run_id is None
     if run_id is None:
         run_id = run_ops.start_run(ws.store, "collect")
-    companies = ws.company_refs()
+    companies = ws.company_refs() if any(s.uses_companies for s in sources) else []
     outcomes: list[SourceOutcome] = []
     try:
         befores = {s.instance: dict(s.context.state) for s in sources}

@@ -81,6 +81,9 @@ class Source(ABC):
 
     name: ClassVar[str]
     Settings: ClassVar[type[SourceSettings]] = SourceSettings
+    #: False for a source that reads what it is given (files) and ignores the
+    #: company list: the collector then does not read a million companies for it
+    uses_companies: ClassVar[bool] = True
 
     def __init__(self, instance: str, settings: SourceSettings, context: SourceContext) -> None:
         self.instance = instance

@@ -57,6 +57,7 @@ class CsvFolderSource(Source):
     Settings = CsvFolderSettings
     settings: CsvFolderSettings
     accepts_zero = True  # files follow the import rules: counts are whole numbers >= 0
+    uses_companies = False  # every row of a file names its company
 
     @property
     def folder(self) -> Path:

@@ -204,15 +204,20 @@ class Store:
         import pandas as pd
 
         cols = [table.c[c] for c in key_cols]
-        existing = pd.DataFrame(conn.execute(select(table.c.id, *cols)).all(),
+
+        def stored() -> pd.DataFrame:
+            # raw DBAPI rows: a Row object per series costs more than the query
+            cursor = conn.execute(select(table.c.id, *cols)).cursor
+            return pd.DataFrame(cursor.fetchall() if cursor is not None else [],
                                 columns=["id", *key_cols])
+
+        existing = stored()
         keys = wanted[key_cols].drop_duplicates()
         merged = keys.merge(existing, on=key_cols, how="left")
         missing = merged[merged["id"].isna()][key_cols]
         if len(missing):
             conn.execute(insert(table), missing.to_dict("records"))
-            existing = pd.DataFrame(conn.execute(select(table.c.id, *cols)).all(),
-                                    columns=["id", *key_cols])
+            existing = stored()
         ids = wanted[key_cols].merge(existing, on=key_cols, how="left")["id"]
         return ids.astype("int64").set_axis(wanted.index)
 
@@ -355,8 +360,13 @@ class Store:
             result = conn.execute(sql.bindparams(*binds), params)
             # the raw DBAPI rows: building Row objects costs 10x the query itself
             rows = result.cursor.fetchall() if result.cursor is not None else []
+            # only the companies read: a chart of one company must not read a
+            # million series names
             names = conn.execute(text(
-                "SELECT se.id, se.company_id, se.metric FROM series se")).all()
+                "SELECT se.id, se.company_id, se.metric FROM series se"
+                + (" WHERE se.company_id IN :cids" if "cids" in params else "")
+            ).bindparams(*([bindparam("cids", expanding=True)] if "cids" in params else [])),
+                {"cids": params["cids"]} if "cids" in params else {}).all()
             source_names = dict(conn.execute(text("SELECT id, name FROM sources")).all())
         cols = list(zip(*rows, strict=True)) if rows else [[]] * 5
         frame = pd.DataFrame({
