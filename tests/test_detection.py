@@ -18,6 +18,7 @@ import pytest
 from tracker.alerts import list_alerts
 from tracker.config import Settings
 from tracker.detect.engine import window_days
+from tracker.detect.population import baseline_reach
 from tracker.detect.synthetic import generate
 from tracker.detection import detect_new, plan, run_detection
 from tracker.ingest import ImportOptions, import_file
@@ -95,7 +96,7 @@ def test_daily_runs_store_what_one_full_pass_stores(history: pd.DataFrame, tmp_p
     lo = date.fromordinal(date(1970, 1, 1).toordinal() + kept.first_day)
     # the detection's window, and the population step's baseline before it
     assert lo == old.date() - pd.Timedelta(days=window_days(daily.settings.detect) - 1
-                                           + daily.settings.population.baseline_days + 1)
+                                           + baseline_reach(daily.settings.population) + 1)
     fresh = window_cache.Window.of(latest_values(daily.store, since=lo),
                                    kept.first_day, kept.last_observation)
     np.testing.assert_array_equal(kept.series_id, fresh.series_id)

@@ -59,6 +59,39 @@ def test_a_platform_day_is_found_with_its_members(seed: int) -> None:
     assert (daily[daily["event"]]["date"] == truth["date"]).all()
 
 
+def test_a_daily_window_judges_its_days_as_the_full_pass() -> None:
+    """What the daily step reads (a detection window plus the shares' baseline before
+    the judged day, scoring only the baseline's days) gives the full pass's shares,
+    events and members for the days it judges."""
+    from tracker.detect.engine import window_days
+    from tracker.detect.population import baseline_reach
+
+    case = synthetic.generate_platform(300, 730, seed=3, n_events=3)
+    matrix, keys = _keyed(case.matrix)
+    s, ps = DetectSettings(), Settings().population
+    full_daily, full_ev, full_mem = population_pass(matrix, keys, s, ps)
+    checked = 0
+    for day in case.events["date"]:
+        start = pd.Timestamp(day)
+        lo = start - pd.Timedelta(days=window_days(s) + baseline_reach(ps))
+        if lo < matrix.index[0]:
+            continue
+        window = matrix.loc[lo:start]
+        daily, ev, mem = population_pass(window, keys, s, ps, judge_from=start)
+        judged = daily[daily["date"] >= start - pd.Timedelta(days=1)].reset_index(drop=True)
+        want = full_daily[(full_daily["date"] >= start - pd.Timedelta(days=1))
+                          & (full_daily["date"] <= start)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(judged, want)
+        assert list(ev[ev["last_date"] >= start]["id"]) == \
+            list(full_ev[(full_ev["last_date"] >= start) & (full_ev["first_date"] <= start)]["id"])
+        got = mem[mem["date"] == start].reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            got, full_mem[full_mem["date"] == start].reset_index(drop=True))
+        assert len(ev) >= 1 and len(got) >= 1  # the injected platform day was found
+        checked += 1
+    assert checked >= 1
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_purge_among_noisy_companies_is_found_though_most_never_alert(seed: int) -> None:
     """The same purge laid over quiet companies of every noise level (whole-people

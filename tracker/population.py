@@ -19,7 +19,7 @@ from datetime import date, timedelta
 import pandas as pd
 
 from tracker.detect.engine import window_days
-from tracker.detect.population import population_pass
+from tracker.detect.population import baseline_reach, population_pass
 from tracker.errors import ConfigError, InputError, NotFoundError
 from tracker.records import EVENT_FIELDS, MEMBER_FIELDS, EventMember, PopulationEvent, StepOutcome
 from tracker.store import alerts as alert_store
@@ -58,20 +58,24 @@ def _cohorts(ws: Workspace) -> dict[str, list[str]]:
     return out
 
 
-def _analyse(ws: Workspace, since: date | None, until: date | None) -> PopulationResult:
+def _analyse(ws: Workspace, since: date | None, until: date | None,
+             judge_from: date | None = None) -> PopulationResult:
     from tracker.detection import build_matrix, window_matrix
 
     matrix, keys = build_matrix(ws, since=since, until=until) \
         if since is None or until is None else window_matrix(ws, since, until)
     daily, events, members = population_pass(
         matrix, keys, ws.settings.detect, ws.settings.population, cohorts=_cohorts(ws),
-        industries=event_store.industries(ws.store))
+        industries=event_store.industries(ws.store),
+        judge_from=None if judge_from is None else pd.Timestamp(judge_from))
     return PopulationResult(daily, events, members)
 
 
 def _read_from(ws: Workspace, start: date) -> date:
+    """The first day a judgement of the days from ``start`` reads: the shares'
+    baseline before it, and a full detection window before each of those days."""
     return start - timedelta(days=window_days(ws.settings.detect)
-                             + ws.settings.population.baseline_days)
+                             + baseline_reach(ws.settings.population))
 
 
 def find_population_events(ws: Workspace, *, since: date | None = None,
@@ -82,7 +86,8 @@ def find_population_events(ws: Workspace, *, since: date | None = None,
     The history read reaches far enough before ``since`` for exact verdicts.
     """
     last_id = alert_store.last_observation_id(ws.store)
-    result = _analyse(ws, None if since is None else _read_from(ws, since), until)
+    result = _analyse(ws, None if since is None else _read_from(ws, since), until,
+                      judge_from=since)
     if result.daily.empty:
         return result
     through = until or result.daily["date"].max().date()
@@ -220,7 +225,8 @@ def share_history(ws: Workspace, *, until: date | None = None, since: date | Non
                   metric: str = "employees") -> pd.DataFrame:
     """Each day's share of the metric's series moving down and up (whole population),
     with the event days flagged: what the overview chart draws."""
-    result = _analyse(ws, None if since is None else _read_from(ws, since), until)
+    result = _analyse(ws, None if since is None else _read_from(ws, since), until,
+                      judge_from=since)
     d = result.daily
     if d.empty:
         return d

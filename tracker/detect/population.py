@@ -86,9 +86,15 @@ def primary_columns(keys: pd.DataFrame, counts: np.ndarray) -> np.ndarray:
 
 
 def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
-          max_gap_days: int = 7, min_move_pct: float = 1.0) -> Moves:
+          max_gap_days: int = 7, min_move_pct: float = 1.0,
+          first_day: pd.Timestamp | None = None) -> Moves:
     """Every series' day-over-day change scored against its own recent variation
-    (z is 0 for moves under ``min_move_pct``: they never count)."""
+    (z is 0 for moves under ``min_move_pct``: they never count).
+
+    ``first_day``: the days before it are history only, not scored (NaN): a daily
+    run's window reaches a year back for the series' statistics, but only the last
+    months' shares are the baseline of the days it judges.
+    """
     values = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
     cols = primary_columns(keys, np.isfinite(values).sum(axis=0))
     values = values[:, cols]
@@ -108,8 +114,10 @@ def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
     raw_d[1:] = raw[1:] - raw[:-1]
     # Only a move of min_move_pct or more can count, so only those cells need the
     # (costly) robust statistics; the others are judged, and did not move (z = 0).
+    scored = np.ones(p.y.shape, dtype=bool) if first_day is None else \
+        p.day >= day_numbers(pd.DatetimeIndex([first_day]))[0]
     with np.errstate(invalid="ignore"):
-        need = np.abs(raw_d) >= np.log1p(min_move_pct / 100)
+        need = (np.abs(raw_d) >= np.log1p(min_move_pct / 100)) & scored
     st = row_stats(p, d, g, settings, need=need)
     z, exceed, _ = change_test(p, d, g, st, settings)
     ok = np.zeros(p.y.shape, dtype=bool)
@@ -118,6 +126,7 @@ def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
                   & np.isfinite(raw_d[1:])
                   & (np.arange(1, p.n)[:, None] >= settings.min_history))
     ok &= ~need | (st.n >= settings.min_history)  # a big move without history: unjudged
+    ok &= scored
     # A move back to where the series stood a few days before is a glitch ending (a
     # scrape that failed everywhere and recovered), not a platform move of its own:
     # counting it opened an "up" event the day after every glitch-shaped "down" one.
@@ -178,6 +187,13 @@ def _moving(mv: Moves, cols: np.ndarray, sign: float, small: np.ndarray, z_bar: 
         loose = (sign * z >= z_bar) & (sign * ch >= np.log1p(ps.min_move_pct / 100))
         strict = mv.exceptional[:, cols] & (sign * ch > 0)
     return np.where(small[:, None], strict, loose)
+
+
+def baseline_reach(ps: PopulationSettings) -> int:
+    """Days before a judged day whose shares its verdict reads: the ``baseline_days``
+    window, and the same-weekday median of the 8 weeks before (with a week of margin
+    for days missing from the index), plus the day before (an event may begin there)."""
+    return max(ps.baseline_days, 9 * 7) + 7 + 1
 
 
 def _baseline(share: pd.Series, n: np.ndarray, ps: PopulationSettings
@@ -330,14 +346,19 @@ def link_alerts(members: pd.DataFrame, events: pd.DataFrame, alerts: pd.DataFram
 def population_pass(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
                     ps: PopulationSettings | None = None, *,
                     cohorts: Mapping[str, Sequence[str]] | None = None,
-                    industries: Mapping[str, str] | None = None
+                    industries: Mapping[str, str] | None = None,
+                    judge_from: pd.Timestamp | None = None
                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Daily shares, events and members of a dates x series matrix (no database).
 
     ``keys`` names each column (company, metric, source), as ``build_matrix`` gives.
+    ``judge_from``: only events of that day or later are wanted; the shares of the
+    days before it are computed as far back as their baseline needs, no further.
     """
     ps = ps or PopulationSettings()
-    mv = moves(matrix, keys, settings, ps.max_gap_days, ps.min_move_pct)
+    first = None if judge_from is None else \
+        judge_from - pd.Timedelta(days=baseline_reach(ps))
+    mv = moves(matrix, keys, settings, ps.max_gap_days, ps.min_move_pct, first_day=first)
     pops = populations(mv.keys, cohorts or {}, industries or {}, ps.min_series)
     daily = shares(mv, pops, ps)
     events, members = group_events(mv, pops, daily, ps)
