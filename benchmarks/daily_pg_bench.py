@@ -21,6 +21,10 @@ set-up, printed but not the figure:
 
 The peer (the floor of the append) is a plain binary COPY of the same day's rows
 into an unindexed table, printed beside the collect step with the ratio.
+
+``--keep`` keeps the database; ``--reuse NAME`` skips the set-up and times the run
+of the day after the last one that database holds (the same seeded values), so a
+change can be measured on a 10^8-row store without building it again.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from tracker.detect.synthetic import generate
 from tracker.detection import run_detection
 from tracker.ingest import ImportOptions, import_file
 from tracker.job import run_once
-from tracker.store import Store
+from tracker.store import Store, window_cache
 from tracker.workspace import Workspace
 
 CONFIG = """
@@ -67,6 +71,9 @@ output_dir = "reports"
 """
 
 CHUNK = 50_000
+#: days generated beyond the stored history (the same seeded values every time, so
+#: ``--reuse`` can run up to this many more days on a kept database)
+HORIZON = 32
 PG_EPOCH = np.datetime64("2000-01-01", "D")
 #: observations (series_id, source_id, as_of, value, collected_at) in COPY BINARY
 ROW = [("n", ">i2"), ("l1", ">i4"), ("series_id", ">i4"), ("l2", ">i4"), ("source_id", ">i4"),
@@ -138,11 +145,14 @@ def floor_copy(dsn: str, csv: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--companies", type=int, default=1_000_000)
-    ap.add_argument("--days", type=int, default=120, help="days of history stored")
+    ap.add_argument("--days", type=int, default=120,
+                    help="days of history stored (with --reuse: as when it was built)")
     ap.add_argument("--start", default="2022-06-01")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the database (name printed)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the timed run into FILE")
+    ap.add_argument("--reuse", metavar="NAME",
+                    help="a database kept by --keep: time the next day's run on it")
     a = ap.parse_args()
     admin = os.environ.get("TRACKER_BENCH_POSTGRES_URL") or os.environ.get(
         "TRACKER_TEST_POSTGRES_URL")
@@ -150,20 +160,24 @@ def main() -> None:
         sys.exit("set TRACKER_BENCH_POSTGRES_URL to a PostgreSQL server")
     from sqlalchemy import create_engine, make_url, text
 
-    name = f"tracker_daily_{uuid.uuid4().hex[:8]}"
+    name = a.reuse or f"tracker_daily_{uuid.uuid4().hex[:8]}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    if not a.reuse:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(admin).set(database=name)
     url_s = url.render_as_string(hide_password=False)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     print(f"daily_pg_bench: {a.companies:,} companies x {a.days} days on PostgreSQL "
           f"(database {name}), {os.cpu_count()} cores")
     try:
+        if a.reuse:
+            timed_run(a, url_s, dsn)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             t0 = time.perf_counter()
-            m = history(a.companies, a.days + 2, a.start)
+            m = history(a.companies, a.days + HORIZON, a.start)
             print(f"  set-up: generated {m.shape[1]:,} series x {m.shape[0]} days in "
                   f"{time.perf_counter() - t0:.0f} s")
             (root / "incoming").mkdir()
@@ -204,47 +218,80 @@ def main() -> None:
             full = run_detection(ws, until=hist.index[-1].date())
             print(f"  set-up: first run's full pass: {time.perf_counter() - t0:.0f} s "
                   f"({len(full.anomalies):,} alerts)")
-            warm_day, new_day = m.index[-2], m.index[-1]
-            long_rows(m.iloc[-2:-1]).to_csv(root / "incoming" / f"{warm_day:%Y-%m-%d}.csv",
-                                            index=False)
+            warm_day = _next_day(m, hist.index[-1])
+            long_rows(m.loc[[warm_day]]).to_csv(
+                root / "incoming" / f"{warm_day:%Y-%m-%d}.csv", index=False)
             t0 = time.perf_counter()
             warm = run_once(ws, warm_day.date())
             print(f"  set-up: the day before, reading the window afresh: "
                   f"{time.perf_counter() - t0:.1f} s ({warm.summary()[:60]})")
-            day_csv = root / "incoming" / f"{new_day:%Y-%m-%d}.csv"
-            long_rows(m.iloc[-1:]).to_csv(day_csv, index=False)
-            steps, times = _timed_steps()
-            prof = None
-            if a.profile:
-                import cProfile
-
-                prof = cProfile.Profile()
-                prof.enable()
-            t0 = time.perf_counter()
-            result = run_once(ws, new_day.date(), steps=steps)
-            total = time.perf_counter() - t0
-            if prof is not None:
-                prof.disable()
-                prof.dump_stats(a.profile)
-            assert result.error is None, result.summary()
-            collect = total - sum(times.values())
-            report = times.get("report_step", 0.0)
-            detail = ", ".join(f"{k.removesuffix('_step')} {v:.1f} s" for k, v in times.items())
-            print(f"\n  daily run for {new_day:%Y-%m-%d}: {total:.1f} s (collect {collect:.1f} s, "
-                  f"{detail}); {result.summary()[:100]}")
-            target = total - report
-            print(f"  append one day + detect + alerts (the run without its report): "
-                  f"{target:.1f} s ({target / 60:.2f} min; target <= 3 min -> "
-                  f"{'meets' if target <= 180 else 'MISSES'})")
-            floor = floor_copy(dsn, day_csv)
-            print(f"  peer: plain COPY of the same day's CSV into an unindexed table "
-                  f"{floor:.2f} s; collect / COPY = {collect / floor:.0f}x")
             store.close()
+            timed_run(a, url_s, dsn, root=root, m=m)
     finally:
-        if not a.keep:
+        if not (a.keep or a.reuse):
             with engine.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
+
+
+def _next_day(m: pd.DataFrame, after: pd.Timestamp) -> pd.Timestamp:
+    """The first day after ``after`` with data (the generator has platform outages)."""
+    later = m.loc[m.index > after]
+    seen = later.notna().any(axis=1)
+    if not seen.any():
+        sys.exit(f"no generated day with data after {after:%Y-%m-%d} (the {HORIZON} days "
+                 "generated past the history are used up): build a new database")
+    return seen.idxmax()
+
+
+def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None = None,
+              m: pd.DataFrame | None = None) -> None:
+    """The timed steady-state run of the day after the last one stored."""
+    import psycopg
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if root is None:
+            root = Path(tmp)
+            (root / "incoming").mkdir()
+            (root / "config.toml").write_text(CONFIG.format(url=url_s, workers=a.workers))
+        store = Store(url_s)
+        ws = Workspace(load_settings(root / "config.toml"), store)
+        with psycopg.connect(dsn) as conn:
+            last = conn.execute("SELECT max(as_of) FROM observations").fetchone()[0]
+        if m is None:
+            m = history(a.companies, a.days + HORIZON, a.start)
+        new_day = _next_day(m, pd.Timestamp(last))
+        # as cron's new process each morning: the window is read from the database
+        window_cache._kept = None
+        day_csv = root / "incoming" / f"{new_day:%Y-%m-%d}.csv"
+        long_rows(m.loc[[new_day]]).to_csv(day_csv, index=False)
+        steps, times = _timed_steps()
+        prof = None
+        if a.profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+        t0 = time.perf_counter()
+        result = run_once(ws, new_day.date(), steps=steps)
+        total = time.perf_counter() - t0
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(a.profile)
+        assert result.error is None, result.summary()
+        collect = total - sum(times.values())
+        report = times.get("report_step", 0.0)
+        detail = ", ".join(f"{k.removesuffix('_step')} {v:.1f} s" for k, v in times.items())
+        print(f"\n  daily run for {new_day:%Y-%m-%d}: {total:.1f} s (collect {collect:.1f} s, "
+              f"{detail}); {result.summary()[:100]}")
+        target = total - report
+        print(f"  append one day + detect + alerts (the run without its report): "
+              f"{target:.1f} s ({target / 60:.2f} min; target <= 3 min -> "
+              f"{'meets' if target <= 180 else 'MISSES'})")
+        floor = floor_copy(dsn, day_csv)
+        print(f"  peer: plain COPY of the same day's CSV into an unindexed table "
+              f"{floor:.2f} s; collect / COPY = {collect / floor:.0f}x")
+        store.close()
 
 
 if __name__ == "__main__":
