@@ -359,3 +359,22 @@ def test_an_export_imports_back_with_its_ids_and_names(tmp_path: Path, capsys) -
     assert main(["--db", second, "import", str(tmp_path / "renamed.csv")]) == 0
     capsys.readouterr()
     assert listing(second)["binance"] == "Binance"
+
+
+def test_slug_shaped_names_are_their_own_id_and_alias_key() -> None:
+    """resolve() skips the Unicode folding for names already shaped like an id; that
+    shortcut is right only if the rules give such a name back unchanged."""
+    import random
+    import string
+
+    from tracker.store.companies import _SLUG_SHAPED, alias_key, slugify
+
+    rng = random.Random(1)
+    checked = 0
+    for _ in range(20_000):
+        x = "".join(rng.choice(string.ascii_letters + string.digits + "-_ .")
+                    for _ in range(rng.randint(1, 12)))
+        if _SLUG_SHAPED.fullmatch(x):
+            checked += 1
+            assert slugify(x) == x and alias_key(x) == x, x
+    assert checked > 100

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from tracker.store.core import Store
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
+#: what the ASCII rule gives back unchanged: slugify(x) == alias_key(x) == x
+_SLUG_SHAPED = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 #: companies.id is a String(200).
 MAX_ID = 200
 #: The transliterated part of a hashed id is a hint for people, not the identity:
@@ -198,11 +200,14 @@ def resolve(conn: Connection, names: Iterable[str], *, create: bool = True) -> d
     out: dict[str, str] = {}
     new: dict[str, str] = {}
     for name in wanted:
-        key = alias_key(name)
+        # a name that is already an id (what files and providers keyed by id send) is
+        # its own alias key and slug: a million of them need no Unicode folding
+        plain = len(name) <= MAX_ID and _SLUG_SHAPED.fullmatch(name) is not None
+        key = name if plain else alias_key(name)
         if key in aliases:
             out[name] = aliases[key]
             continue
-        slug = slugify(name)
+        slug = name if plain else slugify(name)
         if slug in known_ids or slug in new:
             out[name] = slug
             continue
