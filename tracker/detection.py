@@ -31,7 +31,6 @@ import pandas as pd
 from tracker.alerts import DetectionResult, day_of, save_verdicts
 from tracker.detect import detect, detect_day
 from tracker.detect.engine import empty_frame, judge_days, window_days
-from tracker.detect.population import baseline_reach
 from tracker.records import Alert, StepOutcome
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
@@ -105,8 +104,11 @@ def _window(ws: Workspace, p: Plan, first: date, day: date
 def _keep_from(ws: Workspace, first: date) -> date:
     """How far back the kept window reaches: the detection's ``first`` day, and the
     population step's baseline before it, so that step reads no observations."""
-    if ws.settings.population.enabled:  # population._read_from of the same start
-        return first - timedelta(days=baseline_reach(ws.settings.population) + 1)
+    if ws.settings.population.enabled:
+        from tracker.population import read_from
+
+        # ``first`` is the detection's read of the days from ``start``
+        return read_from(ws, first + timedelta(days=window_days(ws.settings.detect) - 1))
     return first
 
 

@@ -27,7 +27,7 @@ from tracker.store import events as event_store
 from tracker.workspace import Workspace
 
 __all__ = ["PopulationResult", "event_members", "find_population_events", "list_events",
-           "population_events", "population_step", "share_history"]
+           "population_events", "population_step", "read_from", "share_history"]
 
 
 @dataclass
@@ -71,9 +71,10 @@ def _analyse(ws: Workspace, since: date | None, until: date | None,
     return PopulationResult(daily, events, members)
 
 
-def _read_from(ws: Workspace, start: date) -> date:
+def read_from(ws: Workspace, start: date) -> date:
     """The first day a judgement of the days from ``start`` reads: the shares'
-    baseline before it, and a full detection window before each of those days."""
+    baseline before it, and a full detection window before each of those days (the
+    daily detection keeps its window from here, so this step reads no observations)."""
     return start - timedelta(days=window_days(ws.settings.detect)
                              + baseline_reach(ws.settings.population))
 
@@ -86,7 +87,7 @@ def find_population_events(ws: Workspace, *, since: date | None = None,
     The history read reaches far enough before ``since`` for exact verdicts.
     """
     last_id = alert_store.last_observation_id(ws.store)
-    result = _analyse(ws, None if since is None else _read_from(ws, since), until,
+    result = _analyse(ws, None if since is None else read_from(ws, since), until,
                       judge_from=since)
     if result.daily.empty:
         return result
@@ -225,7 +226,7 @@ def share_history(ws: Workspace, *, until: date | None = None, since: date | Non
                   metric: str = "employees") -> pd.DataFrame:
     """Each day's share of the metric's series moving down and up (whole population),
     with the event days flagged: what the overview chart draws."""
-    result = _analyse(ws, None if since is None else _read_from(ws, since), until,
+    result = _analyse(ws, None if since is None else read_from(ws, since), until,
                       judge_from=since)
     d = result.daily
     if d.empty:
