@@ -25,6 +25,7 @@ from tracker.ingest import ImportOptions, import_file
 from tracker.store import Store, window_cache
 from tracker.store import alerts as alert_store
 from tracker.store.latest import latest_values
+from tracker.store.slices import read_slice
 from tracker.workspace import Workspace
 
 COMPARED = ["company", "metric", "source", "date", "detected_on", "confirmed_on", "verdict",
@@ -150,6 +151,14 @@ def test_fast_reader_gives_the_latest_known_values(tmp_path: Path, db_url: str) 
     window, _ = build_matrix(ws, since=date(2024, 1, 2), until=date(2024, 1, 3),
                              companies=["globex"])
     assert window.shape == (1, 1) and window.iloc[0, 0] == 51
+    # a worker's slice (grouped by series on PostgreSQL, not by day) reads the same cells
+    whole = latest_values(ws.store)
+    ids = np.unique(whole.series_id)
+    part = read_slice(ws.store.url, int(ids[0]), int(ids[-1]), since=date(2024, 1, 2))
+    keep = (whole.day >= (date(2024, 1, 2) - date(1970, 1, 1)).days)
+    for name in ("series_id", "source_id", "day", "value"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(whole, name)[keep])
+    assert len(part) == 4 and 108 in part.value and 93 not in part.value  # the revisions
     ws.close()
 
 

@@ -97,6 +97,6 @@ def read_slice(url: str, lo: int, hi: int, *, since: date | None = None,
         params["only"] = sorted({int(i) for i in only})
         binds.append(bindparam("only", expanding=True))
     with store.reading("reading a slice of observations") as conn:
-        rows = read_latest(conn, store.dialect, where, params, binds,
+        rows = read_latest(conn, store.dialect, where, params, binds, by_series=True,
                            nothing=only is not None and not params["only"])
     return Slice(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
