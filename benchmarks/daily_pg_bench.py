@@ -16,7 +16,8 @@ set-up, printed but not the figure:
    times faster than a million-row import per day, and the same rows an import
    writes (values from the seeded synthetic generator: trends, weekly patterns,
    monthly series, purges, glitches);
-3. the first run's full detection pass (the detection mark), and the run of the
+3. the first run's full detection pass (the detection mark; `--setup-engine dask` runs
+   it on a LocalCluster, as a million-company store would), and the run of the
    day before, which finds no kept detection window yet and reads one afresh.
 
 The peer (the floor of the append) is a plain binary COPY of the same day's rows
@@ -65,6 +66,7 @@ path = "incoming"
 
 [detect]
 workers = {workers}
+engine = "{engine}"
 
 [report]
 output_dir = "reports"
@@ -149,6 +151,9 @@ def main() -> None:
                     help="days of history stored (with --reuse: as when it was built)")
     ap.add_argument("--start", default="2022-06-01")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--setup-engine", choices=["local", "dask"], default="local",
+                    help="engine of the set-up's full pass (dask: a LocalCluster of "
+                         "--workers processes, as a million-company store's first run)")
     ap.add_argument("--keep", action="store_true", help="keep the database (name printed)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the timed run into FILE")
     ap.add_argument("--reuse", metavar="NAME",
@@ -181,7 +186,10 @@ def main() -> None:
             print(f"  set-up: generated {m.shape[1]:,} series x {m.shape[0]} days in "
                   f"{time.perf_counter() - t0:.0f} s")
             (root / "incoming").mkdir()
-            (root / "config.toml").write_text(CONFIG.format(url=url_s, workers=a.workers))
+            (root / "config.toml").write_text(CONFIG.format(url=url_s, workers=a.workers,
+                                                            engine="local"))
+            (root / "setup.toml").write_text(CONFIG.format(url=url_s, workers=a.workers,
+                                                           engine=a.setup_engine))
             hist = m.iloc[: a.days]
             seen = np.isfinite(hist.to_numpy())
             m = m.loc[:, seen.any(axis=0)]
@@ -213,11 +221,12 @@ def main() -> None:
             took = time.perf_counter() - t0
             print(f"  set-up: {n:,} more rows COPYed into the partitions in {took:.0f} s "
                   f"({n / took / 1e3:.0f}k rows/s); {imported.inserted + n:,} observations")
-            ws = Workspace(load_settings(root / "config.toml"), store)
             t0 = time.perf_counter()
-            full = run_detection(ws, until=hist.index[-1].date())
-            print(f"  set-up: first run's full pass: {time.perf_counter() - t0:.0f} s "
-                  f"({len(full.anomalies):,} alerts)")
+            full = run_detection(Workspace(load_settings(root / "setup.toml"), store),
+                                 until=hist.index[-1].date())
+            print(f"  set-up: first run's full pass ({a.setup_engine} engine): "
+                  f"{time.perf_counter() - t0:.0f} s ({len(full.anomalies):,} alerts)")
+            ws = Workspace(load_settings(root / "config.toml"), store)
             warm_day = _next_day(m, hist.index[-1])
             long_rows(m.loc[[warm_day]]).to_csv(
                 root / "incoming" / f"{warm_day:%Y-%m-%d}.csv", index=False)
@@ -253,7 +262,8 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
         if root is None:
             root = Path(tmp)
             (root / "incoming").mkdir()
-            (root / "config.toml").write_text(CONFIG.format(url=url_s, workers=a.workers))
+            (root / "config.toml").write_text(CONFIG.format(url=url_s, workers=a.workers,
+                                                            engine="local"))
         store = Store(url_s)
         ws = Workspace(load_settings(root / "config.toml"), store)
         with psycopg.connect(dsn) as conn:
