@@ -405,11 +405,18 @@ def last_observation_id(store: Store) -> int:
 
 
 def earliest_day_since(store: Store, after_id: int) -> date | None:
-    """Earliest day of the observations with an id above ``after_id`` (indexed: the
-    daily run asks for the few rows written since its last mark)."""
+    """Earliest day of the observations with an id above ``after_id``: the daily run
+    asks for the rows written since its last mark, through the id index.
+
+    The rows are selected in a materialized CTE first: a bare ``min(as_of) WHERE id >``
+    is planned by PostgreSQL as "walk the as_of index until an id matches", which
+    reads every old row of the table before the new ones (1.5 s at 10^7 rows, minutes
+    at 10^9) where the id range is 60 ms.
+    """
+    new = (select(observations.c.as_of).where(observations.c.id > after_id)
+           .cte("new").prefix_with("MATERIALIZED"))
     with store.reading("reading observation days") as conn:
-        return _as_date(conn.execute(select(func.min(observations.c.as_of))
-                                     .where(observations.c.id > after_id)).scalar())
+        return _as_date(conn.execute(select(func.min(new.c.as_of))).scalar())
 
 
 def first_observation_day(store: Store) -> date | None:
