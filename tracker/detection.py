@@ -62,26 +62,34 @@ def build_matrix(
 def _matrix_of_latest(latest: Latest) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not len(latest):
         return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS)
-    code = latest.series_id * np.int64(2**31) + latest.source_id
-    uniq, col = np.unique(code, return_inverse=True)
-    days, row = np.unique(latest.day, return_inverse=True)
-    values = np.full((days.size, uniq.size), np.nan)
-    values[row, col] = latest.value
-    return _keyed(values, days, uniq // 2**31, uniq % 2**31,
-                  (latest.series_names, latest.source_names))
+    series_id, source_id, col = latest.columns()
+    days, row = latest.day_rows()
+    by_name, keys = _name_order(series_id, source_id, (latest.series_names,
+                                                       latest.source_names))
+    place = np.empty_like(by_name)
+    place[by_name] = np.arange(by_name.size)
+    values = np.full((days.size, series_id.size), np.nan)
+    values[row, place[col]] = latest.value  # filled in key order: no reordered copy
+    return _framed(values, days, keys)
 
 
-def _keyed(values: np.ndarray, days: np.ndarray, series_id: np.ndarray, source_id: np.ndarray,
-           names: tuple[dict[int, tuple[str, str]], dict[int, str]]
-           ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The matrix with columns in (company, metric, source) order, and its keys."""
+def _name_order(series_id: np.ndarray, source_id: np.ndarray,
+                names: tuple[dict[int, tuple[str, str]], dict[int, str]]
+                ) -> tuple[np.ndarray, pd.DataFrame]:
+    """The order of the (series, source) columns by (company, metric, source), and
+    the keys in that order."""
     series_names, source_names = names
     labels = [(*series_names[int(a)], source_names[int(b)])
               for a, b in zip(series_id, source_id, strict=True)]
-    by_name = sorted(range(len(labels)), key=labels.__getitem__)
-    keys = pd.DataFrame([labels[i] for i in by_name], columns=KEY_COLUMNS)
+    by_name = np.asarray(sorted(range(len(labels)), key=labels.__getitem__), dtype=np.intp)
+    return by_name, pd.DataFrame([labels[i] for i in by_name], columns=KEY_COLUMNS)
+
+
+def _framed(values: np.ndarray, days: np.ndarray, keys: pd.DataFrame
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (days x columns) matrix over ``values`` (not copied), and its keys."""
     index = pd.DatetimeIndex(np.asarray(days).astype("datetime64[D]").astype("datetime64[ns]"))
-    return pd.DataFrame(values[:, by_name], index=index, columns=range(len(keys))), keys
+    return pd.DataFrame(values, index=index, columns=range(len(keys)), copy=False), keys
 
 
 def _window(ws: Workspace, p: Plan, first: date, day: date
@@ -118,13 +126,15 @@ def _from_window(ws: Workspace, win: window_cache.Window, lo: int, hi: int
     series with a value in that range only, columns in key order."""
     start = max(lo - win.first_day, 0)
     vals = win.values[start: max(hi - win.first_day + 1, 0)]
-    cols = np.isfinite(vals).any(axis=0)
-    vals = vals[:, cols]
-    rows = np.isfinite(vals).any(axis=1)
-    if not rows.any():
+    seen = np.isfinite(vals)
+    cols, rows = np.flatnonzero(seen.any(axis=0)), np.flatnonzero(seen.any(axis=1))
+    del seen
+    if not rows.size:
         return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS)
-    return _keyed(vals[rows], win.first_day + start + np.flatnonzero(rows),
-                  win.series_id[cols], win.source_id[cols], latest_names(ws.store))
+    by_name, keys = _name_order(win.series_id[cols], win.source_id[cols],
+                                latest_names(ws.store))
+    # one copy of the window's part, rows and columns picked and ordered at once
+    return _framed(vals[np.ix_(rows, cols[by_name])], win.first_day + start + rows, keys)
 
 
 def window_matrix(ws: Workspace, since: date, until: date

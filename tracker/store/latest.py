@@ -42,6 +42,35 @@ class Latest:
     def __len__(self) -> int:
         return int(self.day.size)
 
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct (series, source) pairs, and each row's index among them.
+
+        The rows are sorted by pair already, so the pairs are where a row differs from
+        the one before: linear, where ``np.unique(return_inverse=True)`` sorts 10^8
+        codes again (seconds) and holds three more arrays of their size."""
+        if not len(self):
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        starts = np.empty(len(self), dtype=bool)
+        starts[0] = True
+        np.not_equal(self.series_id[1:], self.series_id[:-1], out=starts[1:])
+        starts[1:] |= self.source_id[1:] != self.source_id[:-1]
+        col = np.cumsum(starts) - 1
+        first = np.flatnonzero(starts)
+        return self.series_id[first], self.source_id[first], col
+
+    def day_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct days, ascending, and each row's index among them (linear: the
+        days span a bounded range)."""
+        if not len(self):
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        lo = int(self.day.min())
+        offset = self.day - lo
+        present = np.zeros(int(offset.max()) + 1, dtype=bool)
+        present[offset] = True
+        return lo + np.flatnonzero(present), (np.cumsum(present) - 1)[offset]
+
 
 #: ``series`` as one parameter (a JSON list; an array literal on PostgreSQL),
 #: whatever its length: SQLite caps bound

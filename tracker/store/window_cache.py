@@ -61,13 +61,12 @@ class Window:
 
     @classmethod
     def of(cls, latest: Latest, first_day: int, last_observation: int) -> Window:
-        code = latest.series_id * np.int64(2**31) + latest.source_id
-        uniq, col = np.unique(code, return_inverse=True)
+        series_id, source_id, col = latest.columns()
         rows = int(latest.day.max()) - first_day + 1 if len(latest) else 0
-        values = np.full((max(rows, 0), uniq.size), np.nan)
+        values = np.full((max(rows, 0), series_id.size), np.nan)
         keep = latest.day >= first_day
         values[latest.day[keep] - first_day, col[keep]] = latest.value[keep]
-        return cls(first_day, uniq // 2**31, uniq % 2**31, values, last_observation,
+        return cls(first_day, series_id, source_id, values, last_observation,
                    dirty=set(range(first_day, first_day + max(rows, 0))))
 
     def trim(self, first_day: int) -> None:
