@@ -104,3 +104,29 @@ def test_an_incomplete_window_is_not_used(store: Store) -> None:
         conn.execute(text("UPDATE detect_window_meta SET columns = 3"))
     window_cache._kept = None
     assert window_cache.load(store) is None  # rebuilt from the observations instead
+
+
+def test_latest_indexing_matches_a_sort_of_every_row() -> None:
+    """``Latest.columns``/``day_rows`` index the sorted rows in one linear pass; they
+    must give what sorting every row would (``np.unique``), with series that share a
+    source, sources that share a series, gaps in the days and a lone last row."""
+    from tracker.store.latest import Latest
+
+    rng = np.random.default_rng(7)
+    pairs = sorted({(int(s), int(r)) for s, r in rng.integers(1, 40, size=(60, 2))})
+    rows = [(s, r, int(d)) for s, r in pairs
+            for d in np.sort(rng.choice(np.arange(19_000, 19_400), size=int(rng.integers(1, 9)),
+                                        replace=False))]
+    a = np.asarray(rows, dtype=np.int64)
+    latest = Latest(a[:, 0], a[:, 1], a[:, 2], np.arange(len(a)), {}, {})
+    series_id, source_id, col = latest.columns()
+    code = a[:, 0] * 2**31 + a[:, 1]
+    uniq, inverse = np.unique(code, return_inverse=True)
+    assert np.array_equal(series_id, uniq // 2**31)
+    assert np.array_equal(source_id, uniq % 2**31)
+    assert np.array_equal(col, inverse)
+    days, row = latest.day_rows()
+    want_days, want_row = np.unique(a[:, 2], return_inverse=True)
+    assert np.array_equal(days, want_days) and np.array_equal(row, want_row)
+    empty = Latest(*(np.zeros(0, dtype=np.int64),) * 4, {}, {})
+    assert [x.size for x in (*empty.columns(), *empty.day_rows())] == [0] * 5
