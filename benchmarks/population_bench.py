@@ -3,8 +3,10 @@
 Times :func:`tracker.detect.population.population_pass` on quiet synthetic histories
 with a purge laid over them (:func:`tracker.detect.synthetic.with_purge`), in its
 parts: the per-series scores (weekly adjustment, robust scale, change test: the bulk
-of it) and the shares, baselines and events. Prints one line per part and the peak
-memory of this process; checks that the purge was found.
+of it) and the shares, baselines and events, all columns at once. Then the pass as
+the store runs it (``population_pass``: column chunks, only their sums kept, on 1
+and on 2 forked workers), with the ratio to the one-piece parts. Prints the peak
+memory of this process and of its workers; checks that the purge was found.
 
     python benchmarks/population_bench.py [--series 10000] [--days 730] [--repeat 3]
 """
@@ -19,7 +21,13 @@ import numpy as np
 import pandas as pd
 
 from tracker.detect import DetectSettings, synthetic
-from tracker.detect.population import group_events, moves, populations, shares
+from tracker.detect.population import (
+    group_events,
+    moves,
+    population_pass,
+    populations,
+    shares,
+)
 from tracker.detect.population_settings import PopulationSettings
 
 
@@ -60,7 +68,17 @@ def main() -> None:
     for part, secs in best.items():
         print(f"  {part:<14} {secs:6.2f} s")
     print(f"  {'total':<14} {total:6.2f} s wall, {cpu:.2f} s CPU (this process)")
-    print(f"  peak RSS       {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MB")
+    rss_one_piece = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for workers in (1, 2):
+        sw = DetectSettings(workers=workers)
+        t0 = time.perf_counter()
+        _, chunked, _ = population_pass(matrix, keys, sw, ps)
+        took = time.perf_counter() - t0
+        assert list(chunked["id"]) == list(events["id"]), "chunked events differ"
+        print(f"  chunked pass, {workers} worker(s): {took:6.2f} s wall "
+              f"({total / took:.2f}x as fast as the one-piece parts)")
+    print(f"  peak RSS       {rss_one_piece:6.0f} MB after the one-piece parts; workers' "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB each")
     found = list(events["id"])
     ok = found == [f"pop-employees-down-{purge_day:%Y-%m-%d}"]
     print(f"  events found   {found} ({'the purge' if ok else 'NOT the purge alone'}), "

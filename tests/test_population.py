@@ -364,3 +364,30 @@ def test_the_share_chart_marks_the_event_days() -> None:
     assert marks["events:down"][0][1] == pytest.approx(-100 * share)
     assert {line.get_gid() for line in ax.lines} >= {"share:down", "share:up"}
     assert render(fig, "png")[:4] == b"\x89PNG"
+
+
+def test_chunked_scores_give_the_one_piece_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a million series the pass scores column chunks in forked workers and keeps
+    only their sums, scoring an event's days again for its members: the shares,
+    events and members must be those of one piece, to the bit, cohorts included."""
+    from tracker.detect import engine
+
+    case = synthetic.generate_platform(1200, 400, seed=5, n_events=3)
+    matrix, keys = _keyed(case.matrix)
+    cohorts = {"first": [str(c) for c in case.matrix.columns[:500]]}
+    s = DetectSettings(workers=2)
+    ps = Settings().population
+    judge = pd.Timestamp(case.events["date"].iloc[-1])
+    monkeypatch.setattr(engine, "_CHUNK_CELLS", 10**9)
+    assert len(engine._chunks(len(matrix), matrix.shape[1], 2)) == 1
+    whole = population_pass(matrix, keys, s, ps, cohorts=cohorts)
+    since = population_pass(matrix, keys, s, ps, cohorts=cohorts, judge_from=judge)
+    monkeypatch.setattr(engine, "_CHUNK_CELLS", 40_000)
+    assert len(engine._chunks(len(matrix), matrix.shape[1], 2)) >= 4  # forked workers
+    for want, got in ((whole, population_pass(matrix, keys, s, ps, cohorts=cohorts)),
+                      (since, population_pass(matrix, keys, s, ps, cohorts=cohorts,
+                                              judge_from=judge))):
+        for a, b in zip(want, got, strict=True):
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert len(whole[1]) >= 3 and (whole[1]["cohort"] == "first").any()
+    assert set(since[1]["id"]) < set(whole[1]["id"])  # only events lasting to the judged days

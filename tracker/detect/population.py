@@ -20,7 +20,9 @@ strict test: only moves the change test would report alone count and two suffice
 which is the old cross-company event, measured against the same history.
 
 Vectorized over the dates x series matrix; the only Python loop is over
-populations and directions (a handful).
+populations and directions (a handful). The scores are made on column chunks (the
+detection engine's, forked workers included) and only their column sums
+(:class:`Tally`) kept, so memory stays bounded at a million series.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .context import Block
+from .engine import _PARALLEL_MIN_CHUNKS, _chunks, _run_chunks
 from .matrix import day_numbers, is_real, log_counts
 from .population_settings import PopulationSettings
 from .scale import row_stats
@@ -97,11 +100,18 @@ def moves(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSettings,
     """
     values = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
     cols = primary_columns(keys, np.isfinite(values).sum(axis=0))
-    values = values[:, cols]
-    keys = keys.iloc[cols].reset_index(drop=True)
-    days = day_numbers(matrix.index)
+    return _moves_of(values[:, cols], pd.DatetimeIndex(matrix.index),
+                     keys.iloc[cols].reset_index(drop=True), settings, max_gap_days,
+                     min_move_pct, first_day)
+
+
+def _moves_of(values: np.ndarray, index: pd.DatetimeIndex, keys: pd.DataFrame,
+              settings: DetectSettings, max_gap_days: int, min_move_pct: float,
+              first_day: pd.Timestamp | None) -> Moves:
+    """:func:`moves` of the columns ``values`` (one per company and metric already)."""
+    days = day_numbers(index)
     n_days, m = values.shape
-    out = Moves(pd.DatetimeIndex(matrix.index), keys, np.full((n_days, m), np.nan),
+    out = Moves(index, keys, np.full((n_days, m), np.nan),
                 np.full((n_days, m), np.nan), np.full((n_days, m), np.nan),
                 np.zeros((n_days, m), dtype=bool))
     if n_days < 2 or m == 0:
@@ -180,13 +190,27 @@ def event_id(metric: str, direction: str, first: pd.Timestamp, cohort: str | Non
     return base if cohort is None else f"{base}-{_slug(cohort)}"
 
 
-def _moving(mv: Moves, cols: np.ndarray, sign: float, small: np.ndarray, z_bar: float,
-            ps: PopulationSettings) -> np.ndarray:
+def _tests(mv: Moves, cols: np.ndarray, sign: float, z_bar: float, ps: PopulationSettings
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Which cells move in the direction ``sign``: beyond ``z_bar`` (the loose test),
+    and as the change test alone would report (the strict test, of small populations)."""
     z, ch = mv.z[:, cols], mv.change[:, cols]
     with np.errstate(invalid="ignore"):
         loose = (sign * z >= z_bar) & (sign * ch >= np.log1p(ps.min_move_pct / 100))
         strict = mv.exceptional[:, cols] & (sign * ch > 0)
+    return loose, strict
+
+
+def _moving(mv: Moves, cols: np.ndarray, sign: float, small: np.ndarray, z_bar: float,
+            ps: PopulationSettings) -> np.ndarray:
+    loose, strict = _tests(mv, cols, sign, z_bar, ps)
     return np.where(small[:, None], strict, loose)
+
+
+def _within(pops: Sequence[Population], c0: int, c1: int) -> list[Population]:
+    """The populations' columns among [c0, c1), numbered from c0."""
+    return [Population(p.metric, p.cohort, p.cols[(p.cols >= c0) & (p.cols < c1)] - c0)
+            for p in pops]
 
 
 def baseline_reach(ps: PopulationSettings) -> int:
@@ -212,23 +236,64 @@ def _baseline(share: pd.Series, n: np.ndarray, ps: PopulationSettings
     return expected, spread
 
 
+@dataclass
+class Tally:
+    """Column sums of :class:`Moves` per population (``pops`` order) and day: what the
+    shares are made of. Sums over columns add up across column chunks, so a pass over
+    a million series never holds their scores at once (headcounts are whole numbers,
+    so the sums are exact in any order)."""
+
+    n: np.ndarray  #: (pops, days) series judged
+    total: np.ndarray  #: (pops, days) their headcount the day before
+    k: np.ndarray  #: (pops, directions, [loose, strict], days) series moving
+    w: np.ndarray  #: the same, their headcount the day before
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.n + other.n, self.total + other.total, self.k + other.k,
+                     self.w + other.w)
+
+
+def tally(mv: Moves, pops: Sequence[Population], ps: PopulationSettings) -> Tally:
+    """Both tests' moving counts of each population and direction, each day: which one
+    a day uses depends on the whole population's size that day, known once summed."""
+    n_days = len(mv.days)
+    out = Tally(np.zeros((len(pops), n_days), dtype=np.int64), np.zeros((len(pops), n_days)),
+                np.zeros((len(pops), 2, 2, n_days), dtype=np.int64),
+                np.zeros((len(pops), 2, 2, n_days)))
+    for i, pop in enumerate(pops):
+        if not pop.cols.size:
+            continue
+        valid = np.isfinite(mv.z[:, pop.cols])
+        out.n[i] = valid.sum(axis=1)
+        weight = np.where(valid, np.nan_to_num(mv.before[:, pop.cols]), 0.0)
+        out.total[i] = weight.sum(axis=1)
+        for j, (_, sign) in enumerate(DIRECTIONS):
+            for t, moving in enumerate(_tests(mv, pop.cols, sign, ps.move_z, ps)):
+                out.k[i, j, t] = moving.sum(axis=1)
+                out.w[i, j, t] = (weight * moving).sum(axis=1)
+    return out
+
+
 def shares(mv: Moves, pops: Sequence[Population], ps: PopulationSettings) -> pd.DataFrame:
     """Per day, population and direction: how many series moved, the share (by count
     and by headcount), what the share's history expected, the score and the verdict."""
+    return shares_of(tally(mv, pops, ps), pops, mv.days, ps)
+
+
+def shares_of(t: Tally, pops: Sequence[Population], days: pd.DatetimeIndex,
+              ps: PopulationSettings) -> pd.DataFrame:
+    """:func:`shares` from the populations' summed :class:`Tally`."""
     parts = []
-    for pop in pops:
-        valid = np.isfinite(mv.z[:, pop.cols])
-        n = valid.sum(axis=1)
+    for i, pop in enumerate(pops):
+        n, total = t.n[i], t.total[i]
         small = n < ps.min_series
-        weight = np.where(valid, np.nan_to_num(mv.before[:, pop.cols]), 0.0)
-        total = weight.sum(axis=1)
-        for direction, sign in DIRECTIONS:
-            moving = _moving(mv, pop.cols, sign, small, ps.move_z, ps)
-            k = moving.sum(axis=1)
+        for j, (direction, _) in enumerate(DIRECTIONS):
+            k = np.where(small, t.k[i, j, 1], t.k[i, j, 0])
+            moved_weight = np.where(small, t.w[i, j, 1], t.w[i, j, 0])
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = np.where(n > 0, k / np.maximum(n, 1), np.nan)
-                weighted = np.where(total > 0, (weight * moving).sum(axis=1) / total, np.nan)
-            s = pd.Series(share, index=mv.days)
+                weighted = np.where(total > 0, moved_weight / total, np.nan)
+            s = pd.Series(share, index=days)
             if pop.cohort is not None:  # cohorts too small on a day are not judged
                 s[small] = np.nan
             expected, spread = _baseline(s, n, ps)
@@ -239,15 +304,12 @@ def shares(mv: Moves, pops: Sequence[Population], ps: PopulationSettings) -> pd.
                      & (n >= 2))
             # By headcount: two giants purged the same night are a platform event however
             # many small companies are tracked beside them (Apple and Amazon, 2022).
-            alone = _moving(mv, pop.cols, sign, np.ones(len(n), dtype=bool), ps.move_z, ps)
             with np.errstate(invalid="ignore", divide="ignore"):
-                heavy_share = np.where(total > 0, (weight * alone).sum(axis=1) / total, 0.0)
-            heavy = (alone.sum(axis=1) >= 2) & (heavy_share >= ps.min_weighted_share) \
+                heavy_share = np.where(total > 0, t.w[i, j, 1] / total, 0.0)
+            heavy = (t.k[i, j, 1] >= 2) & (heavy_share >= ps.min_weighted_share) \
                 & ~small & ~event
-            if pop.cohort is not None:
-                heavy &= ~small
             parts.append(pd.DataFrame({
-                "date": mv.days, "metric": pop.metric, "cohort": pop.cohort,
+                "date": days, "metric": pop.metric, "cohort": pop.cohort,
                 "direction": direction, "n_series": n, "n_moving": k, "share": s.to_numpy(),
                 "weighted_share": weighted, "expected": expected, "score": score,
                 "event": event | heavy, "strict": small | heavy}))
@@ -256,64 +318,110 @@ def shares(mv: Moves, pops: Sequence[Population], ps: PopulationSettings) -> pd.
     return pd.concat(parts, ignore_index=True)[SHARE_COLUMNS]
 
 
-def group_events(mv: Moves, pops: Sequence[Population], daily: pd.DataFrame,
-                 ps: PopulationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Events (consecutive abnormal days of one population and direction) and members.
+@dataclass(frozen=True)
+class Run:
+    """Consecutive abnormal days of one population and direction: one event."""
 
-    A member moved in the event's direction beyond ``member_z`` on one of its days
-    (on the strict test: exceptionally); its change is the sum of those days' moves.
-    """
-    events, members = [], []
-    by_pop = {(p.metric, p.cohort): p for p in pops}
+    id: str
+    pop: int  #: index into the populations
+    direction: str
+    part: pd.DataFrame  #: its rows of the daily shares
+
+
+def runs(pops: Sequence[Population], daily: pd.DataFrame,
+         ending_from: pd.Timestamp | None = None) -> list[Run]:
+    """The events of the daily shares (those lasting to ``ending_from`` or later)."""
+    out = []
+    index = {(p.metric, p.cohort): i for i, p in enumerate(pops)}
     flagged = daily.loc[daily["event"].astype(bool)] if len(daily) else daily
     for (metric, cohort, direction), grp in flagged.groupby(
             ["metric", "cohort", "direction"], dropna=False, sort=True):
-        pop = by_pop[(metric, None if pd.isna(cohort) else cohort)]
-        sign = dict(DIRECTIONS)[direction]
+        i = index[(metric, None if pd.isna(cohort) else cohort)]
         days = grp["date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
         run = np.concatenate([[0], np.cumsum(np.diff(days) > 1)])
         for _, part in grp.groupby(run):
-            rows = mv.days.get_indexer(pd.DatetimeIndex(part["date"]))
-            small = part["strict"].to_numpy(dtype=bool)  # members as the day was judged
-            sub = Moves(mv.days[rows], mv.keys, mv.z[rows], mv.change[rows],
-                        mv.before[rows], mv.exceptional[rows])
-            moved = _moving(sub, pop.cols, sign, small, ps.member_z, ps)
-            first = pd.Timestamp(part["date"].iloc[0])
-            eid = event_id(pop.metric, direction, first, pop.cohort)
-            who = np.flatnonzero(moved.any(axis=0))
-            ch = np.where(moved, sub.change[:, pop.cols], 0.0).sum(axis=0)[who]
-            zz = np.where(moved, sub.z[:, pop.cols], 0.0)
-            score = zz[np.abs(zz).argmax(axis=0), np.arange(zz.shape[1])][who]
-            first_row = moved[:, who].argmax(axis=0)
-            before = sub.before[:, pop.cols][first_row, who]
-            cols = pop.cols[who]
-            members.append(pd.DataFrame({
-                "event_id": eid, "company": mv.keys["company"].to_numpy()[cols],
-                "metric": pop.metric, "source": mv.keys["source"].to_numpy()[cols],
-                "date": sub.days[first_row], "change_pct": 100 * np.expm1(ch),
-                "score": score, "value_before": before}))
-            valid = np.isfinite(sub.z[:, pop.cols]).any(axis=0)
-            weight = np.nan_to_num(np.nanmax(np.where(np.isfinite(sub.before[:, pop.cols]),
-                                                      sub.before[:, pop.cols], -np.inf),
-                                             axis=0), neginf=0.0)
-            total = float(weight[valid].sum())
-            n_series = int(valid.sum())
-            events.append({
-                "id": eid, "metric": pop.metric, "cohort": pop.cohort,
-                "direction": direction, "first_date": first,
-                "last_date": pd.Timestamp(part["date"].iloc[-1]), "n_series": n_series,
-                "n_members": int(who.size),
-                "share": who.size / n_series if n_series else 0.0,
-                "weighted_share": float(weight[who].sum()) / total if total else 0.0,
-                "peak_share": float(part["share"].max()),
-                "expected_share": float(part["expected"].iloc[0]),
-                "score": float(part["score"].max()),
-                "median_change_pct": float(np.median(100 * np.expm1(ch))) if who.size else 0.0,
-            })
+            if ending_from is None or part["date"].iloc[-1] >= ending_from:
+                out.append(Run(event_id(str(metric), str(direction),
+                                        pd.Timestamp(part["date"].iloc[0]), pops[i].cohort),
+                               i, str(direction), part))
+    return out
+
+
+@dataclass
+class RunMembers:
+    """One event's members among some columns, and the sums its figures need."""
+
+    members: pd.DataFrame
+    n_series: int
+    total: float  #: headcount of the series judged on its days
+    moved: float  #: that of its members
+
+
+def run_members(mv: Moves, pops: Sequence[Population], run: Run, ps: PopulationSettings
+                ) -> RunMembers:
+    """A member moved in the event's direction beyond ``member_z`` on one of its days
+    (on the strict test: exceptionally); its change is the sum of those days' moves."""
+    pop = pops[run.pop]
+    sign = dict(DIRECTIONS)[run.direction]
+    rows = mv.days.get_indexer(pd.DatetimeIndex(run.part["date"]))
+    small = run.part["strict"].to_numpy(dtype=bool)  # members as the day was judged
+    sub = Moves(mv.days[rows], mv.keys, mv.z[rows], mv.change[rows], mv.before[rows],
+                mv.exceptional[rows])
+    moved = _moving(sub, pop.cols, sign, small, ps.member_z, ps)
+    who = np.flatnonzero(moved.any(axis=0))
+    ch = np.where(moved, sub.change[:, pop.cols], 0.0).sum(axis=0)[who]
+    zz = np.where(moved, sub.z[:, pop.cols], 0.0)
+    score = zz[np.abs(zz).argmax(axis=0), np.arange(zz.shape[1])][who]
+    first_row = moved[:, who].argmax(axis=0)
+    before = sub.before[:, pop.cols][first_row, who]
+    cols = pop.cols[who]
+    members = pd.DataFrame({
+        "event_id": run.id, "company": mv.keys["company"].to_numpy()[cols],
+        "metric": pop.metric, "source": mv.keys["source"].to_numpy()[cols],
+        "date": sub.days[first_row], "change_pct": 100 * np.expm1(ch), "score": score,
+        "value_before": before}, columns=MEMBER_COLUMNS)
+    valid = np.isfinite(sub.z[:, pop.cols]).any(axis=0)
+    with np.errstate(invalid="ignore"):
+        weight = np.nan_to_num(np.max(np.where(np.isfinite(sub.before[:, pop.cols]),
+                                               sub.before[:, pop.cols], -np.inf),
+                                      axis=0, initial=-np.inf), neginf=0.0)
+    return RunMembers(members, int(valid.sum()), float(weight[valid].sum()),
+                      float(weight[who].sum()))
+
+
+def event_rows(pops: Sequence[Population], found: Sequence[tuple[Run, Sequence[RunMembers]]]
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events and members from each run's members, found over one or more column chunks."""
+    events, members = [], []
+    for run, parts in found:
+        pop, part = pops[run.pop], run.part
+        # chunks without members would turn the names' string columns to object
+        mem = pd.concat([p.members for p in parts if len(p.members)] or
+                        [parts[0].members], ignore_index=True)
+        n_series, total = sum(p.n_series for p in parts), sum(p.total for p in parts)
+        members.append(mem)
+        events.append({
+            "id": run.id, "metric": pop.metric, "cohort": pop.cohort,
+            "direction": run.direction, "first_date": pd.Timestamp(part["date"].iloc[0]),
+            "last_date": pd.Timestamp(part["date"].iloc[-1]), "n_series": n_series,
+            "n_members": len(mem), "share": len(mem) / n_series if n_series else 0.0,
+            "weighted_share": sum(p.moved for p in parts) / total if total else 0.0,
+            "peak_share": float(part["share"].max()),
+            "expected_share": float(part["expected"].iloc[0]),
+            "score": float(part["score"].max()),
+            "median_change_pct": float(np.median(mem["change_pct"].to_numpy(
+                dtype=np.float64))) if len(mem) else 0.0,
+        })
     ev = pd.DataFrame(events, columns=EVENT_COLUMNS)
     mem = (pd.concat(members, ignore_index=True) if members
            else pd.DataFrame(columns=MEMBER_COLUMNS))
     return ev, mem[MEMBER_COLUMNS]
+
+
+def group_events(mv: Moves, pops: Sequence[Population], daily: pd.DataFrame,
+                 ps: PopulationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events (consecutive abnormal days of one population and direction) and members."""
+    return event_rows(pops, [(r, [run_members(mv, pops, r, ps)]) for r in runs(pops, daily)])
 
 
 def link_alerts(members: pd.DataFrame, events: pd.DataFrame, alerts: pd.DataFrame
@@ -352,14 +460,53 @@ def population_pass(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSe
     """Daily shares, events and members of a dates x series matrix (no database).
 
     ``keys`` names each column (company, metric, source), as ``build_matrix`` gives.
-    ``judge_from``: only events of that day or later are wanted; the shares of the
-    days before it are computed as far back as their baseline needs, no further.
+    ``judge_from``: only events of that day or later are wanted (and those lasting
+    to the day before, where one may begin); the shares of the days before it are
+    computed as far back as their baseline needs, no further.
+
+    The scores are computed on column chunks (the detection engine's, in its forked
+    workers when there are many) and only their sums kept: a million series' scores
+    would need some 250 bytes a cell at once. The few days that open an event are
+    scored again for their members, chunk by chunk.
     """
     ps = ps or PopulationSettings()
     first = None if judge_from is None else \
         judge_from - pd.Timedelta(days=baseline_reach(ps))
-    mv = moves(matrix, keys, settings, ps.max_gap_days, ps.min_move_pct, first_day=first)
-    pops = populations(mv.keys, cohorts or {}, industries or {}, ps.min_series)
-    daily = shares(mv, pops, ps)
-    events, members = group_events(mv, pops, daily, ps)
-    return daily, events, members
+    values = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
+    primary = primary_columns(keys, np.isfinite(values).sum(axis=0))
+    pkeys = keys.iloc[primary].reset_index(drop=True)
+    index = pd.DatetimeIndex(matrix.index)
+    pops = populations(pkeys, cohorts or {}, industries or {}, ps.min_series)
+    chunks = _chunks(len(index), primary.size, settings.execution.workers)
+    kept: dict[int, Moves] = {}  # when the chunks run here, few: scored once only
+    keep = len(chunks) < _PARALLEL_MIN_CHUNKS
+
+    def local(c0: int, c1: int) -> tuple[Moves, list[Population]]:
+        mv = _moves_of(values[:, primary[c0:c1]], index, pkeys.iloc[c0:c1], settings,
+                       ps.max_gap_days, ps.min_move_pct, first)
+        return mv, _within(pops, c0, c1)
+
+    def count(c0: int, c1: int) -> Tally:
+        mv, sub = local(c0, c1)
+        if keep:
+            kept[c0] = mv
+        return tally(mv, sub, ps)
+
+    parts = _run_chunks(count, chunks, settings) if chunks else []
+    n_days = len(index)
+    total = sum(parts[1:], parts[0]) if parts else Tally(
+        np.zeros((len(pops), n_days), dtype=np.int64), np.zeros((len(pops), n_days)),
+        np.zeros((len(pops), 2, 2, n_days), dtype=np.int64), np.zeros((len(pops), 2, 2, n_days)))
+    daily = shares_of(total, pops, index, ps)
+    wanted = runs(pops, daily, None if judge_from is None
+                  else judge_from - pd.Timedelta(days=1))
+    if not wanted:
+        return daily, *event_rows(pops, [])
+
+    def members(c0: int, c1: int) -> list[RunMembers]:
+        mv, sub = (kept[c0], _within(pops, c0, c1)) if c0 in kept else local(c0, c1)
+        return [run_members(mv, sub, r, ps) for r in wanted]
+
+    found = _run_chunks(members, chunks, settings)
+    events, mem = event_rows(pops, [(r, [f[i] for f in found]) for i, r in enumerate(wanted)])
+    return daily, events, mem
