@@ -13,8 +13,10 @@ detector (the local engine already works on column chunks), and a detector sees
 calendar time only through the day numbers and the matrix's first and last day (the
 weekly adjustment's blocks and drift's grid start at the first). So every task's
 matrix is given the first day the whole matrix would have (:func:`day_span`) as an
-empty row if its own series start later. Cross-series steps (events, corroboration)
-and saving stay on the client, over the returned verdicts.
+empty row if its own series start later. The population step (platform-wide
+events) splits the same way: tasks return column sums, the client judges the shares
+(see the section below). Corroboration and saving stay on the client, over the
+returned verdicts.
 
 Only dask and distributed are needed (``headcount-tracker[dask]``); they are imported
 when the engine is used, so the default install never needs them.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -33,11 +36,31 @@ import pandas as pd
 
 from tracker.detect import detect
 from tracker.detect.engine import detect_day, empty_frame, judge_days
+from tracker.detect.matrix import day_numbers
+from tracker.detect.population import (
+    MEMBER_COLUMNS,
+    SHARE_COLUMNS,
+    Moves,
+    Population,
+    Run,
+    RunMembers,
+    Tally,
+    baseline_reach,
+    candidates,
+    event_rows,
+    group_names,
+    moves,
+    run_members,
+    runs,
+    shares_of,
+    tally,
+)
+from tracker.detect.population_settings import PopulationSettings
 from tracker.detect.settings import DetectSettings
 from tracker.errors import ConfigError
 from tracker.store import alerts as alert_store
 from tracker.store.latest import names as latest_names
-from tracker.store.slices import Slice, day_span, read_slice, series_ids
+from tracker.store.slices import Slice, day_span, read_slice, series_ids, slice_names
 from tracker.workspace import Workspace
 
 INSTALL = "pip install 'headcount-tracker[dask]'"
@@ -198,3 +221,161 @@ def _none() -> pd.DataFrame:
 
 def _day(n: int) -> date:
     return date(1970, 1, 1) + timedelta(days=int(n))
+
+
+# --- population events --------------------------------------------------------------
+#
+# The population pass sums each day's moving series over every series, so it splits
+# like detection: a task scores its own slice (the local pass's code, :func:`tracker.
+# detect.population.moves`) and returns only the column sums (:class:`Tally`) of each
+# part of a population it holds, on the calendar days of the whole read; the client
+# adds them up, decides which cohorts are big enough and judges the shares. The few
+# days that open an event are scored again by the tasks for their members.
+
+
+@dataclass(frozen=True)
+class Groups:
+    """``[cohorts]`` (name -> company ids) and the industries (company id -> tag),
+    sent to every worker once."""
+
+    cohorts: dict[str, list[str]]
+    industries: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What a population task reads and scores: days [since, until] of the store, the
+    whole read's first and last day (day numbers), the first day scored."""
+
+    since: date | None
+    until: date | None
+    first_day: int
+    last_day: int
+    scored_from: pd.Timestamp | None
+
+
+@dataclass
+class PartTally:
+    """One partition's parts of the populations: (metric, cohort) labels, their
+    series, their column sums on the read's calendar days, and which days it saw."""
+
+    labels: list[tuple[str, str | None]]
+    sizes: np.ndarray
+    tally: Tally
+    seen: np.ndarray
+
+
+def _scored(url: str, lo: int, hi: int, reach: Reach, groups: Groups, s: DetectSettings,
+            ps: PopulationSettings) -> tuple[Moves, list[Population]] | None:
+    """A partition's moves, its columns in the local window's (company, metric,
+    source) order (a company's primary source is picked the same way), and its parts
+    of the populations."""
+    from tracker.detection import _name_order
+
+    sl = read_slice(url, lo, hi, since=reach.since, until=reach.until)
+    if not len(sl):
+        return None
+    matrix, sid, oid = slice_matrix(sl, [reach.first_day])
+    by_name, keys = _name_order(sid, oid, slice_names(url, lo, hi))
+    matrix = pd.DataFrame(matrix.to_numpy()[:, by_name], index=matrix.index,
+                          columns=range(by_name.size))
+    mv = moves(matrix, keys, s, ps.max_gap_days, ps.min_move_pct, first_day=reach.scored_from)
+    return mv, candidates(mv.keys, groups.cohorts, groups.industries)
+
+
+def population_task(url: str, lo: int, hi: int, reach: Reach, groups: Groups,
+                    s: DetectSettings, ps: PopulationSettings) -> PartTally:
+    """A partition's column sums (a worker runs this)."""
+    n_days = reach.last_day - reach.first_day + 1
+    scored = _scored(url, lo, hi, reach, groups, s, ps)
+    if scored is None:
+        return PartTally([], np.zeros(0, dtype=np.int64), Tally.zeros(0, n_days),
+                         np.zeros(n_days, dtype=bool))
+    mv, parts = scored
+    at = day_numbers(mv.days) - reach.first_day
+    seen = np.zeros(n_days, dtype=bool)
+    seen[at] = True
+    return PartTally([(p.metric, p.cohort) for p in parts],
+                     np.asarray([p.cols.size for p in parts], dtype=np.int64),
+                     tally(mv, parts, ps).on_days(at, n_days), seen)
+
+
+def members_task(url: str, lo: int, hi: int, reach: Reach, groups: Groups,
+                 s: DetectSettings, ps: PopulationSettings,
+                 labels: list[tuple[str, str | None]], wanted: list[Run]) -> list[RunMembers]:
+    """A partition's members of each wanted event (a worker runs this)."""
+    scored = _scored(url, lo, hi, reach, groups, s, ps)
+    if scored is None:
+        return [RunMembers(pd.DataFrame(columns=MEMBER_COLUMNS), 0, 0.0, 0.0) for _ in wanted]
+    mv, parts = scored
+    mine = {(p.metric, p.cohort): p for p in parts}
+    aligned = [mine.get(k, Population(k[0], k[1], np.zeros(0, dtype=np.intp))) for k in labels]
+    return [run_members(mv, aligned, r, ps) for r in wanted]
+
+
+def population(ws: Workspace, *, since: date | None, until: date | None,
+               judge_from: date | None, cohorts: dict[str, list[str]],
+               industries: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The population pass over the days [since, until] (all when None), as
+    :func:`tracker.detect.population.population_pass` finds it over the same matrix."""
+    s, ps = ws.settings.detect, ws.settings.population
+    span = day_span(ws.store, since=since, until=until)
+    ranges = partitions(series_ids(ws.store), s.partition_size) if span else []
+    if not ranges:
+        return pd.DataFrame(columns=SHARE_COLUMNS), *event_rows([], [])
+    assert span is not None
+    judge = None if judge_from is None else pd.Timestamp(judge_from)
+    reach = Reach(since, until, span[0], span[1],
+                  None if judge is None else judge - pd.Timedelta(days=baseline_reach(ps)))
+    one = s.model_copy(update={"workers": 1})
+    lo, hi = [a for a, _ in ranges], [b for _, b in ranges]
+    with client(s) as c:
+        shared = c.scatter(Groups(cohorts, industries), broadcast=True)
+        parts = c.gather(c.map(population_task, [ws.store.url] * len(ranges), lo, hi,
+                               reach=reach, groups=shared, s=one, ps=ps, pure=False))
+        labels, total, index = _summed(parts, group_names(cohorts, industries), ps, span[0])
+        pops = [Population(m, g, np.zeros(0, dtype=np.intp)) for m, g in labels]
+        daily = shares_of(total, pops, index, ps)
+        wanted = runs(pops, daily, None if judge is None else judge - pd.Timedelta(days=1))
+        if not wanted:
+            return daily, *event_rows(pops, [])
+        found = c.gather(c.map(members_task, [ws.store.url] * len(ranges), lo, hi,
+                               reach=reach, groups=shared, s=one, ps=ps, labels=labels,
+                               wanted=wanted, pure=False))
+    merged = []
+    for i, run in enumerate(wanted):
+        got = [f[i] for f in found]
+        # in the local window's column order: by company, metric, source
+        mem = pd.concat([g.members for g in got if len(g.members)] or [got[0].members],
+                        ignore_index=True).sort_values(KEY_COLUMNS, kind="stable")
+        merged.append((run, [RunMembers(mem.reset_index(drop=True),
+                                        sum(g.n_series for g in got),
+                                        sum(g.total for g in got), sum(g.moved for g in got))]))
+    return daily, *event_rows(pops, merged)
+
+
+def _summed(parts: list[PartTally], group_order: list[str], ps: PopulationSettings,
+            first_day: int) -> tuple[list[tuple[str, str | None]], Tally, pd.DatetimeIndex]:
+    """The populations (as :func:`tracker.detect.population.populations` lists them:
+    each metric, then its cohorts and industries with ``min_series`` series), their
+    summed tallies, and the days any partition saw."""
+    sizes: dict[tuple[str, str | None], int] = {}
+    for p in parts:
+        for label, n in zip(p.labels, p.sizes, strict=True):
+            sizes[label] = sizes.get(label, 0) + int(n)
+    rank = {g: i for i, g in enumerate(group_order)}
+    labels = sorted((k for k, n in sizes.items() if k[1] is None or n >= ps.min_series),
+                    key=lambda k: (k[0], -1 if k[1] is None else rank[k[1]]))
+    where = {k: i for i, k in enumerate(labels)}
+    n_days = parts[0].seen.size
+    total = Tally.zeros(len(labels), n_days)
+    seen = np.zeros(n_days, dtype=bool)
+    for p in parts:
+        seen |= p.seen
+        mine = [(j, where[k]) for j, k in enumerate(p.labels) if k in where]
+        if mine:
+            src, dst = (np.asarray(x) for x in zip(*mine, strict=True))
+            total.add_rows(dst, p.tally.rows(src))
+    days = np.flatnonzero(seen)
+    index = pd.DatetimeIndex((first_day + days).astype("datetime64[D]").astype("datetime64[ns]"))
+    return labels, total.days(days), index

@@ -62,12 +62,18 @@ def _analyse(ws: Workspace, since: date | None, until: date | None,
              judge_from: date | None = None) -> PopulationResult:
     from tracker.detection import build_matrix, window_matrix
 
+    cohorts, industries = _cohorts(ws), event_store.industries(ws.store)
+    if ws.settings.detect.engine == "dask":  # each task scores its own slice
+        from tracker import dask_engine
+
+        return PopulationResult(*dask_engine.population(
+            ws, since=since, until=until, judge_from=judge_from, cohorts=cohorts,
+            industries=industries))
     matrix, keys = build_matrix(ws, since=since, until=until) \
         if since is None or until is None else window_matrix(ws, since, until)
     daily, events, members = population_pass(
-        matrix, keys, ws.settings.detect, ws.settings.population, cohorts=_cohorts(ws),
-        industries=event_store.industries(ws.store),
-        judge_from=None if judge_from is None else pd.Timestamp(judge_from))
+        matrix, keys, ws.settings.detect, ws.settings.population, cohorts=cohorts,
+        industries=industries, judge_from=None if judge_from is None else pd.Timestamp(judge_from))
     return PopulationResult(daily, events, members)
 
 

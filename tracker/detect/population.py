@@ -162,26 +162,41 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def populations(keys: pd.DataFrame, cohorts: Mapping[str, Sequence[str]],
-                industries: Mapping[str, str], min_series: int) -> list[Population]:
-    """Each metric, and within it each cohort and industry with ``min_series`` series.
+def group_names(cohorts: Mapping[str, Sequence[str]], industries: Mapping[str, str]
+                ) -> list[str]:
+    """The cohorts, then ``industry:<tag>`` of each industry: the order populations of
+    a metric are listed in after the metric itself."""
+    return [*cohorts, *(f"industry:{t}" for t in sorted(set(industries.values())))]
+
+
+def candidates(keys: pd.DataFrame, cohorts: Mapping[str, Sequence[str]],
+               industries: Mapping[str, str]) -> list[Population]:
+    """Each metric, and within it each cohort and industry with any of its series.
 
     ``cohorts`` maps a name to company ids, ``industries`` a company id to its
-    industry tag; an industry's population is named ``industry:<tag>``.
-    """
+    industry tag. A part of the series (a Dask task's) gives the parts of the
+    populations; whether a cohort is big enough is decided over all of them."""
     out = []
     company = keys["company"].to_numpy()
-    groups = {name: set(ids) for name, ids in cohorts.items()}
-    for tag in sorted(set(industries.values())):
-        groups[f"industry:{tag}"] = {c for c, t in industries.items() if t == tag}
+    tag = pd.Series(company, dtype=object).map(industries).to_numpy(dtype=object)
+    tags = sorted(set(industries.values()))
     for metric, idx in keys.groupby("metric", sort=True).indices.items():
         idx = np.asarray(idx)
         out.append(Population(str(metric), None, idx))
-        for name, members in groups.items():
-            sub = idx[np.isin(company[idx], list(members))]
-            if sub.size >= min_series:
-                out.append(Population(str(metric), name, sub))
+        subs = [idx[np.isin(company[idx], list(ids))] for ids in cohorts.values()]
+        subs += [idx[tag[idx] == t] for t in tags]
+        out += [Population(str(metric), name, sub)
+                for name, sub in zip(group_names(cohorts, industries), subs, strict=True)
+                if sub.size]
     return out
+
+
+def populations(keys: pd.DataFrame, cohorts: Mapping[str, Sequence[str]],
+                industries: Mapping[str, str], min_series: int) -> list[Population]:
+    """Each metric, and within it each cohort and industry with ``min_series`` series
+    (an industry's population is named ``industry:<tag>``)."""
+    return [p for p in candidates(keys, cohorts, industries)
+            if p.cohort is None or p.cols.size >= min_series]
 
 
 def event_id(metric: str, direction: str, first: pd.Timestamp, cohort: str | None) -> str:
@@ -252,14 +267,37 @@ class Tally:
         return Tally(self.n + other.n, self.total + other.total, self.k + other.k,
                      self.w + other.w)
 
+    @classmethod
+    def zeros(cls, n_pops: int, n_days: int) -> Tally:
+        return cls(np.zeros((n_pops, n_days), dtype=np.int64), np.zeros((n_pops, n_days)),
+                   np.zeros((n_pops, 2, 2, n_days), dtype=np.int64),
+                   np.zeros((n_pops, 2, 2, n_days)))
+
+    def on_days(self, at: np.ndarray, n_days: int) -> Tally:
+        """The same sums on a longer day axis: day ``i`` here is day ``at[i]`` there."""
+        out = Tally.zeros(self.n.shape[0], n_days)
+        out.n[:, at], out.total[:, at] = self.n, self.total
+        out.k[..., at], out.w[..., at] = self.k, self.w
+        return out
+
+    def days(self, keep: np.ndarray) -> Tally:
+        return Tally(self.n[:, keep], self.total[:, keep], self.k[..., keep], self.w[..., keep])
+
+    def rows(self, keep: np.ndarray) -> Tally:
+        return Tally(self.n[keep], self.total[keep], self.k[keep], self.w[keep])
+
+    def add_rows(self, rows: np.ndarray, other: Tally) -> None:
+        """Add ``other``'s populations into these ``rows`` (distinct) of this one."""
+        self.n[rows] += other.n
+        self.total[rows] += other.total
+        self.k[rows] += other.k
+        self.w[rows] += other.w
+
 
 def tally(mv: Moves, pops: Sequence[Population], ps: PopulationSettings) -> Tally:
     """Both tests' moving counts of each population and direction, each day: which one
     a day uses depends on the whole population's size that day, known once summed."""
-    n_days = len(mv.days)
-    out = Tally(np.zeros((len(pops), n_days), dtype=np.int64), np.zeros((len(pops), n_days)),
-                np.zeros((len(pops), 2, 2, n_days), dtype=np.int64),
-                np.zeros((len(pops), 2, 2, n_days)))
+    out = Tally.zeros(len(pops), len(mv.days))
     for i, pop in enumerate(pops):
         if not pop.cols.size:
             continue
@@ -365,6 +403,9 @@ def run_members(mv: Moves, pops: Sequence[Population], run: Run, ps: PopulationS
     sign = dict(DIRECTIONS)[run.direction]
     rows = mv.days.get_indexer(pd.DatetimeIndex(run.part["date"]))
     small = run.part["strict"].to_numpy(dtype=bool)  # members as the day was judged
+    small, rows = small[rows >= 0], rows[rows >= 0]  # a slice observed nothing that day
+    if not rows.size:
+        return RunMembers(pd.DataFrame(columns=MEMBER_COLUMNS), 0, 0.0, 0.0)
     sub = Moves(mv.days[rows], mv.keys, mv.z[rows], mv.change[rows], mv.before[rows],
                 mv.exceptional[rows])
     moved = _moving(sub, pop.cols, sign, small, ps.member_z, ps)
@@ -493,10 +534,7 @@ def population_pass(matrix: pd.DataFrame, keys: pd.DataFrame, settings: DetectSe
         return tally(mv, sub, ps)
 
     parts = _run_chunks(count, chunks, settings) if chunks else []
-    n_days = len(index)
-    total = sum(parts[1:], parts[0]) if parts else Tally(
-        np.zeros((len(pops), n_days), dtype=np.int64), np.zeros((len(pops), n_days)),
-        np.zeros((len(pops), 2, 2, n_days), dtype=np.int64), np.zeros((len(pops), 2, 2, n_days)))
+    total = sum(parts[1:], parts[0]) if parts else Tally.zeros(len(pops), len(index))
     daily = shares_of(total, pops, index, ps)
     wanted = runs(pops, daily, None if judge_from is None
                   else judge_from - pd.Timedelta(days=1))

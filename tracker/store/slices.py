@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, func, select
 
 from tracker.store.core import Store
 from tracker.store.latest import day_range, read_latest
-from tracker.store.schema import observations, series
+from tracker.store.schema import observations, series, sources
 
 _CHUNK = 500_000
 _STORES: dict[str, Store] = {}
@@ -100,3 +100,16 @@ def read_slice(url: str, lo: int, hi: int, *, since: date | None = None,
         rows = read_latest(conn, store.dialect, where, params, binds, by_series=True,
                            nothing=only is not None and not params["only"])
     return Slice(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+
+
+def slice_names(url: str, lo: int, hi: int
+                ) -> tuple[dict[int, tuple[str, str]], dict[int, str]]:
+    """series id -> (company id, metric) of the series with ids in [lo, hi], and every
+    source's name: what a task needs to name its columns (not the million others)."""
+    store = _store(url)
+    with store.reading("reading a slice's series names") as conn:
+        names = {int(i): (c, m) for i, c, m in conn.execute(
+            select(series.c.id, series.c.company_id, series.c.metric)
+            .where(series.c.id.between(int(lo), int(hi))))}
+        return names, {int(i): n for i, n in conn.execute(select(sources.c.id,
+                                                                  sources.c.name))}
