@@ -85,7 +85,21 @@ HEADER, TRAILER = b"PGCOPY\n\xff\r\n\x00" + bytes(8), b"\xff\xff"
 
 
 def history(companies: int, days: int, start: str) -> pd.DataFrame:
-    """dates x companies, made in chunks of the seeded generator, names unique."""
+    """dates x companies, made in chunks of the seeded generator, names unique; kept
+    in the temporary folder (a million companies take minutes to generate, and every
+    ``--reuse`` run needs the same values again)."""
+    cache = Path(tempfile.gettempdir()) / f"tracker_daily_{companies}x{days}_{start}.npz"
+    if cache.exists():
+        with np.load(cache) as f:
+            values, index = f["values"], f["index"]
+        return pd.DataFrame(values, index=pd.DatetimeIndex(index),
+                            columns=[f"co{k:07d}/employees" for k in range(companies)])
+    m = _generated(companies, days, start)
+    np.savez(cache, values=m.to_numpy(), index=m.index.to_numpy())
+    return m
+
+
+def _generated(companies: int, days: int, start: str) -> pd.DataFrame:
     parts = []
     for k in range(0, companies, CHUNK):
         n = min(CHUNK, companies - k)
