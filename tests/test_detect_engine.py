@@ -214,3 +214,43 @@ def test_window_gives_the_whole_history_verdicts(mixed: pd.DataFrame) -> None:
     monthly = {c for c in mixed.columns if mixed[c].notna().mean() < 0.2}
     assert monthly and monthly <= deep_seen  # sparse series always need their history
     assert len(deep_seen) < len(mixed.columns) / 2  # ... but most series never do
+
+
+QUIET_CHECK = """
+import os, threading, time
+from tracker.detect import DetectSettings, engine
+
+s = DetectSettings(workers=2)
+chunks = [(k, k + 1) for k in range(4)]
+def pids():
+    return {pid for pid in engine._run_chunks(lambda a, b: os.getpid(), chunks, s)}
+stop, busy, work = threading.Event(), threading.Lock(), []
+def background():
+    while not stop.wait(0.001):
+        with busy:  # e.g. a database call: the engine must not fork in the middle of it
+            work.append(1)
+quiet = threading.Thread(target=background, daemon=True)
+engine.fork_quiet(quiet, busy)
+quiet.start()
+forked = pids()
+assert forked and os.getpid() not in forked, forked  # every chunk judged in a worker
+loud = threading.Thread(target=stop.wait, daemon=True)  # not declared: no fork
+loud.start()
+assert pids() == {os.getpid()}
+stop.set(); quiet.join(); loud.join()
+assert work, "the quiet thread was kept from working for good"
+print("ok")
+"""
+
+
+def test_forks_beside_a_declared_quiet_thread_only() -> None:
+    """The daily job's lease renewer runs beside detection: declared quiet (it holds
+    its lock while it works, the engine takes the lock to fork), the chunks still go
+    to forked workers; beside any other thread they run in this process."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", QUIET_CHECK], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

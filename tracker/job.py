@@ -28,6 +28,7 @@ import requests
 
 from tracker import silences as silence_ops
 from tracker.collect import CollectResult, collect
+from tracker.detect.engine import fork_quiet
 from tracker.errors import LockHeldError, TrackerError
 from tracker.records import Alert, StepOutcome
 from tracker.store import runs as run_ops
@@ -211,16 +212,20 @@ def _hold_lease(ws: Workspace) -> tuple[str, threading.Event]:
                 raise
             time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
     stop = threading.Event()
+    busy = threading.Lock()
 
     def renew() -> None:
         while not stop.wait(LEASE_TTL.total_seconds() / 3):
-            try:
-                if not run_ops.renew_lease(ws.store, LOCK_NAME, owner, LEASE_TTL):
-                    log.error("the run lease was lost (expired and taken by another run)")
-            except TrackerError:
-                log.exception("could not renew the run lease")
+            with busy:
+                try:
+                    if not run_ops.renew_lease(ws.store, LOCK_NAME, owner, LEASE_TTL):
+                        log.error("the run lease was lost (expired and taken by another run)")
+                except TrackerError:
+                    log.exception("could not renew the run lease")
 
-    threading.Thread(target=renew, name="lease-renewer", daemon=True).start()
+    renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
+    fork_quiet(renewer, busy)  # detection may fork its workers while it waits
+    renewer.start()
     return owner, stop
 
 

@@ -14,10 +14,12 @@ detect_day gives each detector only the series observed that day.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
@@ -107,6 +109,37 @@ def detect(matrix: pd.DataFrame, settings: DetectSettings | None = None) -> pd.D
 _JOB: Callable[[int, int], Any] | None = None
 _PARALLEL_MIN_CHUNKS = 4
 T = TypeVar("T")
+#: Background threads that are safe to fork beside: each holds its lock whenever it
+#: does anything but wait (see :func:`fork_quiet`).
+_QUIET: weakref.WeakKeyDictionary[threading.Thread, threading.Lock] = \
+    weakref.WeakKeyDictionary()
+
+
+def fork_quiet(thread: threading.Thread, busy: threading.Lock) -> None:
+    """Declare a background thread safe to fork beside.
+
+    Fork copies only the forking thread, so a lock another thread holds at that
+    moment (a pool's, a driver's) stays locked forever in the child. A thread that
+    holds ``busy`` around everything it does but waiting lets the engine fork anyway:
+    it takes ``busy`` while it forks, so the thread is idle then. The daily job's
+    lease renewer is one; without this, every ``tracker run`` judged its chunks on one
+    core (a million series: some 40 s more)."""
+    _QUIET[thread] = busy
+
+
+def _may_fork() -> bool:
+    me = threading.current_thread()
+    return all(t is me or t in _QUIET for t in threading.enumerate())
+
+
+@contextlib.contextmanager
+def _quieted() -> Iterator[None]:
+    """The quiet threads kept idle (their locks held) for the block."""
+    with contextlib.ExitStack() as stack:
+        for t in list(_QUIET.keys()):
+            if t.is_alive():
+                stack.enter_context(_QUIET[t])
+        yield
 
 
 def _run_job(bounds: tuple[int, int]) -> Any:
@@ -119,20 +152,23 @@ def _run_chunks(block: Callable[[int, int], T], chunks: list[tuple[int, int]],
     """``block`` of every column chunk, in chunk order, in ``s.workers`` forked processes if many.
 
     Forked workers see the caller's arrays without copying them and return only the
-    (few) anomaly rows. Fork is only safe in a single-threaded process (a lock held by
-    another thread would stay locked in the child), so inside a threaded caller (a
-    scheduler), a daemon process or where fork does not exist the chunks run here, one
-    after the other, with the same result.
+    (few) anomaly rows. Fork is only safe beside threads that hold no lock at that
+    moment (one held would stay locked in the child): the caller's only, or those
+    declared with :func:`fork_quiet`. Inside another threaded caller (a scheduler), a
+    daemon process or where fork does not exist the chunks run here, one after the
+    other, with the same result.
     """
     global _JOB
     workers = min(s.execution.workers, os.cpu_count() or 1, len(chunks))
     if workers > 1 and len(chunks) >= _PARALLEL_MIN_CHUNKS and _JOB is None and \
             "fork" in multiprocessing.get_all_start_methods() and \
-            not multiprocessing.current_process().daemon and threading.active_count() == 1:
+            not multiprocessing.current_process().daemon and _may_fork():
         _JOB = block
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
-                return list(ex.map(_run_job, chunks))
+                with _quieted():  # a fork-context pool forks all its workers at the first submit
+                    futures = [ex.submit(_run_job, c) for c in chunks]
+                return [f.result() for f in futures]
         finally:
             _JOB = None
     return [block(c0, c1) for c0, c1 in chunks]

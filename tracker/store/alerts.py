@@ -101,10 +101,12 @@ class DetectionMark:
 
 def series_source_ids(store: Store, keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Series and source ids for rows of (company, metric, source)."""
+    wanted = keys["company"].unique().tolist()
+    q = select(series.c.id, series.c.company_id, series.c.metric)
+    if len(wanted) <= 5000:  # an event's members: not the million series' names
+        q = q.where(series.c.company_id.in_(wanted))
     with store.reading("mapping series") as conn:
-        ser = pd.DataFrame(conn.execute(select(series.c.id, series.c.company_id,
-                                               series.c.metric)).all(),
-                           columns=["series_id", "company", "metric"])
+        ser = pd.DataFrame(conn.execute(q).all(), columns=["series_id", "company", "metric"])
         src = pd.DataFrame(conn.execute(select(sources.c.id, sources.c.name)).all(),
                            columns=["source_id", "source"])
     merged = keys[["company", "metric", "source"]].merge(ser, how="left").merge(src, how="left")

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Text, bindparam, cast, delete, select, update
 
 from tracker.store.companies import now_utc
 from tracker.store.core import Store
@@ -192,7 +192,10 @@ def load_mark(store: Store) -> tuple[date, int] | None:
 
 def industries(store: Store) -> dict[str, str]:
     """Company id -> its ``industry`` tag (imported, e.g. from Thinknum exports)."""
+    # only the companies whose tags name an industry: parsing a million empty tags
+    # cost 11 s of every daily run
     with store.reading("reading industries") as conn:
-        rows = conn.execute(select(companies.c.id, companies.c.tags)).all()
+        rows = conn.execute(select(companies.c.id, companies.c.tags).where(
+            cast(companies.c.tags, Text).like('%"industry"%'))).all()
     return {r.id: str(r.tags["industry"]) for r in rows
             if isinstance(r.tags, dict) and r.tags.get("industry")}
