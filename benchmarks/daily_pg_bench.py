@@ -168,6 +168,9 @@ def main() -> None:
     ap.add_argument("--setup-engine", choices=["local", "dask"], default="local",
                     help="engine of the set-up's full pass (dask: a LocalCluster of "
                          "--workers processes, as a million-company store's first run)")
+    ap.add_argument("--engine", choices=["local", "dask"], default="local",
+                    help="engine of the timed daily run (dask: a LocalCluster of --workers "
+                         "processes whose tasks read their own slices)")
     ap.add_argument("--keep", action="store_true", help="keep the database (name printed)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the timed run into FILE")
     ap.add_argument("--reuse", metavar="NAME",
@@ -201,7 +204,7 @@ def main() -> None:
                   f"{time.perf_counter() - t0:.0f} s")
             (root / "incoming").mkdir()
             (root / "config.toml").write_text(CONFIG.format(url=url_s, workers=a.workers,
-                                                            engine="local"))
+                                                            engine=a.engine))
             (root / "setup.toml").write_text(CONFIG.format(url=url_s, workers=a.workers,
                                                            engine=a.setup_engine))
             hist = m.iloc[: a.days]
@@ -277,7 +280,7 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
             root = Path(tmp)
             (root / "incoming").mkdir()
             (root / "config.toml").write_text(CONFIG.format(url=url_s, workers=a.workers,
-                                                            engine="local"))
+                                                            engine=a.engine))
         store = Store(url_s)
         ws = Workspace(load_settings(root / "config.toml"), store)
         with psycopg.connect(dsn) as conn:
@@ -306,8 +309,8 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
         collect = total - sum(times.values())
         report = times.get("report_step", 0.0)
         detail = ", ".join(f"{k.removesuffix('_step')} {v:.1f} s" for k, v in times.items())
-        print(f"\n  daily run for {new_day:%Y-%m-%d}: {total:.1f} s (collect {collect:.1f} s, "
-              f"{detail}); {result.summary()[:100]}")
+        print(f"\n  daily run ({a.engine} engine) for {new_day:%Y-%m-%d}: {total:.1f} s "
+              f"(collect {collect:.1f} s, {detail}); {result.summary()[:100]}")
         target = total - report
         print(f"  append one day + detect + alerts (the run without its report): "
               f"{target:.1f} s ({target / 60:.2f} min; target <= 3 min -> "

@@ -79,10 +79,13 @@ def _name_order(series_id: np.ndarray, source_id: np.ndarray,
     """The order of the (series, source) columns by (company, metric, source), and
     the keys in that order."""
     series_names, source_names = names
-    labels = [(*series_names[int(a)], source_names[int(b)])
-              for a, b in zip(series_id, source_id, strict=True)]
-    by_name = np.asarray(sorted(range(len(labels)), key=labels.__getitem__), dtype=np.intp)
-    return by_name, pd.DataFrame([labels[i] for i in by_name], columns=KEY_COLUMNS)
+    pairs = [series_names[a] for a in series_id.tolist()]
+    keys = pd.DataFrame({"company": [c for c, _ in pairs], "metric": [m for _, m in pairs],
+                         "source": [source_names[b] for b in source_id.tolist()]})
+    # sorted as columns (code point order, as Python's tuple sort): at a million
+    # columns, tuples and a frame built from them cost some 5 s per read
+    by_name = keys.sort_values(KEY_COLUMNS, kind="stable").index.to_numpy(dtype=np.intp)
+    return by_name, keys.take(by_name).reset_index(drop=True)
 
 
 def _framed(values: np.ndarray, days: np.ndarray, keys: pd.DataFrame
