@@ -302,3 +302,28 @@ def test_concurrent_first_use_migrates_once(db_url: str) -> None:
     cmd = [sys.executable, "-m", "tracker", "--db", db_url, "db", "upgrade"]
     results = _parallel([cmd, cmd, cmd])
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+
+
+def test_stale_companies_are_those_quiet_since_the_cutoff(store: Store) -> None:
+    """The report's stale list reads the days after the cutoff, not every observation:
+    it must name exactly the companies without an ``employees`` observation in
+    (cutoff, until] (never observed: no last day), with their last day by ``until``;
+    a fresh segment metric or a value after ``until`` does not make a company fresh."""
+    from datetime import date
+
+    from tracker.store.report_data import stale_companies
+
+    write(store, [("Fresh", "2022-10-01", 5), ("Fresh", "2022-10-09", 6),
+                  ("Oldco", "2022-09-20", 7), ("Oldco", "2022-09-30", 8),
+                  ("Later", "2022-09-29", 9), ("Later", "2022-10-20", 9),
+                  ("Edge", "2022-10-02", 4)])
+    with store.transaction() as conn:
+        company_ops.resolve(conn, {"Never"})
+        seg = frame([("Oldco", "2022-10-08", 3)]).assign(metric="employees:security",
+                                                        company="oldco")
+        store.write_frame(conn, seg)
+    got = stale_companies(store, date(2022, 10, 10), date(2022, 10, 2))
+    assert got == [("edge", "Edge", date(2022, 10, 2)), ("later", "Later", date(2022, 9, 29)),
+                   ("never", "Never", None), ("oldco", "Oldco", date(2022, 9, 30))]
+    assert [c for c, _, _ in stale_companies(store, date(2022, 10, 10), date(2022, 10, 1))] \
+        == ["later", "never", "oldco"]

@@ -166,8 +166,7 @@ def _stale(ws: Workspace, day: date) -> list[dict[str, Any]]:
     cutoff = day - timedelta(days=ws.settings.run.stale_days)
     return [{"id": cid, "name": name, "last_day": last and last.isoformat(),
              "days_since": (day - last).days if last else None}
-            for cid, name, last in report_data.last_days(ws.store, day)
-            if last is None or last <= cutoff]
+            for cid, name, last in report_data.stale_companies(ws.store, day, cutoff)]
 
 
 def _thumbnail(png: bytes) -> bytes:

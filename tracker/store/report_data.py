@@ -73,20 +73,29 @@ def _source(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def last_days(store: Store, until: date, metric: str = DEFAULT_METRIC
-              ) -> list[tuple[str, str, date | None]]:
-    """(id, name, last day of ``metric`` observed on or before ``until``) per company.
+def stale_companies(store: Store, until: date, cutoff: date, metric: str = DEFAULT_METRIC
+                    ) -> list[tuple[str, str, date | None]]:
+    """(id, name, last day of ``metric`` observed on or before ``until``) of each company
+    with no such observation after ``cutoff`` (None: none at all), by id.
 
-    None for a company with no observation by then. One grouped query over the
-    ``(as_of, series_id, ...)`` index, whatever the number of companies.
+    The fresh series come from the days after ``cutoff`` only (the ``(as_of, ...)``
+    index), and only the stale companies' last days are looked up: a grouped maximum
+    over every observation read the whole table (51 s at 10^8 rows).
     """
-    last = (select(series.c.company_id, func.max(observations.c.as_of).label("last_day"))
-            .join(observations, observations.c.series_id == series.c.id)
-            .where(series.c.metric == metric, observations.c.as_of <= until)
-            .group_by(series.c.company_id).subquery())
-    query = (select(companies.c.id, companies.c.name, last.c.last_day)
-             .outerjoin(last, last.c.company_id == companies.c.id).order_by(companies.c.id))
-    with store.reading("reading the companies' last days") as conn:
+    o = observations.alias("o")
+    fresh = (select(o.c.series_id).where(o.c.as_of > cutoff, o.c.as_of <= until)
+             .distinct().subquery())
+    fresh_company = (select(series.c.id).join(fresh, fresh.c.series_id == series.c.id)
+                     .where(series.c.company_id == companies.c.id, series.c.metric == metric)
+                     .exists())
+    last = (select(func.max(observations.c.as_of))
+            .join(series, series.c.id == observations.c.series_id)
+            .where(series.c.company_id == companies.c.id, series.c.metric == metric,
+                   observations.c.as_of <= until)
+            .scalar_subquery())
+    query = (select(companies.c.id, companies.c.name, last).where(~fresh_company)
+             .order_by(companies.c.id))
+    with store.reading("reading the stale companies") as conn:
         rows = conn.execute(query).all()
     return [(r[0], r[1], _day(r[2])) for r in rows]
 
