@@ -114,10 +114,9 @@ def status(ws: Workspace, last: int = 5, today: date | None = None, *,
     sources = run_ops.source_results(ws.store, [shown[0]] if shown else [])
     stale_days = ws.settings.run.stale_days
     cutoff = today - timedelta(days=stale_days)
-    with ws.store.reading("listing companies") as conn:
-        companies = company_ops.last_days(conn)
-    stale = [(cid, name, day, (today - day).days if day is not None else None)
-             for cid, name, day in companies if day is None or day <= cutoff]
+    with ws.store.reading("listing stale companies") as conn:
+        stale = [(cid, name, day, (today - day).days if day is not None else None)
+                 for cid, name, day in company_ops.stale(conn, today, cutoff)]
     code, reasons = verdict(judged, sources, stale, stale_days, max_age_hours, now)
     return StatusReport(recent[:last], sources, stale, stale_days, code, reasons)
 

@@ -325,21 +325,37 @@ def refs(conn: Connection) -> list[CompanyRef]:
     return [CompanyRef(r.id, r.name, dict(r.external_ids or {})) for r in rows]
 
 
-def last_days(conn: Connection, metric: str = DEFAULT_METRIC) -> list[tuple[str, str, date | None]]:
-    """(id, name, last observed day of ``metric``) per company, by id; None if never observed.
+def stale(conn: Connection, until: date, cutoff: date, metric: str = DEFAULT_METRIC
+          ) -> list[tuple[str, str, date | None]]:
+    """(id, name, last day of ``metric`` observed on or before ``until``) of each company
+    with no such observation after ``cutoff`` (None: none at all), by id: the stale
+    companies of ``tracker status`` and of the report.
 
-    The day columns of ``Store.companies_summary`` without its pandas frame, for
-    ``tracker status``, which must start without importing pandas.
+    The fresh series come from the days after ``cutoff`` only (the ``(as_of, ...)``
+    index), and only the stale companies' last days are looked up: a grouped maximum
+    over every observation read the whole table (51 s at 10^8 rows).
     """
-    rows = conn.execute(
-        select(companies.c.id, companies.c.name, func.max(observations.c.as_of))
-        .select_from(companies)
-        .outerjoin(series, (series.c.company_id == companies.c.id) & (series.c.metric == metric))
-        .outerjoin(observations, observations.c.series_id == series.c.id)
-        .group_by(companies.c.id, companies.c.name)
-        .order_by(companies.c.id)
-    ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
+    o = observations.alias("o")
+    fresh = (select(o.c.series_id).where(o.c.as_of > cutoff, o.c.as_of <= until)
+             .distinct().subquery())
+    fresh_company = (select(series.c.id).join(fresh, fresh.c.series_id == series.c.id)
+                     .where(series.c.company_id == companies.c.id, series.c.metric == metric)
+                     .exists())
+    last = (select(func.max(observations.c.as_of))
+            .join(series, series.c.id == observations.c.series_id)
+            .where(series.c.company_id == companies.c.id, series.c.metric == metric,
+                   observations.c.as_of <= until)
+            .scalar_subquery())
+    rows = conn.execute(select(companies.c.id, companies.c.name, last)
+                        .where(~fresh_company).order_by(companies.c.id)).all()
+    return [(r[0], r[1], _as_date(r[2])) for r in rows]
+
+
+def _as_date(value: object) -> date | None:
+    """A day as the driver returns it (SQLite: ISO text)."""
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
 
 
 def count(store: Store) -> int:
