@@ -55,7 +55,8 @@ class Latest:
         starts[0] = True
         np.not_equal(self.series_id[1:], self.series_id[:-1], out=starts[1:])
         starts[1:] |= self.source_id[1:] != self.source_id[:-1]
-        col = np.cumsum(starts) - 1
+        col = np.cumsum(starts)
+        col -= 1  # in place: at 10^8 rows each temporary is 800 MB
         first = np.flatnonzero(starts)
         return self.series_id[first], self.source_id[first], col
 

@@ -64,8 +64,15 @@ class Window:
         series_id, source_id, col = latest.columns()
         rows = int(latest.day.max()) - first_day + 1 if len(latest) else 0
         values = np.full((max(rows, 0), series_id.size), np.nan)
-        keep = latest.day >= first_day
-        values[latest.day[keep] - first_day, col[keep]] = latest.value[keep]
+        # one flat index built in place: at 10^8 rows each temporary is 800 MB
+        flat = latest.day - first_day
+        flat *= series_id.size
+        flat += col
+        keep = flat >= 0
+        if keep.all():
+            values.reshape(-1)[flat] = latest.value
+        else:
+            values.reshape(-1)[flat[keep]] = latest.value[keep]
         return cls(first_day, series_id, source_id, values, last_observation,
                    dirty=set(range(first_day, first_day + max(rows, 0))))
 
