@@ -50,6 +50,7 @@ from tracker.detect.population import (
     event_rows,
     group_names,
     moves,
+    population_labels,
     run_members,
     runs,
     shares_of,
@@ -344,13 +345,10 @@ def population(ws: Workspace, *, since: date | None, until: date | None,
                                wanted=wanted, pure=False))
     merged = []
     for i, run in enumerate(wanted):
-        got = [f[i] for f in found]
+        got = RunMembers.combine([f[i] for f in found])
         # in the local window's column order: by company, metric, source
-        mem = pd.concat([g.members for g in got if len(g.members)] or [got[0].members],
-                        ignore_index=True).sort_values(KEY_COLUMNS, kind="stable")
-        merged.append((run, [RunMembers(mem.reset_index(drop=True),
-                                        sum(g.n_series for g in got),
-                                        sum(g.total for g in got), sum(g.moved for g in got))]))
+        got.members = got.members.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+        merged.append((run, [got]))
     return daily, *event_rows(pops, merged)
 
 
@@ -363,9 +361,7 @@ def _summed(parts: list[PartTally], group_order: list[str], ps: PopulationSettin
     for p in parts:
         for label, n in zip(p.labels, p.sizes, strict=True):
             sizes[label] = sizes.get(label, 0) + int(n)
-    rank = {g: i for i, g in enumerate(group_order)}
-    labels = sorted((k for k, n in sizes.items() if k[1] is None or n >= ps.min_series),
-                    key=lambda k: (k[0], -1 if k[1] is None else rank[k[1]]))
+    labels = population_labels(sizes, group_order, ps.min_series)
     where = {k: i for i, k in enumerate(labels)}
     n_days = parts[0].seen.size
     total = Tally.zeros(len(labels), n_days)

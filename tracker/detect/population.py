@@ -191,12 +191,24 @@ def candidates(keys: pd.DataFrame, cohorts: Mapping[str, Sequence[str]],
     return out
 
 
+def population_labels(sizes: Mapping[tuple[str, str | None], int], group_order: Sequence[str],
+                      min_series: int) -> list[tuple[str, str | None]]:
+    """The (metric, cohort) populations judged, in the order they are listed: each
+    metric, then its cohorts and industries (``group_order``) with ``min_series``
+    series. ``sizes``: series per candidate, over one matrix or summed over slices."""
+    rank = {g: i for i, g in enumerate(group_order)}
+    return sorted((k for k, n in sizes.items() if k[1] is None or n >= min_series),
+                  key=lambda k: (k[0], -1 if k[1] is None else rank[k[1]]))
+
+
 def populations(keys: pd.DataFrame, cohorts: Mapping[str, Sequence[str]],
                 industries: Mapping[str, str], min_series: int) -> list[Population]:
     """Each metric, and within it each cohort and industry with ``min_series`` series
     (an industry's population is named ``industry:<tag>``)."""
-    return [p for p in candidates(keys, cohorts, industries)
-            if p.cohort is None or p.cols.size >= min_series]
+    found = {(p.metric, p.cohort): p for p in candidates(keys, cohorts, industries)}
+    labels = population_labels({k: p.cols.size for k, p in found.items()},
+                               group_names(cohorts, industries), min_series)
+    return [found[k] for k in labels]
 
 
 def event_id(metric: str, direction: str, first: pd.Timestamp, cohort: str | None) -> str:
@@ -394,6 +406,15 @@ class RunMembers:
     total: float  #: headcount of the series judged on its days
     moved: float  #: that of its members
 
+    @classmethod
+    def combine(cls, parts: Sequence[RunMembers]) -> RunMembers:
+        """The members found over several column chunks or slices, in their order."""
+        # parts without members would turn the names' string columns to object
+        mem = pd.concat([p.members for p in parts if len(p.members)] or
+                        [parts[0].members], ignore_index=True)
+        return cls(mem, sum(p.n_series for p in parts), sum(p.total for p in parts),
+                   sum(p.moved for p in parts))
+
 
 def run_members(mv: Moves, pops: Sequence[Population], run: Run, ps: PopulationSettings
                 ) -> RunMembers:
@@ -436,17 +457,15 @@ def event_rows(pops: Sequence[Population], found: Sequence[tuple[Run, Sequence[R
     events, members = [], []
     for run, parts in found:
         pop, part = pops[run.pop], run.part
-        # chunks without members would turn the names' string columns to object
-        mem = pd.concat([p.members for p in parts if len(p.members)] or
-                        [parts[0].members], ignore_index=True)
-        n_series, total = sum(p.n_series for p in parts), sum(p.total for p in parts)
+        got = RunMembers.combine(parts)
+        mem, n_series, total = got.members, got.n_series, got.total
         members.append(mem)
         events.append({
             "id": run.id, "metric": pop.metric, "cohort": pop.cohort,
             "direction": run.direction, "first_date": pd.Timestamp(part["date"].iloc[0]),
             "last_date": pd.Timestamp(part["date"].iloc[-1]), "n_series": n_series,
             "n_members": len(mem), "share": len(mem) / n_series if n_series else 0.0,
-            "weighted_share": sum(p.moved for p in parts) / total if total else 0.0,
+            "weighted_share": got.moved / total if total else 0.0,
             "peak_share": float(part["share"].max()),
             "expected_share": float(part["expected"].iloc[0]),
             "score": float(part["score"].max()),

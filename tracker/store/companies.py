@@ -352,10 +352,15 @@ def stale(conn: Connection, until: date, cutoff: date, metric: str = DEFAULT_MET
 
 
 def _as_date(value: object) -> date | None:
-    """A day as the driver returns it (SQLite: ISO text)."""
-    if value is None or isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
+    """A day as the driver returns it (SQLite hands aggregates of dates back as text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    if isinstance(value, datetime):
+        return value.date()
+    assert isinstance(value, date)
+    return value
 
 
 def count(store: Store) -> int:

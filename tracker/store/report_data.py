@@ -12,7 +12,7 @@ alerts later (who reviewed, when) reach the report without a change here.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -106,14 +106,3 @@ def known_alerts(store: Store, until: date, recent_since: date) -> pd.DataFrame:
     with store.reading("reading alerts for the report") as conn:
         result = conn.execute(query)
         return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
-
-
-def _day(value: object) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite hands aggregates of dates back as text
-        return date.fromisoformat(value[:10])
-    if isinstance(value, datetime):
-        return value.date()
-    assert isinstance(value, date)
-    return value
