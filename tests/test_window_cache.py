@@ -130,3 +130,59 @@ def test_latest_indexing_matches_a_sort_of_every_row() -> None:
     assert np.array_equal(days, want_days) and np.array_equal(row, want_row)
     empty = Latest(*(np.zeros(0, dtype=np.int64),) * 4, {}, {})
     assert [x.size for x in (*empty.columns(), *empty.day_rows())] == [0] * 5
+
+
+def test_a_window_read_day_by_day_is_the_one_read_at_once(db_url: str, tmp_path) -> None:
+    """``Window.read`` (day by day on PostgreSQL, never all rows at once) gives what
+    ``Window.of`` makes of every row read together: two sources, companies first seen
+    late in the window (new columns), a day with no data, days before the window, and
+    revisions both ways (a later collection wins; one imported later but collected
+    earlier does not)."""
+    from datetime import date, datetime
+
+    import pandas as pd
+
+    from tracker.ingest import ImportOptions, import_file
+    from tracker.store.latest import day_number, latest_values
+
+    rng = np.random.default_rng(11)
+    days = pd.date_range("2024-01-01", periods=40)
+    frames = []
+    for k in range(30):
+        start = 0 if k < 20 else int(rng.integers(10, 35))  # ten first seen late
+        seen = rng.random(40) > 0.2
+        seen[:start] = False
+        seen[17] = False  # a day with no data at all
+        frames.append(pd.DataFrame({"company": f"co{k}", "date": days[seen].strftime("%Y-%m-%d"),
+                                    "employees": rng.integers(100, 5000, seen.sum())}))
+    rows = pd.concat(frames)
+    store = Store(db_url)
+    for source, part in (("a", rows.iloc[::2]), ("b", rows.iloc[1::2]), ("b", rows.iloc[::5])):
+        part.to_csv(tmp_path / "x.csv", index=False)
+        import_file(store, tmp_path / "x.csv",
+                    ImportOptions(source=source, collected_at=datetime(2024, 3, 1)))
+    # within a day the covering index orders a cell's rows by value: the revisions
+    # that must win are the smaller ones, the one that must not the larger
+    fixes = rows.iloc[[3, 30, 31, 200, 300, 402]].assign(employees=lambda f: f["employees"] - 7)
+    fixes.to_csv(tmp_path / "later.csv", index=False)
+    import_file(store, tmp_path / "later.csv",
+                ImportOptions(source="a", collected_at=datetime(2024, 4, 1)))
+    old = rows.iloc[[30, 44, 300, 402]].assign(employees=10**6)
+    old.to_csv(tmp_path / "older.csv", index=False)
+    import_file(store, tmp_path / "older.csv",
+                ImportOptions(source="a", collected_at=datetime(2024, 1, 20)))
+
+    first = day_number(date(2024, 1, 5))
+    want = window_cache.Window.of(latest_values(store, since=date(2024, 1, 5)), first, 99)
+    got = window_cache.Window.read(store, first, 99)
+    assert got.values.shape == want.values.shape == (36, want.series_id.size)
+    assert want.series_id.size > 30  # columns of both sources
+    np.testing.assert_array_equal(got.series_id, want.series_id)
+    np.testing.assert_array_equal(got.source_id, want.source_id)
+    np.testing.assert_array_equal(got.values, want.values)
+    assert got.dirty == want.dirty and got.last_observation == 99
+    assert np.isnan(got.values[17 - 4]).all()  # the day without data
+    seen = got.values[np.isfinite(got.values)]
+    assert 10**6 not in seen  # the older collection never wins
+    assert set(fixes["employees"]) & set(seen.astype(int))  # the later one does
+    store.close()

@@ -35,6 +35,7 @@ from tracker.records import Alert, StepOutcome
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
 from tracker.store.latest import Latest, latest_values
+from tracker.store.latest import day_number as _day_number
 from tracker.store.latest import names as latest_names
 from tracker.workspace import Workspace
 
@@ -103,8 +104,7 @@ def _window(ws: Workspace, p: Plan, first: date, day: date
     win = window_cache.load(ws.store)
     if win is None or p.mark is None or win.last_observation != p.mark.last_observation \
             or win.first_day > keep:
-        win = window_cache.Window.of(latest_values(ws.store, since=_date_of(keep)), keep,
-                                     p.last_observation)
+        win = window_cache.Window.read(ws.store, keep, p.last_observation)
     else:
         win.apply(ws.store, p.last_observation)
         win.trim(keep)
@@ -150,14 +150,6 @@ def window_matrix(ws: Workspace, since: date, until: date
             and win.last_observation == alert_store.last_observation_id(ws.store):
         return _from_window(ws, win, _day_number(since), _day_number(until))
     return build_matrix(ws, since=since, until=until)
-
-
-def _day_number(d: date) -> int:
-    return (d - date(1970, 1, 1)).days
-
-
-def _date_of(n: int) -> date:
-    return date(1970, 1, 1) + timedelta(days=n)
 
 
 def matrix_of(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -11,9 +11,9 @@ the general reader (names, timestamps, revisions, points in time).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,15 @@ _CHUNK = 1 << 20
 #: The day as days since 1970-01-01, per dialect.
 _DAY_SQL = {"sqlite": "CAST(julianday(o.as_of) - 2440587.5 AS INTEGER)",
             "postgresql": "(o.as_of - DATE '1970-01-01')"}
+
+
+def day_number(d: date) -> int:
+    """A day as the store's day numbers count it (days since 1970-01-01)."""
+    return (d - date(1970, 1, 1)).days
+
+
+def date_of(n: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=n)
 
 
 @dataclass(frozen=True)
@@ -126,31 +135,10 @@ _PACKED = np.dtype([("series_id", ">i4"), ("source_id", ">i4"), ("day", ">i4"),
 
 def _read_packed(conn: Any, where: list[str], params: dict[str, object], binds: list[Any],
                  by_series: bool) -> np.ndarray:
-    """The rows of :func:`read_latest` on PostgreSQL, packed by the server.
-
-    A row-per-row fetch costs a Python tuple per observation and, with a client-side
-    cursor, holds the whole result in libpq first: at 10^8 rows (a million companies'
-    window) that is some 20 GB. Here the server packs each group's rows into one bytea
-    of fixed 20-byte records, which numpy reads in place: a few hundred fetched
-    values instead of 10^8, streamed through a server-side cursor so the client holds
-    the packed bytes (20 B per row) and the result (32 B per row), nothing more. The
-    groups follow the index the read walks: days for a window ((as_of, ...) index),
-    series for a slice ((series_id, ...) index); the hash aggregate is switched off for
-    the read so the server, too, holds one group at a time instead of all of them.
-    """
-    group = "o.series_id" if by_series else "o.as_of"
-    sql = text(
-        "SELECT string_agg(int4send(o.series_id) || int4send(o.source_id) || "
-        f"int4send({_DAY_SQL['postgresql']}) || int8send(o.value), ''::bytea) "
-        "FROM observations o WHERE " + " AND ".join(where) + f" GROUP BY {group}"
-    ).bindparams(*binds)
-    conn.execute(text("SET LOCAL enable_hashagg = off"))
-    parts: list[np.ndarray] = []
-    result = conn.execute(sql, params, execution_options={"stream_results": True,
-                                                          "max_row_buffer": 64})
-    for (packed,) in result:
-        parts.append(np.frombuffer(packed, dtype=_PACKED))
-    result.close()
+    """The rows of :func:`read_latest` on PostgreSQL, packed by the server
+    (:func:`packed_groups`): the client holds the packed bytes (20 B per row) and the
+    result (32 B per row), nothing more."""
+    parts = list(packed_groups(conn, where, params, binds, by_series=by_series))
     rows = np.empty((sum(p.size for p in parts), 4), dtype=np.int64)
     at = 0
     while parts:  # converted about a million rows at a time, each batch freed once copied
@@ -162,8 +150,40 @@ def _read_packed(conn: Any, where: list[str], params: dict[str, object], binds: 
         for i, name in enumerate(_PACKED.names):
             rows[at:at + n, i] = batch[name]
         at += n
-    conn.execute(text("RESET enable_hashagg"))
     return rows
+
+
+def packed_groups(conn: Any, where: list[str], params: dict[str, object], binds: list[Any],
+                  *, by_series: bool = False) -> Iterator[np.ndarray]:
+    """The observations of ``observations o`` matching ``where``, on PostgreSQL, one
+    group at a time as records of :data:`_PACKED` (series, source, day, value; every
+    revision, not sorted within the group).
+
+    A row-per-row fetch costs a Python tuple per observation and, with a client-side
+    cursor, holds the whole result in libpq first: at 10^8 rows (a million companies'
+    window) that is some 20 GB. Here the server packs each group's rows into one bytea
+    of fixed 20-byte records, which numpy reads in place: a few hundred fetched
+    values instead of 10^8, streamed through a server-side cursor. The groups follow
+    the index the read walks: days for a window ((as_of, ...) index; so a caller can
+    build a window day by day), series for a slice ((series_id, ...) index); the hash
+    aggregate is switched off for the read so the server, too, holds one group at a
+    time instead of all of them.
+    """
+    group = "o.series_id" if by_series else "o.as_of"
+    sql = text(
+        "SELECT string_agg(int4send(o.series_id) || int4send(o.source_id) || "
+        f"int4send({_DAY_SQL['postgresql']}) || int8send(o.value), ''::bytea) "
+        "FROM observations o WHERE " + " AND ".join(where) + f" GROUP BY {group}"
+    ).bindparams(*binds)
+    conn.execute(text("SET LOCAL enable_hashagg = off"))
+    result = conn.execute(sql, params, execution_options={"stream_results": True,
+                                                          "max_row_buffer": 64})
+    try:
+        for (packed,) in result:
+            yield np.frombuffer(packed, dtype=_PACKED)
+    finally:
+        result.close()
+        conn.execute(text("RESET enable_hashagg"))
 
 
 def latest_values(store: Store, *, since: date | None = None, until: date | None = None,
