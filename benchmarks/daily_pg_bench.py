@@ -34,6 +34,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -49,6 +50,7 @@ from daily_bench import _timed_steps
 from synthetic_rows import long_rows
 
 from tracker.config import load_settings
+from tracker.detect import engine as detect_engine
 from tracker.detect.synthetic import generate
 from tracker.detection import run_detection
 from tracker.ingest import ImportOptions, import_file
@@ -266,7 +268,9 @@ def main() -> None:
             print(f"  set-up: the day before, reading the window afresh: "
                   f"{time.perf_counter() - t0:.1f} s ({warm.summary()[:60]})")
             store.close()
-            timed_run(a, url_s, dsn, root=root, m=m)
+            held = [m]
+            del m, hist, seen  # so that the timed run holds the only reference
+            timed_run(a, url_s, dsn, root=root, m=held.pop())
     finally:
         if not (a.keep or a.reuse or a.build_only):
             with engine.connect() as conn:
@@ -282,6 +286,46 @@ def _next_day(m: pd.DataFrame, after: pd.Timestamp) -> pd.Timestamp:
         sys.exit(f"no generated day with data after {after:%Y-%m-%d} (the {HORIZON} days "
                  "generated past the history are used up): build a new database")
     return seen.idxmax()
+
+
+class PeakMemory:
+    """This process's peak resident memory per step of the timed run, sampled every
+    20 ms from /proc (``ru_maxrss`` only knows the whole run's). Declared quiet to the
+    engine, so the detection still forks its workers beside it (each is a process of
+    its own, not counted here; with ``--engine dask`` the workers' memory is theirs)."""
+
+    def __init__(self) -> None:
+        self.step, self.peaks = "collect", {}
+        self._busy, self._stop = threading.Lock(), threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        detect_engine.fork_quiet(self._thread, self._busy)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop.wait(0.02):
+                with self._busy:
+                    statm.seek(0)
+                    rss = int(statm.read().split()[1]) * self._page
+                    self.peaks[self.step] = max(self.peaks.get(self.step, 0), rss)
+
+    def wrap(self, steps: list) -> list:
+        def one(step):  # type: ignore[no-untyped-def]
+            def run(ws, day, run_id):  # type: ignore[no-untyped-def]
+                self.step = step.__name__.removesuffix("_step")
+                try:
+                    return step(ws, day, run_id)
+                finally:
+                    self.step = "after"
+            run.__name__ = step.__name__
+            return run
+        return [one(s) for s in steps]
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return ", ".join(f"{k} {v / 2**30:.2f}" for k, v in self.peaks.items())
 
 
 def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None = None,
@@ -307,7 +351,10 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
         window_cache._kept = None
         day_csv = root / "incoming" / f"{new_day:%Y-%m-%d}.csv"
         long_rows(m.loc[[new_day]]).to_csv(day_csv, index=False)
+        del m  # the generated history is the bench's, not the run's, memory
         steps, times = _timed_steps()
+        memory = PeakMemory()
+        steps = memory.wrap(steps)
         prof = None
         if a.profile:
             import cProfile
@@ -317,6 +364,7 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
         t0 = time.perf_counter()
         result = run_once(ws, new_day.date(), steps=steps)
         total = time.perf_counter() - t0
+        peaks = memory.stop()
         if prof is not None:
             prof.disable()
             prof.dump_stats(a.profile)
@@ -327,6 +375,7 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
         how = "stored window" if kept else "no stored window: read afresh"
         print(f"\n  daily run ({a.engine} engine, {how}) for {new_day:%Y-%m-%d}: {total:.1f} s "
               f"(collect {collect:.1f} s, {detail}); {result.summary()[:100]}")
+        print(f"  peak resident memory of this process by step (GB): {peaks}")
         target = total - report
         print(f"  append one day + detect + alerts (the run without its report): "
               f"{target:.1f} s ({target / 60:.2f} min; target <= 3 min -> "
