@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -45,16 +46,23 @@ output_dir = "reports"
 """
 
 
-def _timed_steps() -> tuple[list, dict[str, float]]:
+def _timed_steps(on_step: Callable[[str], None] | None = None
+                 ) -> tuple[list, dict[str, float]]:
+    """The job's steps, each timed; ``on_step`` hears each step's name as it starts
+    and "after" as it ends (the PostgreSQL bench's memory sampler)."""
     times: dict[str, float] = {}
 
     def wrap(step):  # type: ignore[no-untyped-def]
         def run(ws, day, run_id):  # type: ignore[no-untyped-def]
+            if on_step is not None:
+                on_step(step.__name__.removesuffix("_step"))
             t0 = time.perf_counter()
             try:
                 return step(ws, day, run_id)
             finally:
                 times[step.__name__] = time.perf_counter() - t0
+                if on_step is not None:
+                    on_step("after")
         run.__name__ = step.__name__
         return run
 

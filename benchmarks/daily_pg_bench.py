@@ -310,17 +310,8 @@ class PeakMemory:
                     rss = int(statm.read().split()[1]) * self._page
                     self.peaks[self.step] = max(self.peaks.get(self.step, 0), rss)
 
-    def wrap(self, steps: list) -> list:
-        def one(step):  # type: ignore[no-untyped-def]
-            def run(ws, day, run_id):  # type: ignore[no-untyped-def]
-                self.step = step.__name__.removesuffix("_step")
-                try:
-                    return step(ws, day, run_id)
-                finally:
-                    self.step = "after"
-            run.__name__ = step.__name__
-            return run
-        return [one(s) for s in steps]
+    def at(self, step: str) -> None:
+        self.step = step
 
     def stop(self) -> str:
         self._stop.set()
@@ -352,9 +343,8 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
         day_csv = root / "incoming" / f"{new_day:%Y-%m-%d}.csv"
         long_rows(m.loc[[new_day]]).to_csv(day_csv, index=False)
         del m  # the generated history is the bench's, not the run's, memory
-        steps, times = _timed_steps()
         memory = PeakMemory()
-        steps = memory.wrap(steps)
+        steps, times = _timed_steps(memory.at)
         prof = None
         if a.profile:
             import cProfile
