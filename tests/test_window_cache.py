@@ -11,6 +11,7 @@ another writer has replaced the stored window.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import select, text
 
@@ -132,18 +133,13 @@ def test_latest_indexing_matches_a_sort_of_every_row() -> None:
     assert [x.size for x in (*empty.columns(), *empty.day_rows())] == [0] * 5
 
 
-def test_a_window_read_day_by_day_is_the_one_read_at_once(db_url: str, tmp_path) -> None:
-    """``Window.read`` (day by day on PostgreSQL, never all rows at once) gives what
-    ``Window.of`` makes of every row read together: two sources, companies first seen
-    late in the window (new columns), a day with no data, days before the window, and
-    revisions both ways (a later collection wins; one imported later but collected
-    earlier does not)."""
-    from datetime import date, datetime
-
-    import pandas as pd
+def _revised_store(db_url: str, tmp_path) -> tuple[Store, pd.DataFrame]:
+    """Two sources, companies first seen late (new columns), a day with no data at
+    all (2024-01-18), and revisions both ways (a later collection wins; one imported
+    later but collected earlier does not); returns the store and the later fixes."""
+    from datetime import datetime
 
     from tracker.ingest import ImportOptions, import_file
-    from tracker.store.latest import day_number, latest_values
 
     rng = np.random.default_rng(11)
     days = pd.date_range("2024-01-01", periods=40)
@@ -172,6 +168,20 @@ def test_a_window_read_day_by_day_is_the_one_read_at_once(db_url: str, tmp_path)
     import_file(store, tmp_path / "older.csv",
                 ImportOptions(source="a", collected_at=datetime(2024, 1, 20)))
 
+    return store, fixes
+
+
+def test_a_window_read_day_by_day_is_the_one_read_at_once(db_url: str, tmp_path) -> None:
+    """``Window.read`` (day by day on PostgreSQL, never all rows at once) gives what
+    ``Window.of`` makes of every row read together: two sources, companies first seen
+    late in the window (new columns), a day with no data, days before the window, and
+    revisions both ways (a later collection wins; one imported later but collected
+    earlier does not)."""
+    from datetime import date
+
+    from tracker.store.latest import day_number, latest_values
+
+    store, fixes = _revised_store(db_url, tmp_path)
     first = day_number(date(2024, 1, 5))
     want = window_cache.Window.of(latest_values(store, since=date(2024, 1, 5)), first, 99)
     got = window_cache.Window.read(store, first, 99)
@@ -185,4 +195,32 @@ def test_a_window_read_day_by_day_is_the_one_read_at_once(db_url: str, tmp_path)
     seen = got.values[np.isfinite(got.values)]
     assert 10**6 not in seen  # the older collection never wins
     assert set(fixes["employees"]) & set(seen.astype(int))  # the later one does
+    store.close()
+
+
+@pytest.mark.parametrize("bounds", [(None, None), ("2024-01-05", None), (None, "2024-02-03"),
+                                    ("2024-01-10", "2024-01-30")])
+def test_a_whole_store_matrix_is_read_day_by_day_and_ordered_in_place(
+        db_url: str, tmp_path, bounds: tuple[str | None, str | None]) -> None:
+    """``build_matrix`` over the whole store (the local engine's full passes and the
+    population step's first run) reads day by day and puts its one matrix in key order
+    in place; it must be exactly the matrix of every row read at once, bounds or not,
+    with the day without data dropped as that one drops it."""
+    from datetime import date
+
+    from tracker.config import Settings
+    from tracker.detection import _matrix_of_latest, build_matrix
+    from tracker.store.latest import latest_values
+    from tracker.workspace import Workspace
+
+    store, _ = _revised_store(db_url, tmp_path)
+    since, until = (None if b is None else date.fromisoformat(b) for b in bounds)
+    ws = Workspace(Settings(base_dir=tmp_path), store)
+    want, want_keys = _matrix_of_latest(latest_values(store, since=since, until=until))
+    got, keys = build_matrix(ws, since=since, until=until)
+    assert want.shape[1] > 30 and pd.Timestamp("2024-01-18") not in got.index
+    pd.testing.assert_frame_equal(keys, want_keys)
+    pd.testing.assert_frame_equal(got, want)
+    assert got.index[0] >= pd.Timestamp(since or "2024-01-01")
+    assert got.index[-1] <= pd.Timestamp(until or "2024-02-09")
     store.close()

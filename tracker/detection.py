@@ -34,7 +34,7 @@ from tracker.detect.engine import empty_frame, judge_days, window_days
 from tracker.records import Alert, StepOutcome
 from tracker.store import alerts as alert_store
 from tracker.store import window_cache
-from tracker.store.latest import Latest, latest_values
+from tracker.store.latest import Latest, LatestMatrix, latest_matrix, latest_values
 from tracker.store.latest import day_number as _day_number
 from tracker.store.latest import names as latest_names
 from tracker.workspace import Workspace
@@ -56,6 +56,11 @@ def build_matrix(
     if known_at is not None:
         return matrix_of(ws.store.observations(companies, known_at=known_at, until=until,
                                                since=since))
+    if companies is None:  # the whole store: read day by day, never every row at once
+        m = latest_matrix(ws.store, first_day=None if since is None else _day_number(since),
+                          last_day=None if until is None else _day_number(until))
+        return _from_window(ws, m, m.first_day, m.first_day + m.values.shape[0] - 1,
+                            own=True)
     return _matrix_of_latest(latest_values(ws.store, since=since, until=until,
                                            companies=companies))
 
@@ -123,10 +128,16 @@ def _keep_from(ws: Workspace, first: date) -> date:
     return first
 
 
-def _from_window(ws: Workspace, win: window_cache.Window, lo: int, hi: int
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _from_window(ws: Workspace, win: window_cache.Window | LatestMatrix, lo: int, hi: int,
+                 *, own: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The days [lo, hi] of the window as :func:`build_matrix` gives them: the days and
-    series with a value in that range only, columns in key order."""
+    series with a value in that range only, columns in key order.
+
+    ``own``: the caller hands the window's matrix over (a read of its own, not the
+    kept window), so when every column of it is wanted it is put in key order (and
+    the days without a value dropped) in place, row by row: a whole-store read then
+    holds one matrix, not two (a million series over a year and a quarter: 3.6 GB
+    less at the peak)."""
     start = max(lo - win.first_day, 0)
     vals = win.values[start: max(hi - win.first_day + 1, 0)]
     seen = np.isfinite(vals)
@@ -136,8 +147,13 @@ def _from_window(ws: Workspace, win: window_cache.Window, lo: int, hi: int
         return pd.DataFrame(dtype="float64"), pd.DataFrame(columns=KEY_COLUMNS)
     by_name, keys = _name_order(win.series_id[cols], win.source_id[cols],
                                 latest_names(ws.store))
+    days = win.first_day + start + rows
+    if own and cols.size == vals.shape[1]:
+        for i, r in enumerate(rows.tolist()):  # r >= i: a row is read before it is written
+            vals[i] = vals[r, by_name]  # one row's temporary at a time
+        return _framed(vals[: rows.size], days, keys)
     # one copy of the window's part, rows and columns picked and ordered at once
-    return _framed(vals[np.ix_(rows, cols[by_name])], win.first_day + start + rows, keys)
+    return _framed(vals[np.ix_(rows, cols[by_name])], days, keys)
 
 
 def window_matrix(ws: Workspace, since: date, until: date

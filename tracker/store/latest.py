@@ -215,6 +215,97 @@ def latest_values(store: Store, *, since: date | None = None, until: date | None
     return Latest(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], series_names, source_names)
 
 
+@dataclass(frozen=True)
+class LatestMatrix:
+    """The latest value of every (series, source) column for the calendar days from
+    ``first_day`` (a day number): NaN where nothing is known. Columns in (series,
+    source) id order, as :meth:`Latest.columns` gives them."""
+
+    first_day: int
+    series_id: np.ndarray
+    source_id: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, latest: Latest, first_day: int | None = None) -> LatestMatrix:
+        """The matrix of rows already read (``first_day``: the first row's day)."""
+        series_id, source_id, col = latest.columns()
+        if first_day is None:
+            first_day = int(latest.day.min()) if len(latest) else 0
+        rows = int(latest.day.max()) - first_day + 1 if len(latest) else 0
+        values = np.full((max(rows, 0), series_id.size), np.nan)
+        # one flat index built in place: at 10^8 rows each temporary is 800 MB
+        flat = latest.day - first_day
+        flat *= series_id.size
+        flat += col
+        keep = flat >= 0
+        if keep.all():
+            values.reshape(-1)[flat] = latest.value
+        else:
+            values.reshape(-1)[flat[keep]] = latest.value[keep]
+        return cls(first_day, series_id, source_id, values)
+
+
+def latest_matrix(store: Store, *, first_day: int | None = None,
+                  last_day: int | None = None) -> LatestMatrix:
+    """:meth:`LatestMatrix.of` the latest values of the days [first_day, last_day]
+    (day numbers, both optional: the store's first and last), built day by day on
+    PostgreSQL.
+
+    All the rows at once are 32 B per observation (and 20 more while packed): at
+    a million series and a year and a quarter of days, some 20 GB beside a 3.6 GB
+    matrix. Day by day, the client holds each day's values as a row of the columns
+    seen so far, then the matrix (the rows put in column order, each freed once
+    copied): about twice the matrix, whatever the number of observations. The
+    daily run's fresh window and every whole-store pass of the local engine read
+    through here."""
+    since = None if first_day is None else date_of(first_day)
+    until = None if last_day is None else date_of(last_day)
+    if store.dialect != "postgresql":
+        return LatestMatrix.of(latest_values(store, since=since, until=until), first_day)
+    where, params, binds = day_range(since, until)
+    known = np.zeros(0, dtype=np.int64)  # column codes seen so far, sorted
+    ids = np.zeros(0, dtype=np.int64)  # each one's column in order of first sight
+    rows: dict[int, np.ndarray] = {}
+    with store.reading("reading observations") as conn:
+        for group in packed_groups(conn, where, params, binds):
+            code = group["series_id"].astype(np.int64) << 31
+            code |= group["source_id"]
+            at = np.searchsorted(known, code)
+            seen = at < known.size
+            seen[seen] = known[at[seen]] == code[seen]
+            if not seen.all():
+                new = np.unique(code[~seen])
+                known = np.concatenate([known, new])
+                ids = np.concatenate([ids, ids.size + np.arange(new.size)])
+                order = np.argsort(known, kind="stable")
+                known, ids = known[order], ids[order]
+                at = np.searchsorted(known, code)
+            col = ids[at]
+            row = np.full(known.size, np.nan)
+            row[col] = group["value"]
+            many = np.flatnonzero(np.bincount(col, minlength=known.size) > 1)
+            day = int(group["day"][0])
+            if many.size:  # cells read twice: their latest-collected value
+                cells = np.empty((many.size, 3), dtype=np.int64)
+                first = np.zeros(known.size, dtype=np.int64)
+                first[col] = np.arange(col.size)  # a row of each (any: same key)
+                cells[:, 0] = group["series_id"][first[many]]
+                cells[:, 1] = group["source_id"][first[many]]
+                cells[:, 2] = day
+                row[many] = latest_of(conn, cells)
+            rows[day] = row
+    if first_day is None:
+        first_day = min(rows) if rows else 0
+    days = max(rows) - first_day + 1 if rows else 0
+    values = np.full((days, known.size), np.nan)
+    for day in sorted(rows):
+        row = rows.pop(day)
+        part = ids < row.size  # columns first seen on a later day stay NaN here
+        values[day - first_day, part] = row[ids[part]] if not part.all() else row[ids]
+    return LatestMatrix(first_day, known >> 31, known & (2**31 - 1), values)
+
+
 def latest_rows(conn, rows: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
     """(series, source, day, value) rows sorted by the first three, one per cell, each
     cell's latest-collected value (the few cells read twice are looked up once more)."""

@@ -37,11 +37,9 @@ from tracker.store.core import Store
 from tracker.store.latest import (
     _DAY_SQL,
     Latest,
-    date_of,
-    day_range,
+    LatestMatrix,
+    latest_matrix,
     latest_of,
-    latest_values,
-    packed_groups,
 )
 from tracker.store.schema import detect_window_columns, detect_window_days, detect_window_meta
 
@@ -69,74 +67,19 @@ class Window:
 
     @classmethod
     def of(cls, latest: Latest, first_day: int, last_observation: int) -> Window:
-        series_id, source_id, col = latest.columns()
-        rows = int(latest.day.max()) - first_day + 1 if len(latest) else 0
-        values = np.full((max(rows, 0), series_id.size), np.nan)
-        # one flat index built in place: at 10^8 rows each temporary is 800 MB
-        flat = latest.day - first_day
-        flat *= series_id.size
-        flat += col
-        keep = flat >= 0
-        if keep.all():
-            values.reshape(-1)[flat] = latest.value
-        else:
-            values.reshape(-1)[flat[keep]] = latest.value[keep]
-        return cls(first_day, series_id, source_id, values, last_observation,
-                   dirty=set(range(first_day, first_day + max(rows, 0))))
+        return cls._of(LatestMatrix.of(latest, first_day), last_observation)
 
     @classmethod
     def read(cls, store: Store, first_day: int, last_observation: int) -> Window:
-        """The window from ``first_day`` read afresh from the observations: what
-        :meth:`of` makes of :func:`latest_values`, built day by day on PostgreSQL.
+        """The window from ``first_day`` read afresh from the observations (day by
+        day on PostgreSQL: :func:`latest_matrix`)."""
+        return cls._of(latest_matrix(store, first_day=first_day), last_observation)
 
-        All the rows at once are 32 B per observation (and 20 more while packed): at
-        a million series and a full year and a quarter of days, some 20 GB beside a
-        3.6 GB matrix. Day by day, the client holds each day's values as a row of the
-        columns seen so far, then the matrix (the rows put in key order, each freed
-        once copied): about twice the matrix, whatever the number of observations."""
-        if store.dialect != "postgresql":
-            return cls.of(latest_values(store, since=date_of(first_day)), first_day,
-                          last_observation)
-        where, params, binds = day_range(date_of(first_day), None)
-        known = np.zeros(0, dtype=np.int64)  # column codes seen so far, sorted
-        ids = np.zeros(0, dtype=np.int64)  # each one's column in order of first sight
-        rows: dict[int, np.ndarray] = {}
-        with store.reading("reading observations") as conn:
-            for group in packed_groups(conn, where, params, binds):
-                code = group["series_id"].astype(np.int64) << 31
-                code |= group["source_id"]
-                at = np.searchsorted(known, code)
-                seen = at < known.size
-                seen[seen] = known[at[seen]] == code[seen]
-                if not seen.all():
-                    new = np.unique(code[~seen])
-                    known = np.concatenate([known, new])
-                    ids = np.concatenate([ids, ids.size + np.arange(new.size)])
-                    order = np.argsort(known, kind="stable")
-                    known, ids = known[order], ids[order]
-                    at = np.searchsorted(known, code)
-                col = ids[at]
-                row = np.full(known.size, np.nan)
-                row[col] = group["value"]
-                many = np.flatnonzero(np.bincount(col, minlength=known.size) > 1)
-                day = int(group["day"][0])
-                if many.size:  # cells read twice: their latest-collected value
-                    cells = np.empty((many.size, 3), dtype=np.int64)
-                    first = np.zeros(known.size, dtype=np.int64)
-                    first[col] = np.arange(col.size)  # a row of each (any: same key)
-                    cells[:, 0] = group["series_id"][first[many]]
-                    cells[:, 1] = group["source_id"][first[many]]
-                    cells[:, 2] = day
-                    row[many] = latest_of(conn, cells)
-                rows[day] = row
-        days = max(rows) - first_day + 1 if rows else 0
-        values = np.full((days, known.size), np.nan)
-        for day in sorted(rows):
-            row = rows.pop(day)
-            part = ids < row.size  # columns first seen on a later day stay NaN here
-            values[day - first_day, part] = row[ids[part]] if not part.all() else row[ids]
-        return cls(first_day, known >> 31, known & (2**31 - 1), values, last_observation,
-                   dirty=set(range(first_day, first_day + days)))
+    @classmethod
+    def _of(cls, m: LatestMatrix, last_observation: int) -> Window:
+        days = m.values.shape[0]
+        return cls(m.first_day, m.series_id, m.source_id, m.values, last_observation,
+                   dirty=set(range(m.first_day, m.first_day + days)))
 
     def trim(self, first_day: int) -> None:
         """Forget the days before ``first_day`` (no longer needed by any window)."""
