@@ -16,9 +16,11 @@ set-up, printed but not the figure:
    times faster than a million-row import per day, and the same rows an import
    writes (values from the seeded synthetic generator: trends, weekly patterns,
    monthly series, purges, glitches);
-3. the first run's full detection pass (the detection mark; `--setup-engine dask` runs
-   it on a LocalCluster, as a million-company store would), and the run of the
-   day before, which finds no kept detection window yet and reads one afresh.
+3. the first run's full detection and population passes (their marks;
+   `--setup-engine dask` runs them on a LocalCluster, as a million-company store
+   would), and the run of the day before, which finds no kept detection window yet
+   and reads one afresh (with ``--build-only``: the first ``--reuse`` run is that
+   one).
 
 The peer (the floor of the append) is a plain binary COPY of the same day's rows
 into an unindexed table, printed beside the collect step with the ratio.
@@ -55,6 +57,7 @@ from tracker.detect.synthetic import generate
 from tracker.detection import run_detection
 from tracker.ingest import ImportOptions, import_file
 from tracker.job import run_once
+from tracker.population import find_population_events
 from tracker.store import Store, partitions, window_cache
 from tracker.workspace import Workspace
 
@@ -252,10 +255,14 @@ def main() -> None:
             print(f"  set-up: {n:,} more rows COPYed into the partitions in {took:.0f} s "
                   f"({n / took / 1e3:.0f}k rows/s); {imported.inserted + n:,} observations")
             t0 = time.perf_counter()
-            full = run_detection(Workspace(load_settings(root / "setup.toml"), store),
-                                 until=hist.index[-1].date())
+            setup_ws = Workspace(load_settings(root / "setup.toml"), store)
+            full = run_detection(setup_ws, until=hist.index[-1].date())
             print(f"  set-up: first run's full pass ({a.setup_engine} engine): "
                   f"{time.perf_counter() - t0:.0f} s ({len(full.anomalies):,} alerts)")
+            t0 = time.perf_counter()  # the first run's population step judges every day
+            found = find_population_events(setup_ws, until=hist.index[-1].date())
+            print(f"  set-up: first run's population pass ({a.setup_engine} engine): "
+                  f"{time.perf_counter() - t0:.0f} s ({len(found.events):,} events)")
             if a.build_only:
                 print(f"  built: --reuse {name} --days {a.days} times the next day's run")
                 return
