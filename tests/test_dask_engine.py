@@ -10,13 +10,16 @@ files and the real PostgreSQL; partitions small enough that every run has severa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import textwrap
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -211,5 +214,121 @@ def test_dask_population_events_equal_local_ones(scheduler: str, tmp_path: Path,
                      (want.members, got.members)):
             pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True),
                                           check_exact=True)
+    local.close()
+    dask.close()
+
+
+def _platform_days(tmp_path: Path, cut: int) -> tuple[Path, list[Path], list]:
+    """A platform with population events; its history to ``cut`` days before the end
+    as one CSV, and each later day as its own."""
+    from tracker.detect.synthetic import generate_platform
+
+    case = generate_platform(260, 420, seed=4, n_events=2)
+    long = case.matrix.stack().dropna().rename("employees").reset_index()
+    long.columns = ["date", "company", "employees"]
+    long["employees"] = long["employees"].round().astype("int64")
+    last = case.events["date"].max()  # the daily runs reach the last event
+    long = long[long["date"] <= last + pd.Timedelta(days=cut // 2)]
+    days = sorted(long["date"].unique())
+    assert days[-cut] <= last
+    old = tmp_path / "old.csv"
+    long[long["date"] < days[-cut]].assign(date=lambda f: f["date"].dt.strftime("%Y-%m-%d")
+                                           ).to_csv(old, index=False)
+    later = []
+    for d in days[-cut:]:
+        path = tmp_path / f"{pd.Timestamp(d):%Y-%m-%d}.csv"
+        long[long["date"] == d].assign(date=lambda f: f["date"].dt.strftime("%Y-%m-%d")
+                                       ).to_csv(path, index=False)
+        later.append(path)
+    return old, later, [pd.Timestamp(d).date() for d in days[-cut:]]
+
+
+def test_daily_dask_run_reads_each_slice_once_for_both_steps(
+        scheduler: str, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daily job's detection on Dask asks its tasks for the population step's sums
+    too (each slice read once for both steps: on PostgreSQL the read is most of a
+    task's time), and the population step takes them instead of reading again, but
+    only while nothing was written in between. Sums equal a separate read's; events
+    and members equal the local engine's."""
+    from tracker import dask_engine
+    from tracker.population import event_members, list_events, next_reads, population_step
+    from tracker.store.slices import series_ids
+
+    old, later, days = _platform_days(tmp_path, cut=30)
+    spaces = []
+    for url, keys in ((f"sqlite:///{tmp_path / 'local.db'}", {}),
+                      (db_url, {"engine": "dask", "scheduler": scheduler})):
+        ws = _workspace(url, tmp_path, **keys)
+        import_file(ws.store, old, ImportOptions(collected_at=datetime(2020, 1, 1)))
+        run_detection(ws)
+        population_step(ws, days[0] - pd.Timedelta(days=1), 0)
+        spaces.append(ws)
+    local, dask = spaces
+    one = dask.settings.detect.model_copy(update={"workers": 1})
+    mapped: list[str] = []  # the tasks the engine sends to the (real) cluster
+    real = dask_engine.client
+
+    @contextlib.contextmanager
+    def spied(s: Any) -> Iterator[Any]:
+        with real(s) as c:
+            class Spy:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(c, name)
+
+                def map(self, task: Any, *args: Any, **kwargs: Any) -> Any:
+                    mapped.append(task.__name__)
+                    return c.map(task, *args, **kwargs)
+            yield Spy()
+
+    monkeypatch.setattr(dask_engine, "client", spied)
+    checked = 0
+    for i, (path, day) in enumerate(zip(later, days, strict=True)):
+        for ws in spaces:
+            import_file(ws.store, path, ImportOptions(collected_at=datetime(2020, 1, 2)))
+        detect_new(local, day)
+        detect_new(dask, day, population_next=True)
+        assert dask_engine._ahead is not None
+        reads = next_reads(dask, day)
+        assert reads is not None and reads.judge_from is not None
+        ask = dask_engine._ask(dask, reads)
+        assert ask is not None
+        ranges = dask_engine.partitions(series_ids(dask.store), one.partition_size)
+        last_id = dask_engine.alert_store.last_observation_id(dask.store)
+        if i % 10 == 0:  # the sums of the shared read are a separate read's
+            key, parts = dask_engine._ahead
+            assert key == dask_engine._ahead_key(dask, ask, ranges, last_id)
+            assert len(parts) == len(ranges) > 2
+            for (lo, hi), part in zip(ranges, parts, strict=True):
+                alone = dask_engine.population_task(dask.store.url, lo, hi, ask.reach,
+                                                    ask.groups, one, dask.settings.population)
+                assert part.labels == alone.labels
+                for a, b in ((part.sizes, alone.sizes), (part.seen, alone.seen),
+                             (part.tally.n, alone.tally.n), (part.tally.k, alone.tally.k),
+                             (part.tally.total, alone.tally.total),
+                             (part.tally.w, alone.tally.w)):
+                    np.testing.assert_array_equal(a, b)
+                checked += 1
+        if i == 20:  # a revision between the steps: the sums are stale, read again
+            revised = pd.read_csv(path).head(40).assign(employees=lambda f: f["employees"] * 3)
+            for ws in spaces:
+                revised.to_csv(tmp_path / "revised.csv", index=False)
+                import_file(ws.store, tmp_path / "revised.csv",
+                            ImportOptions(collected_at=datetime(2020, 1, 3)))
+            assert dask_engine.alert_store.last_observation_id(dask.store) != last_id
+        population_step(local, day, 0)
+        mapped.clear()
+        population_step(dask, day, 0)
+        assert dask_engine._ahead is None  # taken (or dropped as stale) by the step
+        assert ("population_task" in mapped) == (i == 20), (i, mapped)
+    assert checked >= 2
+    want, got = list_events(local), list_events(dask)
+    assert len(want) >= 1 and (pd.to_datetime(want["last_date"]) >= pd.Timestamp(days[0])).any()
+    # row ids differ: the engines write alerts (so events) in a different order
+    pd.testing.assert_frame_equal(got.drop(columns="id"), want.drop(columns="id"),
+                                  check_exact=True)
+    for mine, theirs in zip(got["id"], want["id"], strict=True):
+        pd.testing.assert_frame_equal(event_members(dask, mine).drop(columns="alert_id"),
+                                      event_members(local, theirs).drop(columns="alert_id"),
+                                      check_exact=True)
     local.close()
     dask.close()

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,9 @@ from tracker.store import alerts as alert_store
 from tracker.store.latest import names as latest_names
 from tracker.store.slices import Slice, day_span, read_slice, series_ids, slice_names
 from tracker.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tracker.population import Reads
 
 INSTALL = "pip install 'headcount-tracker[dask]'"
 KEY_COLUMNS = ["company", "metric", "source"]
@@ -138,11 +141,30 @@ def history_task(url: str, lo: int, hi: int, until: date | None, first_day: int,
 
 
 def days_task(url: str, lo: int, hi: int, start: date, day: date, read_from: date,
-              window_first: int, store_first: int, s: DetectSettings
-              ) -> tuple[pd.DataFrame, int]:
+              window_first: int, store_first: int, s: DetectSettings,
+              ahead: Ahead | None = None) -> tuple[pd.DataFrame, int, PartTally | None]:
     """A partition's verdicts of the days [start, day], as the daily run reaches them:
-    a trailing window for all its series, the whole history for the few that need it."""
-    sl = read_slice(url, lo, hi, since=read_from, until=day)
+    a trailing window for all its series, the whole history for the few that need it.
+
+    ``ahead``: the population step's read of the same run; the slice is read once,
+    over both ranges, and the partition's population sums are returned too."""
+    if ahead is None:
+        sl = read_slice(url, lo, hi, since=read_from, until=day)
+        return (*_days_of(url, lo, hi, sl, start, day, read_from, window_first,
+                          store_first, s), None)
+    r = ahead.reach
+    both = read_slice(url, lo, hi, since=None if r.since is None else min(r.since, read_from),
+                      until=max(day, r.until or day))
+    part = _part_tally(_scored_slice(url, lo, hi, both.days(r.since, r.until), r,
+                                     ahead.groups, s, ahead.ps), r, ahead.ps)
+    return (*_days_of(url, lo, hi, both.days(read_from, day), start, day, read_from,
+                      window_first, store_first, s), part)
+
+
+def _days_of(url: str, lo: int, hi: int, sl: Slice, start: date, day: date, read_from: date,
+             window_first: int, store_first: int, s: DetectSettings
+             ) -> tuple[pd.DataFrame, int]:
+    """:func:`days_task` of the partition's slice of the days [read_from, day]."""
     if not len(sl):
         return _with_ids(empty_frame().assign(_judged=pd.NaT), np.zeros(0), np.zeros(0)), 0
     window, sid, oid = slice_matrix(sl, [window_first])
@@ -167,26 +189,29 @@ def _number(d: date) -> int:
     return (d - date(1970, 1, 1)).days
 
 
-def _gather(ws: Workspace, task: Any, **kwargs: Any) -> tuple[pd.DataFrame, int]:
-    """Run ``task`` over every partition; their rows with company, metric, source."""
+def _gather(ws: Workspace, task: Any, ranges: list[tuple[int, int]] | None = None,
+            **kwargs: Any) -> tuple[pd.DataFrame, int, list[Any]]:
+    """Run ``task`` over every partition; their rows with company, metric, source, the
+    columns judged, and what else each task returned (its third item, if any)."""
     s = ws.settings.detect
-    ranges = partitions(series_ids(ws.store), s.partition_size)
+    ranges = partitions(series_ids(ws.store), s.partition_size) if ranges is None else ranges
     if not ranges:
-        return _none(), 0
+        return _none(), 0, []
     # one process per task: the engine's forked workers would only compete with Dask's
     one = s.model_copy(update={"workers": 1})
     with client(s) as c:
         futures = c.map(task, [ws.store.url] * len(ranges), [a for a, _ in ranges],
                         [b for _, b in ranges], s=one, pure=False, **kwargs)
         done = c.gather(futures)
-    found = pd.concat([f for f, _ in done], ignore_index=True)
-    n_series = sum(n for _, n in done)
+    found = pd.concat([f[0] for f in done], ignore_index=True)
+    n_series = sum(f[1] for f in done)
+    extras = [f[2] if len(f) > 2 else None for f in done]
     series_names, source_names = latest_names(ws.store)
     found["company"] = [series_names[int(i)][0] for i in found["series_id"]]
     found["metric"] = [series_names[int(i)][1] for i in found["series_id"]]
     found["source"] = [source_names[int(i)] for i in found["source_id"]]
     found["series"] = found["series_id"].astype(object)
-    return found.drop(columns=["series_id", "source_id"]), n_series
+    return found.drop(columns=["series_id", "source_id"]), n_series, extras
 
 
 def detect_history(ws: Workspace, *, until: date | None = None
@@ -197,20 +222,34 @@ def detect_history(ws: Workspace, *, until: date | None = None
     span = day_span(ws.store, until=until)
     if span is None:
         return _none(), 0, None
-    found, n = _gather(ws, history_task, until=until, first_day=span[0])
+    found, n, _ = _gather(ws, history_task, until=until, first_day=span[0])
     found = found.sort_values(["date", "detected_on", *KEY_COLUMNS], kind="stable")
     return found.reset_index(drop=True), n, _day(span[1])
 
 
-def detect_days(ws: Workspace, start: date, day: date, read_from: date
-                ) -> tuple[pd.DataFrame, int]:
-    """The verdicts of the days [start, day] of a daily run, in the order judged."""
+def detect_days(ws: Workspace, start: date, day: date, read_from: date,
+                population: Reads | None = None) -> tuple[pd.DataFrame, int]:
+    """The verdicts of the days [start, day] of a daily run, in the order judged.
+
+    ``population``: what the run's population step will read (:func:`tracker.
+    population.next_reads`). Each task then reads its slice once for both steps and
+    returns its population sums too, kept for :func:`population` (a slice read from
+    PostgreSQL is most of a task's time: the population step read every slice again).
+    """
+    global _ahead
+    _ahead = None
     span = day_span(ws.store, since=read_from, until=day)
     first = alert_store.first_observation_day(ws.store)
     if span is None or first is None:
         return _none(), 0
-    found, n = _gather(ws, days_task, start=start, day=day, read_from=read_from,
-                       window_first=span[0], store_first=_number(first))
+    last_id = alert_store.last_observation_id(ws.store)
+    ranges = partitions(series_ids(ws.store), ws.settings.detect.partition_size)
+    ask = None if population is None else _ask(ws, population)
+    found, n, parts = _gather(ws, days_task, ranges, start=start, day=day,
+                              read_from=read_from, window_first=span[0],
+                              store_first=_number(first), ahead=ask)
+    if ask is not None:
+        _ahead = (_ahead_key(ws, ask, ranges, last_id), parts)
     found = found.sort_values(["_judged", "date", "detected_on", *KEY_COLUMNS], kind="stable")
     return found.drop(columns="_judged").reset_index(drop=True), n
 
@@ -266,14 +305,60 @@ class PartTally:
     seen: np.ndarray
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """The population step's read, asked of the daily detection's tasks."""
+
+    reach: Reach
+    groups: Groups
+    ps: PopulationSettings
+
+
+#: (what was asked, of which store, over which partitions, as of which observation;
+#: the partitions' sums): the population sums the last daily detection computed in
+#: this process. Used only when all of that is what the population step asks now.
+_ahead: tuple[tuple[Any, ...], list[PartTally]] | None = None
+
+
+def _ahead_key(ws: Workspace, ask: Ahead, ranges: list[tuple[int, int]], last_id: int
+               ) -> tuple[Any, ...]:
+    """What the kept sums depend on: a revision (new last observation id), another store,
+    partitioning or detection setting makes them stale, so the population step reads again."""
+    return (ws.store.url, ask, tuple(ranges), last_id,
+            ws.settings.detect.model_copy(update={"workers": 1}))
+
+
+def _reach(ws: Workspace, reads: Reads) -> Reach | None:
+    """The days a pass of ``reads`` covers (None: no observation in them)."""
+    span = day_span(ws.store, since=reads.since, until=reads.until)
+    if span is None:
+        return None
+    judge = None if reads.judge_from is None else pd.Timestamp(reads.judge_from)
+    return Reach(reads.since, reads.until, span[0], span[1], None if judge is None
+                 else judge - pd.Timedelta(days=baseline_reach(ws.settings.population)))
+
+
+def _ask(ws: Workspace, reads: Reads) -> Ahead | None:
+    reach = _reach(ws, reads)
+    return None if reach is None else \
+        Ahead(reach, Groups(reads.cohorts, reads.industries), ws.settings.population)
+
+
 def _scored(url: str, lo: int, hi: int, reach: Reach, groups: Groups, s: DetectSettings,
             ps: PopulationSettings) -> tuple[Moves, list[Population]] | None:
+    """A partition's moves, read from the store (:func:`_scored_slice`)."""
+    return _scored_slice(url, lo, hi, read_slice(url, lo, hi, since=reach.since,
+                                                 until=reach.until), reach, groups, s, ps)
+
+
+def _scored_slice(url: str, lo: int, hi: int, sl: Slice, reach: Reach, groups: Groups,
+                  s: DetectSettings, ps: PopulationSettings
+                  ) -> tuple[Moves, list[Population]] | None:
     """A partition's moves, its columns in the local window's (company, metric,
     source) order (a company's primary source is picked the same way), and its parts
     of the populations."""
     from tracker.detection import _name_order
 
-    sl = read_slice(url, lo, hi, since=reach.since, until=reach.until)
     if not len(sl):
         return None
     matrix, sid, oid = slice_matrix(sl, [reach.first_day])
@@ -287,8 +372,12 @@ def _scored(url: str, lo: int, hi: int, reach: Reach, groups: Groups, s: DetectS
 def population_task(url: str, lo: int, hi: int, reach: Reach, groups: Groups,
                     s: DetectSettings, ps: PopulationSettings) -> PartTally:
     """A partition's column sums (a worker runs this)."""
+    return _part_tally(_scored(url, lo, hi, reach, groups, s, ps), reach, ps)
+
+
+def _part_tally(scored: tuple[Moves, list[Population]] | None, reach: Reach,
+                ps: PopulationSettings) -> PartTally:
     n_days = reach.last_day - reach.first_day + 1
-    scored = _scored(url, lo, hi, reach, groups, s, ps)
     if scored is None:
         return PartTally([], np.zeros(0, dtype=np.int64), Tally.zeros(0, n_days),
                          np.zeros(n_days, dtype=bool))
@@ -314,32 +403,41 @@ def members_task(url: str, lo: int, hi: int, reach: Reach, groups: Groups,
     return [run_members(mv, aligned, r, ps) for r in wanted]
 
 
-def population(ws: Workspace, *, since: date | None, until: date | None,
-               judge_from: date | None, cohorts: dict[str, list[str]],
-               industries: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The population pass over the days [since, until] (all when None), as
-    :func:`tracker.detect.population.population_pass` finds it over the same matrix."""
+def population(ws: Workspace, reads: Reads
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The population pass of ``reads``, as :func:`tracker.detect.population.
+    population_pass` finds it over the same matrix. The partitions' sums come from
+    the daily detection of this run when it computed exactly these (its tasks read
+    each slice once for both steps); a cluster is started only for what is left."""
+    global _ahead
     s, ps = ws.settings.detect, ws.settings.population
-    span = day_span(ws.store, since=since, until=until)
-    ranges = partitions(series_ids(ws.store), s.partition_size) if span else []
-    if not ranges:
+    ask = _ask(ws, reads)
+    ranges = partitions(series_ids(ws.store), s.partition_size) if ask is not None else []
+    if ask is None or not ranges:
         return pd.DataFrame(columns=SHARE_COLUMNS), *event_rows([], [])
-    assert span is not None
-    judge = None if judge_from is None else pd.Timestamp(judge_from)
-    reach = Reach(since, until, span[0], span[1],
-                  None if judge is None else judge - pd.Timedelta(days=baseline_reach(ps)))
+    reach, last_id = ask.reach, alert_store.last_observation_id(ws.store)
+    ready = _ahead[1] if _ahead is not None and \
+        _ahead[0] == _ahead_key(ws, ask, ranges, last_id) else None
+    _ahead = None
     one = s.model_copy(update={"workers": 1})
     lo, hi = [a for a, _ in ranges], [b for _, b in ranges]
-    with client(s) as c:
-        shared = c.scatter(Groups(cohorts, industries), broadcast=True)
-        parts = c.gather(c.map(population_task, [ws.store.url] * len(ranges), lo, hi,
-                               reach=reach, groups=shared, s=one, ps=ps, pure=False))
-        labels, total, index = _summed(parts, group_names(cohorts, industries), ps, span[0])
+    with contextlib.ExitStack() as stack:
+        c = None if ready is not None else stack.enter_context(client(s))
+        if ready is None:
+            shared = c.scatter(ask.groups, broadcast=True)
+            ready = c.gather(c.map(population_task, [ws.store.url] * len(ranges), lo, hi,
+                                   reach=reach, groups=shared, s=one, ps=ps, pure=False))
+        labels, total, index = _summed(ready, group_names(reads.cohorts, reads.industries),
+                                       ps, reach.first_day)
         pops = [Population(m, g, np.zeros(0, dtype=np.intp)) for m, g in labels]
         daily = shares_of(total, pops, index, ps)
+        judge = None if reads.judge_from is None else pd.Timestamp(reads.judge_from)
         wanted = runs(pops, daily, None if judge is None else judge - pd.Timedelta(days=1))
         if not wanted:
             return daily, *event_rows(pops, [])
+        if c is None:
+            c = stack.enter_context(client(s))
+        shared = c.scatter(ask.groups, broadcast=True)
         found = c.gather(c.map(members_task, [ws.store.url] * len(ranges), lo, hi,
                                reach=reach, groups=shared, s=one, ps=ps, labels=labels,
                                wanted=wanted, pure=False))

@@ -258,8 +258,11 @@ def plan(ws: Workspace, day: date) -> Plan:
     return Plan(start, day, last_id, mark)
 
 
-def detect_new(ws: Workspace, day: date) -> DetectionResult:
-    """The daily detection: verdicts of the days that can have changed, saved as alerts."""
+def detect_new(ws: Workspace, day: date, *, population_next: bool = False) -> DetectionResult:
+    """The daily detection: verdicts of the days that can have changed, saved as alerts.
+
+    ``population_next``: the population step of the same day follows (the main job).
+    On the Dask engine the tasks then read their slices once for both steps."""
     p = plan(ws, day)
     if p.start is None:
         return run_detection(ws, until=day)
@@ -267,8 +270,11 @@ def detect_new(ws: Workspace, day: date) -> DetectionResult:
     read_from = p.start - timedelta(days=window_days(s) - 1)
     if s.engine == "dask":
         from tracker import dask_engine
+        from tracker.population import next_reads
 
-        found, n_series = dask_engine.detect_days(ws, p.start, day, read_from)
+        found, n_series = dask_engine.detect_days(
+            ws, p.start, day, read_from,
+            population=next_reads(ws, day) if population_next else None)
         win = None  # each task read its own window; the stored one is left to expire
     else:
         found, n_series, win = _judge_days(ws, p, day, read_from)
@@ -338,7 +344,7 @@ def detect_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     ``[alerts] fresh_days`` before ``day``), which the job stores but does not count.
     Alerts withdrawn because their data changed are said in the summary line.
     """
-    result = detect_new(ws, day)
+    result = detect_new(ws, day, population_next=True)  # the job's next steps include it
     new = new_alerts(result, day, ws.settings.alerts.fresh_days)
     notes = [f"{result.withdrawn} alert(s) withdrawn: their data changed"] \
         if result.withdrawn else []

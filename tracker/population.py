@@ -58,6 +58,34 @@ def _cohorts(ws: Workspace) -> dict[str, list[str]]:
     return out
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What one population pass reads and judges: the days [since, until] of the
+    store (None: from the first, to the last), events of ``judge_from`` on, and the
+    groups (cohort name -> company ids; company id -> industry tag)."""
+
+    since: date | None
+    until: date | None
+    judge_from: date | None
+    cohorts: dict[str, list[str]]
+    industries: dict[str, str]
+
+
+def next_reads(ws: Workspace, day: date) -> Reads | None:
+    """What the daily step will read for ``day`` (None: the step is off, or its
+    ``[cohorts]`` are wrong, which the step itself reports). The Dask engine's daily
+    detection asks it, so that each task reads its slice once for both steps."""
+    if not ws.settings.population.enabled:
+        return None
+    start = _step_start(ws, day)
+    try:
+        cohorts = _cohorts(ws)
+    except ConfigError:
+        return None
+    return Reads(None if start is None else read_from(ws, start), day, start, cohorts,
+                 event_store.industries(ws.store))
+
+
 def _analyse(ws: Workspace, since: date | None, until: date | None,
              judge_from: date | None = None) -> PopulationResult:
     from tracker.detection import build_matrix, window_matrix
@@ -67,8 +95,7 @@ def _analyse(ws: Workspace, since: date | None, until: date | None,
         from tracker import dask_engine
 
         return PopulationResult(*dask_engine.population(
-            ws, since=since, until=until, judge_from=judge_from, cohorts=cohorts,
-            industries=industries))
+            ws, Reads(since, until, judge_from, cohorts, industries)))
     matrix, keys = build_matrix(ws, since=since, until=until) \
         if since is None or until is None else window_matrix(ws, since, until)
     daily, events, members = population_pass(
@@ -142,21 +169,25 @@ def _member_rows(mem: pd.DataFrame) -> list[dict]:
              else int(r.alert_id)} for r in mem.itertuples()]
 
 
+def _step_start(ws: Workspace, day: date) -> date | None:
+    """The first day the daily step judges: the day after its mark, or the earliest day
+    of observations written since; None (every day) with no mark or too many days."""
+    mark = event_store.load_mark(ws.store)
+    if mark is None:
+        return None
+    start = mark[0] + timedelta(days=1)
+    earliest = alert_store.earliest_day_since(ws.store, mark[1])
+    if earliest is not None:
+        start = min(start, earliest)
+    start = min(start, day)
+    return None if (day - start).days >= window_days(ws.settings.detect) else start
+
+
 def population_step(ws: Workspace, day: date, run_id: int) -> StepOutcome:
     """The main job's step after detection: judge the new days, note new events."""
     if not ws.settings.population.enabled:
         return StepOutcome()
-    mark = event_store.load_mark(ws.store)
-    start: date | None = None
-    if mark is not None:
-        start = mark[0] + timedelta(days=1)
-        earliest = alert_store.earliest_day_since(ws.store, mark[1])
-        if earliest is not None:
-            start = min(start, earliest)
-        start = min(start, day)
-        if (day - start).days >= window_days(ws.settings.detect):
-            start = None
-    result = find_population_events(ws, since=start, until=day)
+    result = find_population_events(ws, since=_step_start(ws, day), until=day)
     if not result.new:
         return StepOutcome()
     new = result.events[result.events["id"].isin(result.new)]

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import bindparam, func, select
 
 from tracker.store.core import Store
-from tracker.store.latest import day_range, read_latest
+from tracker.store.latest import day_number, day_range, read_latest
 from tracker.store.schema import observations, series, sources
 
 _CHUNK = 500_000
@@ -41,6 +41,19 @@ class Slice:
 
     def __len__(self) -> int:
         return int(self.day.size)
+
+    def days(self, since: date | None, until: date | None) -> Slice:
+        """The rows of the days [since, until] (either optional): what a read of those
+        days gives, since each row is its cell's latest value whatever the range."""
+        keep = np.ones(self.day.size, dtype=bool)
+        if since is not None:
+            keep &= self.day >= day_number(since)
+        if until is not None:
+            keep &= self.day <= day_number(until)
+        if keep.all():
+            return self
+        return Slice(self.series_id[keep], self.source_id[keep], self.day[keep],
+                     self.value[keep])
 
 
 def _store(url: str) -> Store:
