@@ -422,8 +422,9 @@ def population(ws: Workspace, reads: Reads
     one = s.model_copy(update={"workers": 1})
     lo, hi = [a for a, _ in ranges], [b for _, b in ranges]
     with contextlib.ExitStack() as stack:
-        c = None if ready is not None else stack.enter_context(client(s))
+        c = shared = None
         if ready is None:
+            c = stack.enter_context(client(s))
             shared = c.scatter(ask.groups, broadcast=True)
             ready = c.gather(c.map(population_task, [ws.store.url] * len(ranges), lo, hi,
                                    reach=reach, groups=shared, s=one, ps=ps, pure=False))
@@ -435,9 +436,9 @@ def population(ws: Workspace, reads: Reads
         wanted = runs(pops, daily, None if judge is None else judge - pd.Timedelta(days=1))
         if not wanted:
             return daily, *event_rows(pops, [])
-        if c is None:
+        if c is None:  # the sums came from the detection's tasks
             c = stack.enter_context(client(s))
-        shared = c.scatter(ask.groups, broadcast=True)
+            shared = c.scatter(ask.groups, broadcast=True)
         found = c.gather(c.map(members_task, [ws.store.url] * len(ranges), lo, hi,
                                reach=reach, groups=shared, s=one, ps=ps, labels=labels,
                                wanted=wanted, pure=False))

@@ -77,30 +77,33 @@ def next_reads(ws: Workspace, day: date) -> Reads | None:
     detection asks it, so that each task reads its slice once for both steps."""
     if not ws.settings.population.enabled:
         return None
-    start = _step_start(ws, day)
     try:
-        cohorts = _cohorts(ws)
+        return reads_of(ws, _step_start(ws, day), day)
     except ConfigError:
         return None
-    return Reads(None if start is None else read_from(ws, start), day, start, cohorts,
-                 event_store.industries(ws.store))
 
 
-def _analyse(ws: Workspace, since: date | None, until: date | None,
-             judge_from: date | None = None) -> PopulationResult:
+def reads_of(ws: Workspace, since: date | None, until: date | None) -> Reads:
+    """The one derivation of a pass's reads from the days it judges: the history
+    reaches :func:`read_from` before ``since`` for exact verdicts."""
+    return Reads(None if since is None else read_from(ws, since), until, since,
+                 _cohorts(ws), event_store.industries(ws.store))
+
+
+def _analyse(ws: Workspace, reads: Reads) -> PopulationResult:
     from tracker.detection import build_matrix, window_matrix
 
-    cohorts, industries = _cohorts(ws), event_store.industries(ws.store)
     if ws.settings.detect.engine == "dask":  # each task scores its own slice
         from tracker import dask_engine
 
-        return PopulationResult(*dask_engine.population(
-            ws, Reads(since, until, judge_from, cohorts, industries)))
+        return PopulationResult(*dask_engine.population(ws, reads))
+    since, until, judge_from = reads.since, reads.until, reads.judge_from
     matrix, keys = build_matrix(ws, since=since, until=until) \
         if since is None or until is None else window_matrix(ws, since, until)
     daily, events, members = population_pass(
-        matrix, keys, ws.settings.detect, ws.settings.population, cohorts=cohorts,
-        industries=industries, judge_from=None if judge_from is None else pd.Timestamp(judge_from))
+        matrix, keys, ws.settings.detect, ws.settings.population, cohorts=reads.cohorts,
+        industries=reads.industries,
+        judge_from=None if judge_from is None else pd.Timestamp(judge_from))
     return PopulationResult(daily, events, members)
 
 
@@ -120,8 +123,7 @@ def find_population_events(ws: Workspace, *, since: date | None = None,
     The history read reaches far enough before ``since`` for exact verdicts.
     """
     last_id = alert_store.last_observation_id(ws.store)
-    result = _analyse(ws, None if since is None else read_from(ws, since), until,
-                      judge_from=since)
+    result = _analyse(ws, reads_of(ws, since, until))
     if result.daily.empty:
         return result
     through = until or result.daily["date"].max().date()
@@ -263,8 +265,7 @@ def share_history(ws: Workspace, *, until: date | None = None, since: date | Non
                   metric: str = "employees") -> pd.DataFrame:
     """Each day's share of the metric's series moving down and up (whole population),
     with the event days flagged: what the overview chart draws."""
-    result = _analyse(ws, None if since is None else read_from(ws, since), until,
-                      judge_from=since)
+    result = _analyse(ws, reads_of(ws, since, until))
     d = result.daily
     if d.empty:
         return d
