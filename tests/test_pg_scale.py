@@ -162,3 +162,70 @@ def test_db_upgrade_creates_the_quarters_ahead(pg_url: str, tmp_path: Path) -> N
     proc = tracker("--db", pg_url, "db", "upgrade", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"already at revision {head_revision()}; created partitions {ahead}" in proc.stdout
+
+
+def _observation_keys(conn) -> set[str]:  # type: ignore[no-untyped-def]
+    """The foreign keys on observations (on PostgreSQL: the parent and every partition)."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql("PRAGMA foreign_key_list(observations)").fetchall()
+        return {f"{row[3]}->{row[2]}" for row in rows}
+    return set(conn.execute(text(
+        "SELECT c.conrelid::regclass::text || ':' || c.conname FROM pg_constraint c "
+        "WHERE c.contype = 'f' AND c.conrelid::regclass::text LIKE 'observations%'"
+    )).scalars())
+
+
+def test_observations_parents_are_checked_once_per_batch(store: Store) -> None:
+    """PostgreSQL has no row-wise foreign keys on observations (migration 0011); the
+    append's set-wise check refuses a batch naming a missing series, source or run,
+    writing nothing. SQLite keeps its keys."""
+    import numpy as np
+
+    assert write(store, [("Apple", "2022-10-10", 100)], T0) == 1
+    with store.reading() as conn:
+        keys = _observation_keys(conn)
+    if store.dialect == "sqlite":
+        assert keys == {"series_id->series", "source_id->sources", "run_id->runs"}
+        return
+    assert keys == set()
+    with store.reading() as conn:
+        series_id, source_id = conn.execute(
+            text("SELECT series_id, source_id FROM observations")).one()
+    day = np.array(["2022-10-11"], dtype="datetime64[D]")
+    for bad, (sid, src, run) in {
+        "1 staged rows name a series that does not exist": (series_id + 1000, source_id, None),
+        "1 staged rows name a source that does not exist": (series_id, source_id + 1000, None),
+        "names run 424242, which does not exist": (series_id, source_id, 424242),
+    }.items():
+        with pytest.raises(StoreError, match=bad), store.transaction() as conn:
+            store._stage(conn, np.array([sid]), np.array([src]), day, np.array([5]))
+            store._check_parents(conn, run)
+    # the public path refuses a missing run the same way, and writes nothing
+    with pytest.raises(StoreError, match="run 424242"), store.transaction() as conn:
+        ids = company_ops.resolve(conn, ["Apple"])
+        frame = pd.DataFrame({"company": [ids["Apple"]], "metric": "employees",
+                              "source": "csv", "as_of": pd.to_datetime(["2022-10-12"]),
+                              "value": [7]})
+        store.write_frame(conn, frame, collected_at=T0, run_id=424242)
+    assert len(cells(store)) == 1
+
+
+def test_migration_0011_down_restores_the_keys_and_up_drops_them(pg_url: str) -> None:
+    store = Store(pg_url)
+    assert write(store, [("Apple", "2022-10-10", 100)], T0) == 1
+    with store.engine.connect() as conn, conn.begin():
+        lock_for_writing(conn)
+        command.downgrade(_alembic_config(conn), "0010")
+    with store.reading() as conn:
+        restored = _observation_keys(conn)
+    assert {k.split(":")[1] for k in restored} == {
+        "fk_observations_series_id_series", "fk_observations_source_id_sources",
+        "fk_observations_run_id_runs"}
+    assert "observations_2022q4:fk_observations_series_id_series" in restored
+    with store.engine.connect() as conn, conn.begin():
+        lock_for_writing(conn)
+        command.upgrade(_alembic_config(conn), "head")
+    with store.reading() as conn:
+        assert _observation_keys(conn) == set()
+    assert write(store, [("Apple", "2022-10-11", 90)], T0) == 1
+    store.close()

@@ -18,7 +18,7 @@ from tracker.errors import NotFoundError, StoreError
 from tracker.store import Store
 from tracker.store import companies as company_ops
 from tracker.store.engine import head_revision
-from tracker.store.schema import include_name, metadata
+from tracker.store.schema import comparison_options, metadata
 
 
 def frame(rows: list[tuple[str, str, int]], source: str = "csv") -> pd.DataFrame:
@@ -111,7 +111,7 @@ def test_failed_transaction_writes_nothing(store: Store) -> None:
 
 def test_migrations_create_exactly_the_schema(store: Store) -> None:
     with store.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"include_name": include_name})
+        ctx = MigrationContext.configure(conn, opts=comparison_options(conn.dialect.name))
         assert ctx.get_current_revision() == head_revision()
         diff = compare_metadata(ctx, metadata)
     assert diff == []

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Date, DateTime, bindparam, insert, select, text
 
-from tracker.errors import NotFoundError
+from tracker.errors import NotFoundError, StoreError
 from tracker.records import DEFAULT_METRIC
 from tracker.store import companies as company_ops
 from tracker.store import engine as engine_ops
@@ -62,6 +62,16 @@ WHERE COALESCE((
       AND o.as_of >= :lo AND o.as_of <= :hi AND o.collected_at <= :ts
     ORDER BY o.collected_at DESC LIMIT 1), -1) <> s.value
 ORDER BY s.series_id, s.source_id, s.as_of
+"""
+
+#: PostgreSQL checks observations' parents set-wise (migration 0011): staged rows
+#: whose series or source does not exist, and whether the run exists.
+_ORPHANS_SQL = """
+SELECT (SELECT count(*) FROM staging_obs s
+        WHERE NOT EXISTS (SELECT 1 FROM series p WHERE p.id = s.series_id)),
+       (SELECT count(*) FROM staging_obs s
+        WHERE NOT EXISTS (SELECT 1 FROM sources p WHERE p.id = s.source_id)),
+       (SELECT count(*) FROM runs WHERE id = :run)
 """
 
 #: PostgreSQL's binary COPY: signature, flags, header extension; and the trailer.
@@ -249,6 +259,8 @@ class Store:
         days = pd.to_datetime(frame["as_of"]).to_numpy().astype("datetime64[D]")
         values = frame["value"].astype("int64")
         self._stage(conn, series_ids.to_numpy(), source_ids.to_numpy(), days, values.to_numpy())
+        if self.dialect == "postgresql":
+            self._check_parents(conn, run_id)
         stamp = collected_at or company_ops.now_utc()
         result = conn.execute(
             text(_APPEND_SQL).bindparams(bindparam("ts", type_=DateTime()),
@@ -257,6 +269,30 @@ class Store:
             {"ts": stamp, "run": run_id, "lo": days.min().item(), "hi": days.max().item()},
         )
         return WriteResult(len(frame), max(result.rowcount or 0, 0))
+
+    @staticmethod
+    def _check_parents(conn: Connection, run_id: int | None) -> None:
+        """The foreign keys of observations, checked once for the staged batch.
+
+        PostgreSQL's own keys check one row at a time (a trigger, an index probe and
+        a row lock on the parent per row and key: the largest part of a million-row
+        append), so migration 0011 drops them there and this anti-join does their
+        work in one statement; SQLite keeps its keys. A failure is a bug in the
+        caller, never user input (the ids come from ``_ids`` in this transaction),
+        and the whole batch is refused before anything is written.
+        """
+        bad_series, bad_sources, runs_found = conn.execute(
+            text(_ORPHANS_SQL), {"run": run_id}).one()
+        problems = []
+        if bad_series:
+            problems.append(f"{bad_series} staged rows name a series that does not exist")
+        if bad_sources:
+            problems.append(f"{bad_sources} staged rows name a source that does not exist")
+        if run_id is not None and not runs_found:
+            problems.append(f"the batch names run {run_id}, which does not exist")
+        if problems:
+            raise StoreError("refusing to write observations: " + "; ".join(problems)
+                             + " (nothing was written)")
 
     def _stage(
         self, conn: Connection, series_ids: np.ndarray, source_ids: np.ndarray,

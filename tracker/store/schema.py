@@ -11,6 +11,8 @@ knowledge can be rebuilt. All timestamps are naive UTC.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -307,3 +309,20 @@ def include_name(name: str | None, type_: str, _parents: dict[str, str | None]) 
     """For Alembic's comparisons: the quarterly partitions of ``observations`` are not
     tables of their own in this metadata (their parent is)."""
     return not (type_ == "table" and name is not None and is_partition(name))
+
+
+def comparison_options(dialect: str) -> dict[str, Any]:
+    """Alembic's comparison filters for a database of ``dialect``: what this metadata
+    declares that the migrations deliberately build otherwise there.
+
+    On PostgreSQL ``observations`` has no foreign keys (migration 0011: the store
+    checks the parents set-wise, once per append, instead of PostgreSQL's row-wise
+    triggers); the metadata keeps them for SQLite, which enforces them.
+    """
+
+    def include_object(obj: Any, _name: str | None, type_: str, _reflected: bool,
+                       _compare_to: Any) -> bool:
+        return not (dialect == "postgresql" and type_ == "foreign_key_constraint"
+                    and obj.table.name == observations.name)
+
+    return {"include_name": include_name, "include_object": include_object}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from tracker.store.schema import include_name, metadata
+from tracker.store.schema import comparison_options, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only when someone runs the alembic CLI by hand
@@ -23,7 +23,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
-    include_name=include_name,
+    **comparison_options(connection.dialect.name),
 )
 with context.begin_transaction():
     context.run_migrations()
