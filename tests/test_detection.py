@@ -162,6 +162,37 @@ def test_fast_reader_gives_the_latest_known_values(tmp_path: Path, db_url: str) 
     ws.close()
 
 
+
+def test_a_slice_spanning_many_read_blocks_reads_every_cell_once(
+        db_url: str, tmp_path: Path) -> None:
+    """A slice of 300 series (on PostgreSQL read in blocks of 64 series ids, not one
+    group per series), with a revision of every fifth series: exactly the latest cells
+    of its id range, in the same order as the whole-store read."""
+    ws = _workspace(tmp_path, "blocks", db_url)
+    days = pd.date_range("2024-01-01", periods=5).strftime("%Y-%m-%d")
+    names = [f"Co{i:03d}" for i in range(300)]
+    first = pd.DataFrame([(c, d, 1000 + 10 * i + k) for i, c in enumerate(names)
+                          for k, d in enumerate(days)], columns=["company", "date", "employees"])
+    first.to_csv(tmp_path / "a.csv", index=False)
+    import_file(ws.store, tmp_path / "a.csv", ImportOptions(collected_at=datetime(2024, 2, 1)))
+    fixes = first.iloc[::7].assign(employees=lambda f: f["employees"] + 5)
+    fixes.to_csv(tmp_path / "b.csv", index=False)
+    import_file(ws.store, tmp_path / "b.csv", ImportOptions(collected_at=datetime(2024, 3, 1)))
+    whole = latest_values(ws.store)
+    ids = np.unique(whole.series_id)
+    lo, hi = int(ids[20]), int(ids[270])
+    part = read_slice(ws.store.url, lo, hi, since=date(2024, 1, 2))
+    keep = ((whole.series_id >= lo) & (whole.series_id <= hi)
+            & (whole.day >= (date(2024, 1, 2) - date(1970, 1, 1)).days))
+    assert keep.sum() == 251 * 4
+    for name in ("series_id", "source_id", "day", "value"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(whole, name)[keep])
+    # the revisions are the values read (a fixed value ends in 5-9, a first one in 0-4)
+    sliced = {whole.series_names[int(i)][0] for i in ids[20:271]}
+    fixed = fixes[fixes["company"].str.lower().isin(sliced) & (fixes["date"] >= "2024-01-02")]
+    assert len(fixed) > 30 and (part.value % 10 >= 5).sum() == len(fixed)
+    ws.close()
+
 def test_daily_runs_long_after_the_data(history: pd.DataFrame, tmp_path: Path) -> None:
     """Data that stopped long ago leaves the window empty: runs still work, day after day."""
     ws = _workspace(tmp_path, "stale")

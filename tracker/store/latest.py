@@ -153,6 +153,10 @@ def _read_packed(conn: Any, where: list[str], params: dict[str, object], binds: 
     return rows
 
 
+#: series ids per group of a slice's packed read (:func:`packed_groups`)
+_SLICE_BLOCK = 64
+
+
 def packed_groups(conn: Any, where: list[str], params: dict[str, object], binds: list[Any],
                   *, by_series: bool = False) -> Iterator[np.ndarray]:
     """The observations of ``observations o`` matching ``where``, on PostgreSQL, one
@@ -163,19 +167,26 @@ def packed_groups(conn: Any, where: list[str], params: dict[str, object], binds:
     cursor, holds the whole result in libpq first: at 10^8 rows (a million companies'
     window) that is some 20 GB. Here the server packs each group's rows into one bytea
     of fixed 20-byte records, which numpy reads in place: a few hundred fetched
-    values instead of 10^8, streamed through a server-side cursor. The groups follow
-    the index the read walks: days for a window ((as_of, ...) index; so a caller can
-    build a window day by day), series for a slice ((series_id, ...) index); the hash
-    aggregate is switched off for the read so the server, too, holds one group at a
-    time instead of all of them.
+    values instead of 10^8, streamed through a server-side cursor.
+
+    A window (a range of days, all series) is grouped by day, following the
+    ``(as_of, ...)`` index, so a caller can build it day by day; the hash aggregate is
+    switched off so the server, too, holds one day at a time instead of all of them.
+    A slice (a range of series, one task's) is grouped by blocks of
+    :data:`_SLICE_BLOCK` series ids through the hash aggregate: its rows come from a
+    bitmap scan of the ``(series_id, ...)`` index in no order, and grouping by series
+    made the server sort them and send one small row per series (measured on a
+    10,000-series slice of 1.1 M rows: 0.86-1.02 s sorted by series, 0.65-0.68 s in
+    blocks of 64; the aggregate spills to disk past ``work_mem``, so memory stays
+    bounded either way).
     """
-    group = "o.series_id" if by_series else "o.as_of"
+    group = f"o.series_id / {_SLICE_BLOCK}" if by_series else "o.as_of"
     sql = text(
         "SELECT string_agg(int4send(o.series_id) || int4send(o.source_id) || "
         f"int4send({_DAY_SQL['postgresql']}) || int8send(o.value), ''::bytea) "
         "FROM observations o WHERE " + " AND ".join(where) + f" GROUP BY {group}"
     ).bindparams(*binds)
-    conn.execute(text("SET LOCAL enable_hashagg = off"))
+    conn.execute(text(f"SET LOCAL enable_hashagg = {'on' if by_series else 'off'}"))
     result = conn.execute(sql, params, execution_options={"stream_results": True,
                                                           "max_row_buffer": 64})
     try:
