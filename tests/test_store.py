@@ -327,3 +327,29 @@ def test_stale_companies_are_those_quiet_since_the_cutoff(store: Store) -> None:
                    ("never", "Never", None), ("oldco", "Oldco", date(2022, 9, 30))]
     assert [c for c, _, _ in stale_companies(store, date(2022, 10, 10), date(2022, 10, 1))] \
         == ["later", "never", "oldco"]
+
+
+def test_series_names_are_read_once_then_only_the_new_ids(store: Store) -> None:
+    from tracker.store.latest import key_names, names
+
+    write(store, [("Apple", "2022-10-10", 10), ("Amazon", "2022-10-10", 7)])
+    first = names(store)
+    assert sorted(c for c, _ in first[0].values()) == ["amazon", "apple"]
+    assert names(store)[0] is first[0]  # kept, not read again
+    with store.transaction() as conn:
+        data = frame([("Meta", "2022-10-10", 3)], source="scrape")
+        data["company"] = data["company"].map(company_ops.resolve(conn, ["Meta"]))
+        store.write_frame(conn, data)
+    grown = names(store)
+    assert grown[0] is first[0] and "scrape" in grown[1].values()
+    with store.reading() as conn:
+        assert grown == key_names(conn)
+    # a database changed under the process in a way the store never does (here: a
+    # series deleted, as a restore would): the counts disagree, so all is read again
+    with store.transaction() as conn:
+        conn.execute(text("DELETE FROM observations WHERE series_id IN "
+                          "(SELECT id FROM series WHERE company_id = 'meta')"))
+        conn.execute(text("DELETE FROM series WHERE company_id = 'meta'"))
+    again = names(store)
+    assert again[0] is not first[0]
+    assert sorted(c for c, _ in again[0].values()) == ["amazon", "apple"]

@@ -97,6 +97,9 @@ class Store:
         #: whether observations is partitioned (PostgreSQL after migration 0009),
         #: asked on the first write
         self._partitioned: bool | None = None
+        #: what a process may keep of tables that only grow (series and source
+        #: names: :func:`tracker.store.latest.names`), so a run reads them once
+        self.memo: dict[str, object] = {}
         try:
             if not create:
                 with engine_ops.translate(self.engine, "checking the schema version"):
