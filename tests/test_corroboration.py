@@ -201,6 +201,30 @@ def test_values_in_ranges_reads_every_source_of_the_series_once(
     assert days.min() == np.datetime64("2022-10-01") and days.max() == np.datetime64("2022-10-06")
 
 
+
+def test_series_ids_and_ranges_of_many_alerts_in_chunks(
+        ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookups past one query's worth of companies (here chunks of one) map every
+    row, and a read as known at a time before the import finds nothing."""
+    import_file(ws.store, two_sources_csv(tmp_path / "two.csv",
+                                          {k: CASES[k] for k in ("apple", "amazon")}),
+                ImportOptions(collected_at=datetime(2022, 11, 1)))
+    keys = pd.DataFrame({"company": ["amazon", "apple", "amazon"], "metric": "employees",
+                         "source": ["signalhire", "linkedin", "linkedin"]})
+    whole = alert_store.series_source_ids(ws.store, keys)
+    monkeypatch.setattr(alert_store, "_IDS_CHUNK", 1)
+    chunked = alert_store.series_source_ids(ws.store, keys)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert whole[0][0] == whole[0][2] != whole[0][1] and whole[1][0] != whole[1][2]
+    ranges = pd.DataFrame({"series_id": whole[0][:2], "other_than": [0, 0],
+                           "first": pd.to_datetime(["2022-10-01", "2022-10-03"]),
+                           "last": pd.to_datetime(["2022-10-02", "2022-10-03"])})
+    got = values_in_ranges(ws.store, ranges)
+    assert len(got) == 2 * 2 + 1 * 2  # two sources each
+    assert values_in_ranges(ws.store, ranges, known_at=datetime(2022, 12, 1)).equals(got)
+    assert values_in_ranges(ws.store, ranges, known_at=datetime(2022, 10, 1)).empty
+
 @pytest.mark.parametrize(("move", "wobble", "direction", "when", "expected"), [
     (-0.08, 0.005, -1, 0, AGREES),     # the 2022 case
     (-0.08, 0.005, -1, 2, AGREES),     # two days late

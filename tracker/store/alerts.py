@@ -99,14 +99,23 @@ class DetectionMark:
     last_observation: int
 
 
+#: company ids per query of :func:`series_source_ids` (under SQLite's 32,766 bound
+#: parameters)
+_IDS_CHUNK = 5000
+
+
 def series_source_ids(store: Store, keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Series and source ids for rows of (company, metric, source)."""
     wanted = keys["company"].unique().tolist()
     q = select(series.c.id, series.c.company_id, series.c.metric)
-    if len(wanted) <= 5000:  # an event's members: not the million series' names
-        q = q.where(series.c.company_id.in_(wanted))
+    # the series of the wanted companies (a day's alerts, an event's members) in
+    # chunks of index probes, not the names of a million series; past a tenth of a
+    # million companies one read of the whole table costs less
+    chunks = [q.where(series.c.company_id.in_(wanted[k:k + _IDS_CHUNK]))
+              for k in range(0, len(wanted), _IDS_CHUNK)] if len(wanted) <= 100_000 else [q]
     with store.reading("mapping series") as conn:
-        ser = pd.DataFrame(conn.execute(q).all(), columns=["series_id", "company", "metric"])
+        found = [row for c in chunks for row in conn.execute(c).all()]
+        ser = pd.DataFrame(found, columns=["series_id", "company", "metric"])
         src = pd.DataFrame(conn.execute(select(sources.c.id, sources.c.name)).all(),
                            columns=["source_id", "source"])
     merged = keys[["company", "metric", "source"]].merge(ser, how="left").merge(src, how="left")

@@ -2,13 +2,15 @@
 
 Corroboration looks at every source of a few series, each around its own alert
 date, so the daily run's reads scale with its alerts, not with the store. The
-wanted ranges travel to the database as one ``VALUES`` table joined to the
-observations on the ``(series_id, source_id, as_of, ...)`` unique index, one
-query for all of them (cut into chunks only past the databases' limit of bound
-parameters; plain SQL, because compiling a ``VALUES`` construct of thousands of
-rows costs more than running it). Overlapping ranges of one series are merged
-first, so a value is read once however many alerts want it; an alert's own source
-is not read at all.
+wanted ranges travel to the database as one table joined to the observations on
+the ``(series_id, source_id, as_of, ...)`` unique index, one query for all of them:
+on PostgreSQL four arrays ``unnest``-ed into rows (27,249 alerts' ranges on the
+million-company store: 0.7-1.0 s, against 2.6-7.5 s as a ``VALUES`` list of bound
+parameters, whose conversion in the driver cost more than the query), on SQLite a
+``VALUES`` list cut into chunks under its limit of bound parameters (plain SQL:
+compiling a ``VALUES`` construct of thousands of rows costs more than running it).
+Overlapping ranges of one series are merged first, so a value is read once however
+many alerts want it; an alert's own source is not read at all.
 """
 
 from __future__ import annotations
@@ -68,26 +70,33 @@ def values_in_ranges(store: Store, ranges: pd.DataFrame, *,
     chunks: list[np.ndarray] = []
     sqlite = store.dialect == "sqlite"
     day = _DAY_SQL.get(store.dialect, _DAY_SQL["sqlite"])
+    # PostgreSQL takes the ranges as four arrays, whatever their number (see above)
+    step = _CHUNK if sqlite else max(len(wanted), 1)
     with store.reading("reading the values near alerts") as conn:
-        for k in range(0, len(wanted), _CHUNK):
-            part = wanted.iloc[k:k + _CHUNK]
+        for k in range(0, len(wanted), step):
+            part = wanted.iloc[k:k + step]
+            sids = part["series_id"].astype(int).tolist()
+            others = part["other_than"].astype(int).tolist()
+            los, his = part["first"].dt.date.tolist(), part["last"].dt.date.tolist()
             params: dict[str, object] = {}
-            rows = []
-            for i, (sid, other, lo, hi) in enumerate(zip(
-                    part["series_id"].astype(int).tolist(),
-                    part["other_than"].astype(int).tolist(), part["first"].dt.date.tolist(),
-                    part["last"].dt.date.tolist(), strict=True)):
-                # SQLite keeps dates as ISO text, PostgreSQL as dates (typed by the driver)
-                params |= {f"s{i}": sid, f"x{i}": other,
-                           f"l{i}": lo.isoformat() if sqlite else lo,
-                           f"h{i}": hi.isoformat() if sqlite else hi}
-                rows.append(f"(:s{i}, :x{i}, :l{i}, :h{i})")
+            if sqlite:  # dates as ISO text, as SQLite keeps them
+                rows = []
+                for i, (sid, other, lo, hi) in enumerate(zip(sids, others, los, his,
+                                                            strict=True)):
+                    params |= {f"s{i}": sid, f"x{i}": other, f"l{i}": lo.isoformat(),
+                               f"h{i}": hi.isoformat()}
+                    rows.append(f"(:s{i}, :x{i}, :l{i}, :h{i})")
+                table = f"VALUES {', '.join(rows)}"
+            else:
+                params |= {"s": sids, "x": others, "l": los, "h": his}
+                table = ("SELECT * FROM unnest(CAST(:s AS integer[]), CAST(:x AS integer[]), "
+                         "CAST(:l AS date[]), CAST(:h AS date[]))")
             known = ""
             if known_at is not None:
                 known = " AND o.collected_at <= :known"
                 params["known"] = known_at
             sql = text(
-                f"WITH wanted(series_id, other_than, lo, hi) AS (VALUES {', '.join(rows)}) "
+                f"WITH wanted(series_id, other_than, lo, hi) AS ({table}) "
                 f"SELECT o.series_id, o.source_id, {day}, o.value "
                 "FROM wanted w CROSS JOIN sources s CROSS JOIN observations o "
                 "WHERE s.id <> w.other_than AND o.series_id = w.series_id "
