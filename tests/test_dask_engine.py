@@ -332,3 +332,89 @@ def test_daily_dask_run_reads_each_slice_once_for_both_steps(
                                       check_exact=True)
     local.close()
     dask.close()
+
+
+def test_partition_windows_are_kept_patched_and_read_afresh_only_when_they_must(
+        history_csv: Path, scheduler: str, tmp_path: Path, db_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each partition keeps its window between daily runs and the next run patches it
+    with the partition's new observations (read once by the client) instead of
+    reading the partition's whole window again: the reads that were most of a Dask
+    daily run. A patched window must hold what a fresh read gives, through a late
+    correction of an old day, a series new in the last partition (whose id range
+    grew: read afresh) and the days dropped off its start; verdicts stay the local
+    engine's; partitions that no longer exist are forgotten."""
+    from tracker.dask_engine import partitions
+    from tracker.store import slices, window_cache
+    from tracker.store.alerts import last_observation_id
+    from tracker.store.latest import day_number
+
+    local = _workspace(f"sqlite:///{tmp_path / 'local.db'}", tmp_path)
+    dask = _workspace(db_url, tmp_path, engine="dask", scheduler=scheduler)
+    for ws in (local, dask):
+        import_file(ws.store, history_csv, ImportOptions(collected_at=datetime(2020, 1, 1)))
+    days = build_matrix(local)[0].index
+    for ws in (local, dask):
+        run_detection(ws, until=days[-4].date())
+        detect_new(ws, days[-3].date())  # the windows are read afresh and kept
+    ranges = partitions(slices.series_ids(dask.store), dask.settings.detect.partition_size)
+    assert len(ranges) > 2
+    last_id = last_observation_id(dask.store)
+    assert window_cache.parts(dask.store) == {lo: (hi, last_id) for lo, hi in ranges}
+
+    history = pd.read_csv(history_csv)
+    old_day = f"{days[-20]:%Y-%m-%d}"
+    fix = history[history["date"] == old_day].head(5).assign(employees=lambda f: f["employees"] * 2)
+    new = pd.DataFrame({"company": "zz-new", "date": [f"{d:%Y-%m-%d}" for d in days[-6:]],
+                        "employees": [500, 505, 503, 120, 118, 119]})
+    later = pd.concat([fix, new, history[history["date"] == f"{days[-2]:%Y-%m-%d}"]])
+    later.to_csv(tmp_path / "later.csv", index=False)
+    for ws in (local, dask):
+        import_file(ws.store, tmp_path / "later.csv",
+                    ImportOptions(collected_at=datetime(2020, 1, 2)))
+
+    # one task's part, in this process: the patched windows equal fresh reads
+    upto = last_observation_id(dask.store)
+    now = partitions(slices.series_ids(dask.store), dask.settings.detect.partition_size)
+    assert now[:-1] == ranges[:-1] and now[-1][1] > ranges[-1][1]  # the last one grew
+    keep = day_number(days[-150].date())
+    plans = slices.window_plans(dask.store, now, keep, upto)
+    assert [p.mark for p in plans] == [last_id] * (len(now) - 1) + [None]
+    assert sum(len(p.rows) for p in plans[:-1]) < len(later)  # only the new rows ship
+    fresh_reads = []
+    real_read = slices.read_slice
+
+    def counted(url: str, lo: int, hi: int, **kw: Any) -> slices.Slice:
+        fresh_reads.append(lo)
+        return real_read(url, lo, hi, **kw)
+
+    monkeypatch.setattr(slices, "read_slice", counted)
+    since = days[-150].date()
+    for (lo, hi), plan in zip(now, plans, strict=True):
+        win = slices.part_window(dask.store.url, lo, hi, plan)
+        assert (win.first_day, win.last_observation) == (keep, upto)
+        want = real_read(dask.store.url, lo, hi, since=since)
+        got = slices.window_slice(win, since, None)
+        for a, b in ((got.series_id, want.series_id), (got.source_id, want.source_id),
+                     (got.day, want.day), (got.value, want.value)):
+            np.testing.assert_array_equal(a, b)
+        stored = window_cache.load(dask.store, lo, hi)  # saved back by the task
+        assert stored is not None and stored.last_observation == upto
+        np.testing.assert_array_equal(stored.values, win.values)
+    assert fresh_reads == [now[-1][0]]  # only the partition whose range changed
+
+    # a whole daily run on the cluster from there: the local engine's verdicts
+    for ws in (local, dask):
+        detect_new(ws, days[-2].date())
+    pd.testing.assert_frame_equal(_table(dask), _table(local), check_exact=True)
+    assert set(window_cache.parts(dask.store)) == {lo for lo, _ in now}
+
+    # another partitioning: the old windows are dropped, the partitions that are not
+    # the same id range read afresh
+    other = partitions(slices.series_ids(dask.store), 45)
+    plans = slices.window_plans(dask.store, other, keep, upto)
+    assert [p.mark is not None for p in plans] == [r in now for r in other]
+    assert not all(r in now for r in other)
+    assert set(window_cache.parts(dask.store)) <= {lo for lo, _ in other}
+    local.close()
+    dask.close()

@@ -61,7 +61,18 @@ from tracker.detect.settings import DetectSettings
 from tracker.errors import ConfigError
 from tracker.store import alerts as alert_store
 from tracker.store.latest import names as latest_names
-from tracker.store.slices import Slice, day_span, read_slice, series_ids, slice_names
+from tracker.store.slices import (
+    Slice,
+    WindowPlan,
+    day_span,
+    kept_window,
+    part_window,
+    read_slice,
+    series_ids,
+    slice_names,
+    window_plans,
+    window_slice,
+)
 from tracker.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -142,22 +153,33 @@ def history_task(url: str, lo: int, hi: int, until: date | None, first_day: int,
 
 def days_task(url: str, lo: int, hi: int, start: date, day: date, read_from: date,
               window_first: int, store_first: int, s: DetectSettings,
-              ahead: Ahead | None = None) -> tuple[pd.DataFrame, int, PartTally | None]:
+              ahead: Ahead | None = None, plan: WindowPlan | None = None
+              ) -> tuple[pd.DataFrame, int, PartTally | None]:
     """A partition's verdicts of the days [start, day], as the daily run reaches them:
     a trailing window for all its series, the whole history for the few that need it.
 
-    ``ahead``: the population step's read of the same run; the slice is read once,
-    over both ranges, and the partition's population sums are returned too."""
-    if ahead is None:
-        sl = read_slice(url, lo, hi, since=read_from, until=day)
-        return (*_days_of(url, lo, hi, sl, start, day, read_from, window_first,
-                          store_first, s), None)
-    r = ahead.reach
-    both = read_slice(url, lo, hi, since=None if r.since is None else min(r.since, read_from),
-                      until=max(day, r.until or day))
-    part = _part_tally(_scored_slice(url, lo, hi, both.days(r.since, r.until), r,
-                                     ahead.groups, s, ahead.ps), r, ahead.ps)
-    return (*_days_of(url, lo, hi, both.days(read_from, day), start, day, read_from,
+    ``plan``: the partition's kept window, brought up to date by the task (and saved
+    back), is the slice; else it is read from the observations. ``ahead``: the
+    population step's read of the same run; the slice covers both ranges, and the
+    partition's population sums are returned too."""
+    if plan is not None:
+        win = part_window(url, lo, hi, plan)
+
+        def view(since: date | None, until: date | None) -> Slice:
+            return window_slice(win, since, until)
+    elif ahead is None:
+        view = read_slice(url, lo, hi, since=read_from, until=day).days
+    else:
+        r = ahead.reach
+        view = read_slice(url, lo, hi,
+                          since=None if r.since is None else min(r.since, read_from),
+                          until=max(day, r.until or day)).days
+    part = None
+    if ahead is not None:
+        r = ahead.reach
+        part = _part_tally(_scored_slice(url, lo, hi, view(r.since, r.until), r,
+                                         ahead.groups, s, ahead.ps), r, ahead.ps)
+    return (*_days_of(url, lo, hi, view(read_from, day), start, day, read_from,
                       window_first, store_first, s), part)
 
 
@@ -190,7 +212,8 @@ def _number(d: date) -> int:
 
 
 def _gather(ws: Workspace, task: Any, ranges: list[tuple[int, int]] | None = None,
-            **kwargs: Any) -> tuple[pd.DataFrame, int, list[Any]]:
+            plans: list[WindowPlan] | None = None, **kwargs: Any
+            ) -> tuple[pd.DataFrame, int, list[Any]]:
     """Run ``task`` over every partition; their rows with company, metric, source, the
     columns judged, and what else each task returned (its third item, if any)."""
     s = ws.settings.detect
@@ -200,8 +223,10 @@ def _gather(ws: Workspace, task: Any, ranges: list[tuple[int, int]] | None = Non
     # one process per task: the engine's forked workers would only compete with Dask's
     one = s.model_copy(update={"workers": 1})
     with client(s) as c:
-        futures = c.map(task, [ws.store.url] * len(ranges), [a for a, _ in ranges],
-                        [b for _, b in ranges], s=one, pure=False, **kwargs)
+        # a partition's window plan is its own (its new observations), the rest shared
+        futures = [c.submit(task, ws.store.url, a, b, s=one, pure=False, **kwargs,
+                            **({} if plans is None else {"plan": plans[i]}))
+                   for i, (a, b) in enumerate(ranges)]
         done = c.gather(futures)
     found = pd.concat([f[0] for f in done], ignore_index=True)
     n_series = sum(f[1] for f in done)
@@ -245,9 +270,13 @@ def detect_days(ws: Workspace, start: date, day: date, read_from: date,
     last_id = alert_store.last_observation_id(ws.store)
     ranges = partitions(series_ids(ws.store), ws.settings.detect.partition_size)
     ask = None if population is None else _ask(ws, population)
+    plans = None
+    if ask is None or ask.reach.since is not None:
+        keep = read_from if ask is None else min(read_from, ask.reach.since or read_from)
+        plans = window_plans(ws.store, ranges, _number(keep), last_id)
     found, n, parts = _gather(ws, days_task, ranges, start=start, day=day,
                               read_from=read_from, window_first=span[0],
-                              store_first=_number(first), ahead=ask)
+                              store_first=_number(first), ahead=ask, plans=plans)
     if ask is not None:
         _ahead = (_ahead_key(ws, ask, ranges, last_id), parts)
     found = found.sort_values(["_judged", "date", "detected_on", *KEY_COLUMNS], kind="stable")
@@ -345,10 +374,13 @@ def _ask(ws: Workspace, reads: Reads) -> Ahead | None:
 
 
 def _scored(url: str, lo: int, hi: int, reach: Reach, groups: Groups, s: DetectSettings,
-            ps: PopulationSettings) -> tuple[Moves, list[Population]] | None:
-    """A partition's moves, read from the store (:func:`_scored_slice`)."""
-    return _scored_slice(url, lo, hi, read_slice(url, lo, hi, since=reach.since,
-                                                 until=reach.until), reach, groups, s, ps)
+            ps: PopulationSettings, upto: int | None) -> tuple[Moves, list[Population]] | None:
+    """A partition's moves (:func:`_scored_slice`), from its kept window when that
+    holds the observations to ``upto`` (the daily run's), else read from the store."""
+    win = None if upto is None else kept_window(url, lo, hi, reach.since, upto)
+    sl = read_slice(url, lo, hi, since=reach.since, until=reach.until) if win is None \
+        else window_slice(win, reach.since, reach.until)
+    return _scored_slice(url, lo, hi, sl, reach, groups, s, ps)
 
 
 def _scored_slice(url: str, lo: int, hi: int, sl: Slice, reach: Reach, groups: Groups,
@@ -370,9 +402,10 @@ def _scored_slice(url: str, lo: int, hi: int, sl: Slice, reach: Reach, groups: G
 
 
 def population_task(url: str, lo: int, hi: int, reach: Reach, groups: Groups,
-                    s: DetectSettings, ps: PopulationSettings) -> PartTally:
+                    s: DetectSettings, ps: PopulationSettings, upto: int | None = None
+                    ) -> PartTally:
     """A partition's column sums (a worker runs this)."""
-    return _part_tally(_scored(url, lo, hi, reach, groups, s, ps), reach, ps)
+    return _part_tally(_scored(url, lo, hi, reach, groups, s, ps, upto), reach, ps)
 
 
 def _part_tally(scored: tuple[Moves, list[Population]] | None, reach: Reach,
@@ -392,9 +425,10 @@ def _part_tally(scored: tuple[Moves, list[Population]] | None, reach: Reach,
 
 def members_task(url: str, lo: int, hi: int, reach: Reach, groups: Groups,
                  s: DetectSettings, ps: PopulationSettings,
-                 labels: list[tuple[str, str | None]], wanted: list[Run]) -> list[RunMembers]:
+                 labels: list[tuple[str, str | None]], wanted: list[Run],
+                 upto: int | None = None) -> list[RunMembers]:
     """A partition's members of each wanted event (a worker runs this)."""
-    scored = _scored(url, lo, hi, reach, groups, s, ps)
+    scored = _scored(url, lo, hi, reach, groups, s, ps, upto)
     if scored is None:
         return [RunMembers(pd.DataFrame(columns=MEMBER_COLUMNS), 0, 0.0, 0.0) for _ in wanted]
     mv, parts = scored
@@ -427,7 +461,8 @@ def population(ws: Workspace, reads: Reads
             c = stack.enter_context(client(s))
             shared = c.scatter(ask.groups, broadcast=True)
             ready = c.gather(c.map(population_task, [ws.store.url] * len(ranges), lo, hi,
-                                   reach=reach, groups=shared, s=one, ps=ps, pure=False))
+                                   reach=reach, groups=shared, s=one, ps=ps, upto=last_id,
+                                   pure=False))
         labels, total, index = _summed(ready, group_names(reads.cohorts, reads.industries),
                                        ps, reach.first_day)
         pops = [Population(m, g, np.zeros(0, dtype=np.intp)) for m, g in labels]
@@ -441,7 +476,7 @@ def population(ws: Workspace, reads: Reads
             shared = c.scatter(ask.groups, broadcast=True)
         found = c.gather(c.map(members_task, [ws.store.url] * len(ranges), lo, hi,
                                reach=reach, groups=shared, s=one, ps=ps, labels=labels,
-                               wanted=wanted, pure=False))
+                               wanted=wanted, upto=last_id, pure=False))
     merged = []
     for i, run in enumerate(wanted):
         got = RunMembers.combine([f[i] for f in found])

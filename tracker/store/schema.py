@@ -221,12 +221,14 @@ silences = Table(
     Index("ix_silences_until", "until"),
 )
 
-#: The daily run's detection window, a cache of the observations (see
-#: ``store.window_cache``): a header, the column keys in chunks, one row per day.
+#: The daily run's detection windows, a cache of the observations (see
+#: ``store.window_cache``): per part (0: the whole store's; else a Dask partition's
+#: first series id), a header, the column keys in chunks, one row per day.
 detect_window_meta = Table(
     "detect_window_meta",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("part", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_series", BigInteger, nullable=False),
     Column("first_day", Integer, nullable=False),
     Column("days", Integer, nullable=False),
     Column("columns", Integer, nullable=False),
@@ -238,6 +240,7 @@ detect_window_meta = Table(
 detect_window_columns = Table(
     "detect_window_columns",
     metadata,
+    Column("part", BigInteger, primary_key=True, autoincrement=False),
     Column("chunk", Integer, primary_key=True, autoincrement=False),
     Column("series", LargeBinary, nullable=False),
     Column("sources", LargeBinary, nullable=False),
@@ -246,6 +249,7 @@ detect_window_columns = Table(
 detect_window_days = Table(
     "detect_window_days",
     metadata,
+    Column("part", BigInteger, primary_key=True, autoincrement=False),
     Column("day", Integer, primary_key=True, autoincrement=False),
     Column("columns", Integer, nullable=False),
     Column("width", SmallInteger, nullable=False),

@@ -22,12 +22,17 @@ from datetime import date
 import numpy as np
 from sqlalchemy import bindparam, func, select
 
+from tracker.store import window_cache
 from tracker.store.core import Store
-from tracker.store.latest import day_number, day_range, read_latest
+from tracker.store.latest import date_of, day_number, day_range, read_latest
 from tracker.store.schema import observations, series, sources
+from tracker.store.window_cache import Window
 
 _CHUNK = 500_000
 _STORES: dict[str, Store] = {}
+#: new observations the client reads for the partitions' windows at most (5 int64
+#: each: 320 MB); beyond, a backfill of many days, each partition reads afresh
+_MAX_NEW_ROWS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,87 @@ class Slice:
             return self
         return Slice(self.series_id[keep], self.source_id[keep], self.day[keep],
                      self.value[keep])
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How a task gets its partition's window of the days from ``keep`` (a day
+    number) as of observation ``upto``: its stored window, if it holds observation
+    ``mark``, plus ``rows`` (the partition's observations since), or read afresh."""
+
+    keep: int
+    upto: int
+    mark: int | None = None
+    rows: np.ndarray | None = None
+
+
+def window_plans(store: Store, ranges: list[tuple[int, int]], keep: int, upto: int
+                 ) -> list[WindowPlan]:
+    """Each partition's :class:`WindowPlan`: the new observations are read once, here,
+    through the id index, and split by series id (a task reading them itself would
+    scan every partition's new rows). Windows of partitions that no longer exist
+    are forgotten."""
+    stored = window_cache.parts(store)
+    if set(stored) - {lo for lo, _ in ranges}:
+        with store.transaction("forgetting the windows of old partitions") as conn:
+            window_cache.drop_parts(conn, [lo for lo, _ in ranges])
+    marks = [stored[lo][1] if lo in stored and stored[lo][0] == hi else None
+             for lo, hi in ranges]
+    known = [m for m in marks if m is not None and m <= upto]
+    if not known or upto - min(known) > _MAX_NEW_ROWS:
+        return [WindowPlan(keep, upto) for _ in ranges]
+    rows = window_cache.rows_between(store, min(known), upto, keep, ids=True)
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    plans = []
+    for (lo, hi), mark in zip(ranges, marks, strict=True):
+        if mark is None or mark > upto:
+            plans.append(WindowPlan(keep, upto))
+            continue
+        a, b = np.searchsorted(rows[:, 0], [lo, hi + 1])
+        mine = rows[a:b]
+        plans.append(WindowPlan(keep, upto, mark, mine[mine[:, 4] > mark, :4].copy()))
+    return plans
+
+
+def part_window(url: str, lo: int, hi: int, plan: WindowPlan) -> Window:
+    """The window of the partition [lo, hi] by ``plan``, saved back by this process if
+    it changed (the stored window is a cache of the observations: writing it outside
+    the run's transaction can only make a later run read afresh, never judge wrong)."""
+    store = _store(url)
+    win = None if plan.mark is None else window_cache.load(store, lo, hi)
+    if win is None or win.last_observation != plan.mark or win.first_day > plan.keep:
+        sl = read_slice(url, lo, hi, since=date_of(plan.keep))
+        win = Window.of_cells(sl.series_id, sl.source_id, sl.day, sl.value, plan.keep,
+                              plan.upto, part=lo, last_series=hi)
+        same = False
+    else:
+        assert plan.rows is not None
+        same = plan.upto == win.last_observation and win.first_day == plan.keep
+        win.apply_rows(store, plan.rows, plan.upto)
+        win.trim(plan.keep)
+    if not same or win.dirty or win.stored_columns != win.series_id.size:
+        with store.transaction("saving a partition's window") as conn:
+            window_cache.save(conn, store, win)
+    return win
+
+
+def kept_window(url: str, lo: int, hi: int, since: date | None, upto: int) -> Window | None:
+    """The partition's stored window if it holds exactly the observations to ``upto``
+    and the days from ``since``: the steps after a daily detection read it, not the
+    observations."""
+    if since is None:
+        return None
+    win = window_cache.load(_store(url), lo, hi)
+    return win if win is not None and win.last_observation == upto \
+        and win.first_day <= day_number(since) else None
+
+
+def window_slice(win: Window, since: date | None, until: date | None) -> Slice:
+    """The days [since, until] of a partition's kept window, as :func:`read_slice`
+    reads them from the observations the window holds."""
+    return Slice(*win.cells(win.first_day if since is None else day_number(since),
+                            win.first_day + win.values.shape[0] - 1 if until is None
+                            else day_number(until)))
 
 
 def _store(url: str) -> Store:

@@ -22,6 +22,13 @@ The last window saved or loaded in this process is also kept in memory, with the
 header's token: the steps after detection (population events) and the next run of
 a long-lived scheduler use it without reading it again, and any other writer of
 the window changes the token, so a kept copy is never used stale.
+
+Windows are stored per ``part``: 0 is the local engine's window of the whole store;
+the Dask engine's tasks each keep their partition's under its first series id, with
+its last (``last_series``): a partition whose id range changed is read afresh. A
+task's window is brought up to date by the new observations of its partition,
+which the client reads once for all of them (:func:`rows_between`), and is written
+back by the task itself: no process holds every partition's window.
 """
 
 from __future__ import annotations
@@ -64,6 +71,10 @@ class Window:
     dirty: set[int] = field(default_factory=set)
     #: the stored header's token when this copy was saved or loaded
     token: str = ""
+    #: 0: the whole store's window; else a partition's first series id
+    part: int = 0
+    #: a partition's last series id (0 for the whole store's window)
+    last_series: int = 0
 
     @classmethod
     def of(cls, latest: Latest, first_day: int, last_observation: int) -> Window:
@@ -74,6 +85,33 @@ class Window:
         """The window from ``first_day`` read afresh from the observations (day by
         day on PostgreSQL: :func:`latest_matrix`)."""
         return cls._of(latest_matrix(store, first_day=first_day), last_observation)
+
+    @classmethod
+    def of_cells(cls, series_id: np.ndarray, source_id: np.ndarray, day: np.ndarray,
+                 value: np.ndarray, first_day: int, last_observation: int, *,
+                 part: int, last_series: int) -> Window:
+        """A partition's window from its latest values per (series, source, day)
+        (days before ``first_day`` dropped; the days run to the last one given)."""
+        keep = day >= first_day
+        code = series_id[keep] * np.int64(2**31) + source_id[keep]
+        uniq, col = np.unique(code, return_inverse=True)
+        rows = day[keep] - first_day
+        values = np.full((int(rows.max()) + 1 if rows.size else 0, uniq.size), np.nan)
+        values[rows, col] = value[keep]
+        return cls(first_day, uniq // 2**31, uniq % 2**31, values, last_observation,
+                   dirty=set(range(first_day, first_day + values.shape[0])), part=part,
+                   last_series=last_series)
+
+    def cells(self, since: int, until: int) -> tuple[np.ndarray, ...]:
+        """(series, source, day number, value) of the known cells of the days [since,
+        until], sorted by those three: what a read of the observations would give."""
+        lo = max(since - self.first_day, 0)
+        vals = self.values[lo: max(until - self.first_day + 1, lo)]
+        by_key = np.lexsort((self.source_id, self.series_id))
+        col, row = np.nonzero(np.isfinite(vals[:, by_key].T))
+        pick = by_key[col]
+        return (self.series_id[pick], self.source_id[pick],
+                (row + lo + self.first_day).astype(np.int64), vals[row, pick])
 
     @classmethod
     def _of(cls, m: LatestMatrix, last_observation: int) -> Window:
@@ -95,7 +133,12 @@ class Window:
         its latest-collected value from the store (a revision imported with an
         older collection time must not win just because it was written later).
         """
-        rows = _rows_between(store, self.last_observation, upto, self.first_day)
+        return self.apply_rows(
+            store, rows_between(store, self.last_observation, upto, self.first_day), upto)
+
+    def apply_rows(self, store: Store, rows: np.ndarray, upto: int) -> int:
+        """:meth:`apply` of the rows :func:`rows_between` read (those of the window's
+        days and, for a partition, of its series; their id column, if any, unused)."""
         self.last_observation = upto
         if not len(rows):
             return 0
@@ -129,10 +172,13 @@ class Window:
         return len(rows)
 
 
-def _rows_between(store: Store, after: int, upto: int, first_day: int) -> np.ndarray:
-    """(series, source, day number, value) of observations with ids in (after, upto]."""
+def rows_between(store: Store, after: int, upto: int, first_day: int, *,
+                 ids: bool = False) -> np.ndarray:
+    """(series, source, day number, value[, id]) of observations with ids in (after,
+    upto] of the days from ``first_day``."""
     day = _DAY_SQL.get(store.dialect, _DAY_SQL["sqlite"])
-    sql = text(f"SELECT o.series_id, o.source_id, {day} AS d, o.value FROM observations o "
+    sql = text(f"SELECT o.series_id, o.source_id, {day} AS d, o.value"
+               f"{', o.id' if ids else ''} FROM observations o "
                "WHERE o.id > :a AND o.id <= :b")
     with store.reading("reading new observations") as conn:
         cursor = conn.execute(sql, {"a": after, "b": upto}).cursor
@@ -140,7 +186,7 @@ def _rows_between(store: Store, after: int, upto: int, first_day: int) -> np.nda
         chunks = []
         while batch := cursor.fetchmany(500_000):
             chunks.append(np.asarray(batch, dtype=np.int64))
-    out = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
+    out = np.concatenate(chunks) if chunks else np.zeros((0, 5 if ids else 4), dtype=np.int64)
     return out[out[:, 2] >= first_day]
 
 
@@ -148,21 +194,25 @@ def _rows_between(store: Store, after: int, upto: int, first_day: int) -> np.nda
 _kept: tuple[str, Window] | None = None
 
 
-def load(store: Store) -> Window | None:
-    """The stored window, or None when there is none or it is not whole."""
+def load(store: Store, part: int = 0, last_series: int = 0) -> Window | None:
+    """The stored window of ``part`` (0: the whole store's), or None when there is
+    none, it is not whole or it is of another id range (``last_series``)."""
     global _kept
     with store.reading("reading the detection window") as conn:
-        meta = conn.execute(select(detect_window_meta)).first()
-        if meta is None:
+        meta = conn.execute(select(detect_window_meta)
+                            .where(detect_window_meta.c.part == part)).first()
+        if meta is None or meta.last_series != last_series:
             return None
-        if _kept is not None and _kept[0] == store.url:
+        if part == 0 and _kept is not None and _kept[0] == store.url:
             win = _kept[1]
             if (win.token, win.first_day, win.last_observation, win.series_id.size) == \
                     (meta.token, meta.first_day, meta.last_observation, meta.columns) \
                     and not win.dirty:
                 return win
-        _kept = None
+        if part == 0:
+            _kept = None
         chunks = conn.execute(select(detect_window_columns)
+                              .where(detect_window_columns.c.part == part)
                               .order_by(detect_window_columns.c.chunk)).all()
         series_id = np.concatenate([np.frombuffer(c.series, dtype=np.int64) for c in chunks]) \
             if chunks else np.zeros(0, dtype=np.int64)
@@ -172,7 +222,8 @@ def load(store: Store) -> Window | None:
             return None
         values = np.full((meta.days, meta.columns), np.nan)
         days = conn.execute(
-            select(detect_window_days).where(detect_window_days.c.day >= meta.first_day,
+            select(detect_window_days).where(detect_window_days.c.part == part,
+                                             detect_window_days.c.day >= meta.first_day,
                                              detect_window_days.c.day
                                              < meta.first_day + meta.days)).all()
         for d in days:
@@ -184,9 +235,25 @@ def load(store: Store) -> Window | None:
             row[raw == _MISSING[d.width]] = np.nan
     win = Window(int(meta.first_day), series_id.copy(), source_id.copy(), values,
                  int(meta.last_observation), stored_columns=int(meta.columns),
-                 token=meta.token)
-    _kept = (store.url, win)
+                 token=meta.token, part=part, last_series=last_series)
+    if part == 0:
+        _kept = (store.url, win)
     return win
+
+
+def parts(store: Store) -> dict[int, tuple[int, int]]:
+    """Each stored partition window's first series id -> (its last series id, the
+    last observation it holds): which partitions a daily run can bring up to date."""
+    m = detect_window_meta
+    with store.reading("reading the partitions' windows") as conn:
+        return {int(p): (int(s), int(o)) for p, s, o in conn.execute(
+            select(m.c.part, m.c.last_series, m.c.last_observation).where(m.c.part != 0))}
+
+
+def drop_parts(conn: Connection, keep: list[int]) -> None:
+    """Forget the partition windows not in ``keep`` (their partitioning changed)."""
+    for t in (detect_window_days, detect_window_columns, detect_window_meta):
+        conn.execute(delete(t).where(t.c.part != 0, t.c.part.not_in(keep)))
 
 
 def _day_row(values: np.ndarray, day: int) -> dict:
@@ -206,31 +273,36 @@ def save(conn: Connection, store: Store, window: Window) -> None:
     fresh = window.stored_columns == 0
     n = int(window.series_id.size)
     token = uuid.uuid4().hex
-    conn.execute(delete(detect_window_meta))
+    part = window.part
+    conn.execute(delete(detect_window_meta).where(detect_window_meta.c.part == part))
     conn.execute(insert(detect_window_meta), {
-        "id": 1, "first_day": window.first_day, "days": int(window.values.shape[0]),
+        "part": part, "last_series": window.last_series, "first_day": window.first_day,
+        "days": int(window.values.shape[0]),
         "columns": n, "last_observation": window.last_observation, "token": token,
         "updated_at": now_utc()})
     first_chunk = 0 if fresh else window.stored_columns // _CHUNK_COLUMNS
     if fresh or n > window.stored_columns:
         conn.execute(delete(detect_window_columns)
-                     .where(detect_window_columns.c.chunk >= first_chunk))
+                     .where(detect_window_columns.c.part == part,
+                            detect_window_columns.c.chunk >= first_chunk))
         conn.execute(insert(detect_window_columns), [
-            {"chunk": k // _CHUNK_COLUMNS,
+            {"part": part, "chunk": k // _CHUNK_COLUMNS,
              "series": window.series_id[k:k + _CHUNK_COLUMNS].astype(np.int64).tobytes(),
              "sources": window.source_id[k:k + _CHUNK_COLUMNS].astype(np.int64).tobytes()}
             for k in range(first_chunk * _CHUNK_COLUMNS, max(n, 1), _CHUNK_COLUMNS)])
     t = detect_window_days
     if fresh:
-        conn.execute(delete(t))
+        conn.execute(delete(t).where(t.c.part == part))
     else:
-        conn.execute(delete(t).where(t.c.day < window.first_day))
+        conn.execute(delete(t).where(t.c.part == part, t.c.day < window.first_day))
     last = window.first_day + window.values.shape[0]
     dirty = sorted(d for d in window.dirty if window.first_day <= d < last)
     if dirty and not fresh:
-        conn.execute(delete(t).where(t.c.day.in_(dirty)))
+        conn.execute(delete(t).where(t.c.part == part, t.c.day.in_(dirty)))
     for k in range(0, len(dirty), _DAYS_PER_WRITE):
-        conn.execute(insert(t), [_day_row(window.values[d - window.first_day], d)
+        conn.execute(insert(t), [{"part": part,
+                                  **_day_row(window.values[d - window.first_day], d)}
                                  for d in dirty[k:k + _DAYS_PER_WRITE]])
     window.stored_columns, window.dirty, window.token = n, set(), token
-    _kept = (store.url, window)
+    if part == 0:
+        _kept = (store.url, window)
