@@ -18,6 +18,12 @@ events) splits the same way: tasks return column sums, the client judges the sha
 (see the section below). Corroboration and saving stay on the client, over the
 returned verdicts.
 
+A daily run's task reads no slice at all once its partition has a stored window
+(:func:`tracker.store.slices.part_window`): the client reads the day's new
+observations once and hands each task its partition's rows, the task patches its
+window with them, judges it and writes back the days that changed. Reading every
+partition's window afresh each day was most of a daily run's time.
+
 Only dask and distributed are needed (``headcount-tracker[dask]``); they are imported
 when the engine is used, so the default install never needs them.
 """
