@@ -224,3 +224,44 @@ def test_a_whole_store_matrix_is_read_day_by_day_and_ordered_in_place(
     assert got.index[0] >= pd.Timestamp(since or "2024-01-01")
     assert got.index[-1] <= pd.Timestamp(until or "2024-02-09")
     store.close()
+
+
+def test_a_partition_window_gives_the_matrix_its_cells_would() -> None:
+    """A Dask task judges its kept window directly (no cells in between): the matrix
+    must be the one a read of the same days would give, row for row and column for
+    column, including columns appended out of id order, empty days, the empty row of
+    the whole matrix's first day and ranges reaching past the window's ends."""
+    from datetime import date
+
+    from tracker.store.latest import date_of
+    from tracker.store.slices import Slice, window_dense
+
+    rng = np.random.default_rng(7)
+    n_cells = 400
+    sid = rng.integers(1, 40, n_cells)
+    oid = rng.integers(1, 3, n_cells)
+    day = rng.integers(1000, 1060, n_cells)
+    day[day % 7 == 3] = 1001  # some days have nothing at all
+    key = np.unique(np.stack([sid, oid, day], axis=1), axis=0)  # one value per cell
+    sid, oid, day = key[:, 0], key[:, 1], key[:, 2]
+    value = rng.integers(1, 10**6, sid.size).astype(np.int64)
+    sl = Slice(sid, oid, day, value)
+    built = window_cache.Window.of_cells(sid, oid, day, value, 1000, 9, part=1,
+                                         last_series=40)
+    # a kept window's columns are in the order they were first seen, not id order
+    perm = rng.permutation(built.series_id.size)
+    win = window_cache.Window(1000, built.series_id[perm], built.source_id[perm],
+                              built.values[:, perm], 9, part=1, last_series=40)
+    assert (np.diff(win.series_id) < 0).any()
+    spans: list[tuple[date | None, date | None, int]] = [
+        (None, None, 1000), (date_of(1010), date_of(1030), 990),
+        (date_of(1005), None, 1005), (date_of(1040), date_of(1100), 1000),
+        (None, date_of(1001), 1001), (date_of(1200), None, 1000)]
+    for since, until, first in spans:
+        want = sl.days(since, until).dense([first])
+        got = window_dense(win, since, until, [first])
+        for a, b in ((got.days, want.days), (got.series_id, want.series_id),
+                     (got.source_id, want.source_id), (got.values, want.values)):
+            np.testing.assert_array_equal(a, b)
+        assert got.days.dtype == want.days.dtype == np.int64
+    assert window_dense(win, date_of(1200), None, [1000]).empty

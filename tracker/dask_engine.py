@@ -68,6 +68,7 @@ from tracker.errors import ConfigError
 from tracker.store import alerts as alert_store
 from tracker.store.latest import names as latest_names
 from tracker.store.slices import (
+    Dense,
     Slice,
     WindowPlan,
     day_span,
@@ -76,9 +77,10 @@ from tracker.store.slices import (
     read_slice,
     series_ids,
     slice_names,
+    window_dense,
     window_plans,
-    window_slice,
 )
+from tracker.store.window_cache import Window
 from tracker.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -129,17 +131,17 @@ def partitions(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
     return [(int(ids[i]), int(ids[min(i + size, ids.size) - 1])) for i in range(0, ids.size, size)]
 
 
+def frame(d: Dense) -> pd.DataFrame:
+    """Dates x columns 0..n-1: the matrix detection judges."""
+    index = pd.DatetimeIndex(d.days.astype("datetime64[D]").astype("datetime64[ns]"))
+    return pd.DataFrame(d.values, index=index, columns=range(d.values.shape[1]))
+
+
 def slice_matrix(sl: Slice, extra_days: list[int]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Dates x series matrix of a slice (columns 0..n-1), with empty rows on
     ``extra_days`` (the whole matrix's first day), and each column's series and source."""
-    code = sl.series_id * np.int64(2**31) + sl.source_id
-    uniq, col = np.unique(code, return_inverse=True)
-    days = np.unique(np.concatenate([sl.day, np.asarray(extra_days, dtype=np.int64)]))
-    values = np.full((days.size, uniq.size), np.nan)
-    values[np.searchsorted(days, sl.day), col] = sl.value
-    index = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"))
-    return (pd.DataFrame(values, index=index, columns=range(uniq.size)),
-            uniq // 2**31, uniq % 2**31)
+    d = sl.dense(extra_days)
+    return frame(d), d.series_id, d.source_id
 
 
 def _with_ids(rows: pd.DataFrame, sid: np.ndarray, oid: np.ndarray) -> pd.DataFrame:
@@ -168,34 +170,37 @@ def days_task(url: str, lo: int, hi: int, start: date, day: date, read_from: dat
     back), is the slice; else it is read from the observations. ``ahead``: the
     population step's read of the same run; the slice covers both ranges, and the
     partition's population sums are returned too."""
+    src: Window | Slice
     if plan is not None:
-        win = part_window(url, lo, hi, plan)
-
-        def view(since: date | None, until: date | None) -> Slice:
-            return window_slice(win, since, until)
+        src = part_window(url, lo, hi, plan)
     elif ahead is None:
-        view = read_slice(url, lo, hi, since=read_from, until=day).days
+        src = read_slice(url, lo, hi, since=read_from, until=day)
     else:
         r = ahead.reach
-        view = read_slice(url, lo, hi,
-                          since=None if r.since is None else min(r.since, read_from),
-                          until=max(day, r.until or day)).days
+        src = read_slice(url, lo, hi, since=None if r.since is None else min(r.since, read_from),
+                         until=max(day, r.until or day))
     part = None
     if ahead is not None:
         r = ahead.reach
-        part = _part_tally(_scored_slice(url, lo, hi, view(r.since, r.until), r,
+        part = _part_tally(_scored_dense(url, lo, hi, _dense(src, r.since, r.until, r.first_day), r,
                                          ahead.groups, s, ahead.ps), r, ahead.ps)
-    return (*_days_of(url, lo, hi, view(read_from, day), start, day, read_from,
-                      window_first, store_first, s), part)
+    return (*_days_of(url, lo, hi, _dense(src, read_from, day, window_first), start, day, read_from,
+                      store_first, s), part)
 
 
-def _days_of(url: str, lo: int, hi: int, sl: Slice, start: date, day: date, read_from: date,
-             window_first: int, store_first: int, s: DetectSettings
-             ) -> tuple[pd.DataFrame, int]:
-    """:func:`days_task` of the partition's slice of the days [read_from, day]."""
-    if not len(sl):
+def _dense(src: Window | Slice, since: date | None, until: date | None, first: int) -> Dense:
+    """The days [since, until] of a partition's window or slice, with a row on ``first``."""
+    if isinstance(src, Slice):
+        return src.days(since, until).dense([first])
+    return window_dense(src, since, until, [first])
+
+
+def _days_of(url: str, lo: int, hi: int, m: Dense, start: date, day: date, read_from: date,
+             store_first: int, s: DetectSettings) -> tuple[pd.DataFrame, int]:
+    """:func:`days_task` of the partition's matrix of the days [read_from, day]."""
+    if m.empty:
         return _with_ids(empty_frame().assign(_judged=pd.NaT), np.zeros(0), np.zeros(0)), 0
-    window, sid, oid = slice_matrix(sl, [window_first])
+    window, sid, oid = frame(m), m.series_id, m.source_id
     complete = store_first >= _number(read_from)
     parts, deep = judge_days(window, [d for d in pd.date_range(start, day)
                                       if d in window.index], s, complete=complete)
@@ -384,12 +389,12 @@ def _scored(url: str, lo: int, hi: int, reach: Reach, groups: Groups, s: DetectS
     """A partition's moves (:func:`_scored_slice`), from its kept window when that
     holds the observations to ``upto`` (the daily run's), else read from the store."""
     win = None if upto is None else kept_window(url, lo, hi, reach.since, upto)
-    sl = read_slice(url, lo, hi, since=reach.since, until=reach.until) if win is None \
-        else window_slice(win, reach.since, reach.until)
-    return _scored_slice(url, lo, hi, sl, reach, groups, s, ps)
+    d = read_slice(url, lo, hi, since=reach.since, until=reach.until).dense([reach.first_day]) \
+        if win is None else window_dense(win, reach.since, reach.until, [reach.first_day])
+    return _scored_dense(url, lo, hi, d, reach, groups, s, ps)
 
 
-def _scored_slice(url: str, lo: int, hi: int, sl: Slice, reach: Reach, groups: Groups,
+def _scored_dense(url: str, lo: int, hi: int, d: Dense, reach: Reach, groups: Groups,
                   s: DetectSettings, ps: PopulationSettings
                   ) -> tuple[Moves, list[Population]] | None:
     """A partition's moves, its columns in the local window's (company, metric,
@@ -397,12 +402,11 @@ def _scored_slice(url: str, lo: int, hi: int, sl: Slice, reach: Reach, groups: G
     of the populations."""
     from tracker.detection import _name_order
 
-    if not len(sl):
+    if d.empty:
         return None
-    matrix, sid, oid = slice_matrix(sl, [reach.first_day])
-    by_name, keys = _name_order(sid, oid, slice_names(url, lo, hi))
-    matrix = pd.DataFrame(matrix.to_numpy()[:, by_name], index=matrix.index,
-                          columns=range(by_name.size))
+    by_name, keys = _name_order(d.series_id, d.source_id, slice_names(url, lo, hi))
+    matrix = frame(Dense(d.values[:, by_name], d.days, d.series_id[by_name],
+                         d.source_id[by_name]))
     mv = moves(matrix, keys, s, ps.max_gap_days, ps.min_move_pct, first_day=reach.scored_from)
     return mv, candidates(mv.keys, groups.cohorts, groups.industries)
 

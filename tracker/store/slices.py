@@ -36,6 +36,23 @@ _MAX_NEW_ROWS = 8_000_000
 
 
 @dataclass(frozen=True)
+class Dense:
+    """A partition's days x columns matrix (NaN where nothing is known), as detection
+    takes it: a row per day with a known value plus the days asked for (the whole
+    matrix's first day, so weekly blocks and drift's grid start where the local
+    engine's do), a column per (series, source) pair with a known value, in id order."""
+
+    values: np.ndarray
+    days: np.ndarray
+    series_id: np.ndarray
+    source_id: np.ndarray
+
+    @property
+    def empty(self) -> bool:
+        return not self.series_id.size
+
+
+@dataclass(frozen=True)
 class Slice:
     """Latest value per (series, source, day) of a slice, sorted by those three."""
 
@@ -59,6 +76,14 @@ class Slice:
             return self
         return Slice(self.series_id[keep], self.source_id[keep], self.day[keep],
                      self.value[keep])
+
+    def dense(self, extra_days: Sequence[int]) -> Dense:
+        """The slice as a matrix, with rows (empty if nothing is known) on ``extra_days``."""
+        days = np.unique(np.concatenate([self.day, np.asarray(extra_days, dtype=np.int64)]))
+        values, sid, oid = window_cache.fill(self.series_id, self.source_id,
+                                             np.searchsorted(days, self.day), self.value,
+                                             days.size)
+        return Dense(values, days, sid, oid)
 
 
 @dataclass(frozen=True)
@@ -134,12 +159,25 @@ def kept_window(url: str, lo: int, hi: int, since: date | None, upto: int) -> Wi
         and win.first_day <= day_number(since) else None
 
 
-def window_slice(win: Window, since: date | None, until: date | None) -> Slice:
-    """The days [since, until] of a partition's kept window, as :func:`read_slice`
-    reads them from the observations the window holds."""
-    return Slice(*win.cells(win.first_day if since is None else day_number(since),
-                            win.first_day + win.values.shape[0] - 1 if until is None
-                            else day_number(until)))
+def window_dense(win: Window, since: date | None, until: date | None,
+                 extra_days: Sequence[int]) -> Dense:
+    """The days [since, until] of a partition's kept window as :meth:`Slice.dense` of a
+    read of them gives it, taken from the window's matrix without going through cells."""
+    n = win.values.shape[0]
+    lo = 0 if since is None else min(max(day_number(since) - win.first_day, 0), n)
+    hi = n if until is None else min(max(day_number(until) - win.first_day + 1, lo), n)
+    vals = win.values[lo:hi]
+    finite = np.isfinite(vals)
+    cols = np.flatnonzero(finite.any(axis=0))
+    cols = cols[np.lexsort((win.source_id[cols], win.series_id[cols]))]
+    rows = np.flatnonzero(finite.any(axis=1))
+    seen = (rows + lo + win.first_day).astype(np.int64)
+    days = np.union1d(seen, np.asarray(extra_days, dtype=np.int64))
+    values = np.full((days.size, cols.size), np.nan)
+    if rows.size:
+        values[np.searchsorted(days, seen)] = vals[np.ix_(rows, cols)]
+    return Dense(values, days, win.series_id[cols].astype(np.int64),
+                 win.source_id[cols].astype(np.int64))
 
 
 def _store(url: str) -> Store:

@@ -93,25 +93,12 @@ class Window:
         """A partition's window from its latest values per (series, source, day)
         (days before ``first_day`` dropped; the days run to the last one given)."""
         keep = day >= first_day
-        code = series_id[keep] * np.int64(2**31) + source_id[keep]
-        uniq, col = np.unique(code, return_inverse=True)
         rows = day[keep] - first_day
-        values = np.full((int(rows.max()) + 1 if rows.size else 0, uniq.size), np.nan)
-        values[rows, col] = value[keep]
-        return cls(first_day, uniq // 2**31, uniq % 2**31, values, last_observation,
+        values, sid, oid = fill(series_id[keep], source_id[keep], rows, value[keep],
+                                int(rows.max()) + 1 if rows.size else 0)
+        return cls(first_day, sid, oid, values, last_observation,
                    dirty=set(range(first_day, first_day + values.shape[0])), part=part,
                    last_series=last_series)
-
-    def cells(self, since: int, until: int) -> tuple[np.ndarray, ...]:
-        """(series, source, day number, value) of the known cells of the days [since,
-        until], sorted by those three: what a read of the observations would give."""
-        lo = max(since - self.first_day, 0)
-        vals = self.values[lo: max(until - self.first_day + 1, lo)]
-        by_key = np.lexsort((self.source_id, self.series_id))
-        col, row = np.nonzero(np.isfinite(vals[:, by_key].T))
-        pick = by_key[col]
-        return (self.series_id[pick], self.source_id[pick],
-                (row + lo + self.first_day).astype(np.int64), vals[row, pick])
 
     @classmethod
     def _of(cls, m: LatestMatrix, last_observation: int) -> Window:
@@ -170,6 +157,18 @@ class Window:
             with store.reading("reading revised observations") as conn:
                 self.values[row[idx], col[idx]] = latest_of(conn, rows[idx, :3])
         return len(rows)
+
+
+def fill(series_id: np.ndarray, source_id: np.ndarray, row: np.ndarray, value: np.ndarray,
+         n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, series ids, source ids): the ``n_rows`` x columns matrix of the cells
+    (NaN where none), one column per (series, source) pair in id order, the order the
+    whole store's matrix has, so a partition's columns line up with it."""
+    code = series_id * np.int64(2**31) + source_id
+    uniq, col = np.unique(code, return_inverse=True)
+    values = np.full((n_rows, uniq.size), np.nan)
+    values[row, col] = value
+    return values, uniq // 2**31, uniq % 2**31
 
 
 def rows_between(store: Store, after: int, upto: int, first_day: int, *,
