@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -77,6 +77,7 @@ from tracker.store.slices import (
     read_slice,
     series_ids,
     slice_names,
+    store_window,
     window_dense,
     window_plans,
 )
@@ -150,9 +151,15 @@ def _with_ids(rows: pd.DataFrame, sid: np.ndarray, oid: np.ndarray) -> pd.DataFr
 
 
 def history_task(url: str, lo: int, hi: int, until: date | None, first_day: int,
-                 s: DetectSettings) -> tuple[pd.DataFrame, int]:
-    """A partition's verdicts over its whole history (a worker runs this)."""
+                 s: DetectSettings, keep: WindowPlan | None = None) -> tuple[pd.DataFrame, int]:
+    """A partition's verdicts over its whole history (a worker runs this).
+
+    ``keep``: the slice holds every observation to ``keep.upto``, so the partition's
+    window from ``keep.keep`` is stored too, and the first daily run after the pass
+    patches it instead of reading the partition again."""
     sl = read_slice(url, lo, hi, until=until)
+    if keep is not None:
+        store_window(url, lo, hi, sl, keep)
     if not len(sl):
         return _with_ids(empty_frame(), np.zeros(0), np.zeros(0)), 0
     matrix, sid, oid = slice_matrix(sl, [first_day])
@@ -250,15 +257,26 @@ def _gather(ws: Workspace, task: Any, ranges: list[tuple[int, int]] | None = Non
     return found.drop(columns=["series_id", "source_id"]), n_series, extras
 
 
-def detect_history(ws: Workspace, *, until: date | None = None
+def detect_history(ws: Workspace, *, until: date | None = None, mark: int | None = None,
+                   keep_from: Callable[[date], date] | None = None
                    ) -> tuple[pd.DataFrame, int, date | None]:
     """Every verdict over the whole stored history (to ``until``), the number of
     (series, source) columns judged and the last day; as :func:`tracker.detection.
-    run_detection` finds them locally (ordered by day and series keys)."""
+    run_detection` finds them locally (ordered by day and series keys).
+
+    ``mark``: the last observation id when the pass began; with ``keep_from`` (the
+    first day the window of a daily run after a given last day keeps), each task
+    stores its partition's window as of the mark, when its slice holds every
+    observation (``until`` is the last day or later)."""
     span = day_span(ws.store, until=until)
     if span is None:
         return _none(), 0, None
-    found, n, _ = _gather(ws, history_task, until=until, first_day=span[0])
+    keep = None
+    if mark is not None and keep_from is not None:
+        whole = day_span(ws.store) if until is not None else span
+        if whole is not None and whole[1] <= span[1]:
+            keep = WindowPlan(_number(keep_from(_day(span[1]))), mark)
+    found, n, _ = _gather(ws, history_task, until=until, first_day=span[0], keep=keep)
     found = found.sort_values(["date", "detected_on", *KEY_COLUMNS], kind="stable")
     return found.reset_index(drop=True), n, _day(span[1])
 

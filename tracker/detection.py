@@ -22,6 +22,7 @@ detector no longer finds (its data were corrected) is withdrawn, not left as it 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -117,6 +118,13 @@ def _window(ws: Workspace, p: Plan, first: date, day: date
     return matrix, keys, win
 
 
+def _next_keep(ws: Workspace, last: date) -> date:
+    """How far back the window of the daily run after ``last`` reaches (what a full
+    pass on the Dask engine stores each partition's window from)."""
+    start = last + timedelta(days=1)
+    return _keep_from(ws, start - timedelta(days=window_days(ws.settings.detect) - 1))
+
+
 def _keep_from(ws: Workspace, first: date) -> date:
     """How far back the kept window reaches: the detection's ``first`` day, and the
     population step's baseline before it, so that step reads no observations."""
@@ -198,7 +206,9 @@ def run_detection(
     if ws.settings.detect.engine == "dask" and companies is None and known_at is None:
         from tracker import dask_engine
 
-        found, n_series, last = dask_engine.detect_history(ws, until=until)
+        found, n_series, last = dask_engine.detect_history(
+            ws, until=until, mark=last_id if whole else None,
+            keep_from=functools.partial(_next_keep, ws))
         if last is None:
             return DetectionResult(pd.DataFrame(), pd.DataFrame())
     else:  # a few companies or a past state of knowledge: small, or a research question

@@ -133,18 +133,25 @@ def part_window(url: str, lo: int, hi: int, plan: WindowPlan) -> Window:
     store = _store(url)
     win = None if plan.mark is None else window_cache.load(store, lo, hi)
     if win is None or win.last_observation != plan.mark or win.first_day > plan.keep:
-        sl = read_slice(url, lo, hi, since=date_of(plan.keep))
-        win = Window.of_cells(sl.series_id, sl.source_id, sl.day, sl.value, plan.keep,
-                              plan.upto, part=lo, last_series=hi)
-        same = False
-    else:
-        assert plan.rows is not None
-        same = plan.upto == win.last_observation and win.first_day == plan.keep
-        win.apply_rows(store, plan.rows, plan.upto)
-        win.trim(plan.keep)
+        return store_window(url, lo, hi, read_slice(url, lo, hi, since=date_of(plan.keep)),
+                            plan)
+    assert plan.rows is not None
+    same = plan.upto == win.last_observation and win.first_day == plan.keep
+    win.apply_rows(store, plan.rows, plan.upto)
+    win.trim(plan.keep)
     if not same or win.dirty or win.stored_columns != win.series_id.size:
         with store.transaction("saving a partition's window") as conn:
             window_cache.save(conn, store, win)
+    return win
+
+
+def store_window(url: str, lo: int, hi: int, sl: Slice, plan: WindowPlan) -> Window:
+    """Store the partition's window from ``plan.keep`` out of a slice that holds every
+    observation to ``plan.upto`` (a full pass's), as :func:`part_window` would read it."""
+    win = Window.of_cells(sl.series_id, sl.source_id, sl.day, sl.value, plan.keep,
+                          plan.upto, part=lo, last_series=hi)
+    with _store(url).transaction("saving a partition's window") as conn:
+        window_cache.save(conn, _store(url), win)
     return win
 
 
