@@ -189,6 +189,9 @@ def main() -> None:
     ap.add_argument("--profile", metavar="FILE", help="cProfile the timed run into FILE")
     ap.add_argument("--reuse", metavar="NAME",
                     help="a database kept by --keep: time the next day's run on it")
+    ap.add_argument("--full-pass", action="store_true",
+                    help="with --reuse: a full detection pass on --engine first (timed), "
+                         "so the timed run is the first daily run after a full pass")
     a = ap.parse_args()
     admin = os.environ.get("TRACKER_BENCH_POSTGRES_URL") or os.environ.get(
         "TRACKER_TEST_POSTGRES_URL")
@@ -339,6 +342,12 @@ def timed_run(a: argparse.Namespace, url_s: str, dsn: str, *, root: Path | None 
                                                             engine=a.engine))
         store = Store(url_s)
         ws = Workspace(load_settings(root / "config.toml"), store)
+        if a.full_pass:
+            t0 = time.perf_counter()
+            full = run_detection(ws)
+            print(f"  full pass ({a.engine} engine) before the run: "
+                  f"{time.perf_counter() - t0:.0f} s ({len(full.anomalies):,} alerts); "
+                  f"windows stored: {len(window_cache.parts(store))}")
         with psycopg.connect(dsn) as conn:
             last = conn.execute("SELECT max(as_of) FROM observations").fetchone()[0]
             kept = conn.execute("SELECT count(*) FROM detect_window_meta").fetchone()[0]
