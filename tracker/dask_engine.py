@@ -404,7 +404,7 @@ def _ask(ws: Workspace, reads: Reads) -> Ahead | None:
 
 def _scored(url: str, lo: int, hi: int, reach: Reach, groups: Groups, s: DetectSettings,
             ps: PopulationSettings, upto: int | None) -> tuple[Moves, list[Population]] | None:
-    """A partition's moves (:func:`_scored_slice`), from its kept window when that
+    """A partition's moves (:func:`_scored_dense`), from its kept window when that
     holds the observations to ``upto`` (the daily run's), else read from the store."""
     win = None if upto is None else kept_window(url, lo, hi, reach.since, upto)
     d = read_slice(url, lo, hi, since=reach.since, until=reach.until).dense([reach.first_day]) \
