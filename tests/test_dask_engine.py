@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import textwrap
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import no_traceback, python_env, tracker
+from tests.helpers import no_traceback, tracker
 from tracker.alerts import list_alerts
 from tracker.config import Settings
 from tracker.dask_engine import detect_history
@@ -42,22 +41,6 @@ COMPARED = ["company", "metric", "source", "date", "detected_on", "confirmed_on"
             "kind", "change_pct", "value_before", "value_after", "score", "severity",
             "event_id", "sources_agreeing"]
 ROW_KEYS = ["company", "metric", "source", "date", "detected_on", "kind"]
-
-
-@pytest.fixture(scope="module")
-def scheduler() -> Iterator[str]:
-    """One LocalCluster of two worker processes for the module (this checkout on their path)."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = python_env()["PYTHONPATH"]
-    try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster:
-            yield cluster.scheduler_address
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
 
 
 @pytest.fixture(scope="module")

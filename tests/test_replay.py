@@ -152,7 +152,8 @@ def _as_known_reference(ws: Workspace, start: date, end: date) -> pd.DataFrame:
     for day in pd.date_range(start, end):
         known = (day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)).to_pydatetime()
         matrix, keys = build_matrix(ws, known_at=known, until=day.date())
-        rows = _verdicts(detect(matrix, ws.settings.detect).join(keys, on="series"), ws)
+        rows = _verdicts(detect(matrix, ws.settings.detect).join(keys, on="series"),
+                         ws.settings.detect)
         rows = rows[rows["day"] <= day]
         key = list(zip(rows["company"], rows["date"], rows["verdict"], strict=True))
         fresh = np.array([k not in seen for k in key], dtype=bool)

@@ -816,20 +816,32 @@ def replay_cmd(
     as_known: Annotated[
         bool, typer.Option("--as-known", help="Each day from only what was known by then")
     ] = False,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Replay a Parquet dataset (file or folder), not the store")
+    ] = None,
     fmt: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
     """Replay history: each verdict on the day a daily run would have reached it.
 
-    With --labels, score the detector against annotated events instead. Nothing
-    is written to the store.
+    With --labels, score the detector against annotated events instead; with
+    --dataset, replay a Parquet dataset without importing it (on the configured
+    engine). Nothing is written to the store.
     """
     from tracker.detect.evaluate import report
-    from tracker.replay import evaluate, read_labels, timeline
+    from tracker.replay import dataset_timeline, evaluate, read_labels, timeline
 
-    ws = _workspace(ctx)
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
     if first and last and first > last:
         raise TrackerError(f"--start {first} is after --end {last}")
+    if dataset is not None:  # no store involved: nothing to open
+        if labels is not None or as_known:
+            raise TrackerError(f"{'--labels' if labels else '--as-known'} reads the store: "
+                               "import the dataset into a scratch database first "
+                               "(tracker --db sqlite:///scratch.db import DIR)")
+        emit(dataset_timeline(_settings(ctx).detect, dataset, start=first, end=last,
+                              companies=company), fmt.value)
+        return
+    ws = _workspace(ctx)
     if labels is not None:
         typer.echo(report(evaluate(ws, read_labels(labels), tolerance=tolerance, end=last)))
         return

@@ -22,6 +22,7 @@ import pandas as pd
 from tracker.detect import detect, detect_day
 from tracker.detect.engine import severity
 from tracker.detect.evaluate import KINDS, Scores, score
+from tracker.detect.settings import DetectSettings
 from tracker.detection import build_matrix, matrix_of
 from tracker.errors import InputError
 from tracker.ingest.csvfile import read_raw
@@ -40,16 +41,18 @@ def _detections(ws: Workspace, companies: list[str] | None, until: date | None
     return matrix, keys, detect(matrix, ws.settings.detect).join(keys, on="series")
 
 
-def _verdicts(found: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
+def _verdicts(found: pd.DataFrame, s: DetectSettings) -> pd.DataFrame:
     """Detections -> one row per verdict, in the alerts' vocabulary: provisional on the
     day it was reported, then confirmed (it held) or glitch (it came back)."""
+    if not len(found):
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
     shift_like = ~found["kind"].str.startswith("drift")
     first_kind = np.where(shift_like, np.where(found["change_pct"] < 0, "drop", "spike"),
                           found["kind"])
     # the severity a daily run showed on the day of the report: a move later found to
     # be a glitch was, that day, a provisional drop or spike graded by its size
     first_severity = severity(first_kind, found["change_pct"].to_numpy(),
-                              found["score"].to_numpy(), ws.settings.detect)
+                              found["score"].to_numpy(), s)
     # a drift is reported with its final word; a shift is provisional on its day
     reported = found.assign(day=found["detected_on"], kind=first_kind,
                             verdict=np.where(shift_like, "provisional", found["status"]),
@@ -72,17 +75,34 @@ def timeline(ws: Workspace, *, start: date | None = None, end: date | None = Non
     ``collected_at``), so late or corrected data shows up when it arrived.
     """
     if as_known:
-        out = _as_known(ws, start, end, companies)
-    else:
-        _, _, found = _detections(ws, companies, end)
-        out = _verdicts(found, ws) if len(found) else pd.DataFrame(columns=TIMELINE_COLUMNS)
+        return _in_range(_as_known(ws, start, end, companies), start, end)
+    _, _, found = _detections(ws, companies, end)
+    return _in_range(_verdicts(found, ws.settings.detect), start, end)
+
+
+def dataset_timeline(s: DetectSettings, path: str | Path, *, start: date | None = None,
+                     end: date | None = None, companies: list[str] | None = None
+                     ) -> pd.DataFrame:
+    """:func:`timeline` of a Parquet dataset, judged where it lies (:func:`tracker.
+    dataset.detect_dataset`, on the configured engine): no import, no store.
+    ``companies`` are the dataset's company keys."""
+    from tracker.dataset import detect_dataset
+
+    found, _ = detect_dataset(path, s, until=end, companies=companies)
+    return _in_range(_verdicts(found, s), start, end)
+
+
+def _in_range(out: pd.DataFrame, start: date | None, end: date | None) -> pd.DataFrame:
+    """The verdicts of the days [start, end], in the timeline's order and columns."""
     if out.empty:
         return pd.DataFrame(columns=TIMELINE_COLUMNS)
     if start is not None:
         out = out[out["day"] >= pd.Timestamp(start)]
     if end is not None:
         out = out[out["day"] <= pd.Timestamp(end)]
-    out = out.sort_values(["day", "company", "verdict"], kind="stable")
+    # by every key: a dataset's verdicts come in another order than the store's
+    out = out.sort_values(["day", "company", "verdict", "metric", "source", "date", "kind"],
+                          kind="stable")
     out["change_pct"] = out["change_pct"].round(2)
     return out[TIMELINE_COLUMNS].reset_index(drop=True)
 
@@ -150,7 +170,7 @@ def _as_known(ws: Workspace, start: date | None, end: date | None,
         else:  # nothing new: nothing can have changed
             continue
         lo = hi
-        rows = _verdicts(found.join(keys, on="series"), ws) if len(found) \
+        rows = _verdicts(found.join(keys, on="series"), s) if len(found) \
             else pd.DataFrame(columns=[*TIMELINE_COLUMNS, "detected_on"])
         if day != days[0]:
             gone = _withdrawn(live, rows, set(judged), day)
