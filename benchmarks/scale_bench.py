@@ -15,6 +15,12 @@
     series, extrapolated per company to ``--companies``: the extrapolation is said.
 (e) how time scales with series (from (a), (b) and a small run) and workers (1 vs
     2), and what N machines would take from the measured per-partition cost.
+(f) with ``--parquet DIR``, only this: the full pass of ``--companies`` x ``--days``
+    read from a Parquet dataset (tracker.dataset.detect_dataset, as ``tracker replay
+    --dataset DIR`` runs it): every task reads its own companies from the files. The
+    dataset (tracker's export schema, seeded synthetic data) is written first if DIR
+    holds none, a block of ``--partition`` companies at a time in ``--workers``
+    processes; delete DIR to write it again.
 
 Memory per worker is the peak RSS of each worker process (ru_maxrss), as the
 tasks report it. Needs headcount-tracker[dask] and, for (c) and (d),
@@ -38,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tracker.detect import detect
 from tracker.detect.settings import DetectSettings
@@ -167,6 +174,66 @@ def postgres_parts(admin: str, series: int, days: int, part: int) -> dict[str, f
     return out
 
 
+def parquet_pass(folder: str, companies: int, days: int, part: int, workers: int) -> None:
+    """(f): write the dataset if needed, then one full pass from it on a LocalCluster."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import distributed
+    from synthetic_rows import write_parquet_block
+
+    from tracker.dataset import detect_dataset, first_day, judge_part, parts, read_part
+    from tracker.ingest.sniff import parquet_files
+
+    blocks = -(-companies // part)
+    if not Path(folder).exists() or not parquet_files(Path(folder)):
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(workers) as pool:
+            done = list(pool.map(write_parquet_block, [folder] * blocks, range(blocks),
+                                 [part] * blocks, [days] * blocks))
+        rows = sum(r for r, _ in done)
+        print(f"  wrote {rows:,} rows of {companies:,} companies in "
+              f"{time.perf_counter() - t0:.0f} s ({sum(g for _, g in done):.0f} s of it "
+              f"generating, over {workers} processes)")
+    size = sum(f.stat().st_size for f in parquet_files(Path(folder)))
+    print(f"  dataset {folder}: {len(parquet_files(Path(folder)))} files, {size / 1e9:.2f} GB")
+    first = first_day(folder)
+    assert first is not None
+    one = read_part(folder, parts(folder, part)[0])
+    t0 = time.perf_counter()
+    one = read_part(folder, parts(folder, part)[0])
+    read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found, n = judge_part(folder, parts(folder, part)[0], None, first, ONE)
+    task = time.perf_counter() - t0
+    print(f"  one part in one process: {len(one.keys):,} series, {len(one.slice):,} rows: "
+          f"read {read:.2f} s, read + detect {task:.2f} s ({found.shape[0]:,} verdicts)")
+    del one, found
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  memory_limit="4GB", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        client.run(lambda: None)
+        s = DetectSettings(engine="dask", scheduler=cluster.scheduler_address,
+                           partition_size=part)
+        t0 = time.perf_counter()
+        with distributed.get_task_stream(client) as stream:
+            verdicts, n = detect_dataset(folder, s)
+        wall = time.perf_counter() - t0
+        rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    busy = [sum(p["stop"] - p["start"] for p in t["startstops"] if p["action"] == "compute")
+            for t in stream.data]
+    n_parts = len(parts(folder, part))
+    print(f"  full pass on {workers} workers: {wall:.1f} s wall ({wall / 60:.1f} min; target "
+          f"<= 10 min), {n:,} series in {n_parts} parts, {len(verdicts):,} verdict rows")
+    print(f"  peak RSS per worker: {max(rss.values()):.0f} MB (limit 4 GB)")
+    print(f"  task time in the workers: {sum(busy):.0f} s over {len(busy)} tasks "
+          f"({np.mean(busy):.1f} s mean, {max(busy):.1f} s max); the workers were busy "
+          f"{sum(busy) / (workers * wall):.0%} of the wall time")
+    per = sum(busy) / len(busy)
+    print(f"  a cluster of N machines x {workers} workers ({n_parts} parts x {per:.1f} s):")
+    for k in (1, 2, 4, 8, 16):
+        print(f"    N={k:>2}: {n_parts * per / (k * workers) / 60:6.1f} min")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--companies", type=int, default=1_000_000)
@@ -176,9 +243,16 @@ def main() -> None:
     ap.add_argument("--partition", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    ap.add_argument("--parquet", metavar="DIR", help="only (f): the full pass from this dataset")
     a = ap.parse_args()
     if a.quick:
         a.companies, a.compare, a.daily, a.partition = 8_000, 4_000, 600, 1_000
+    if a.parquet:
+        print(f"scale_bench (f): {os.cpu_count()} cores, {a.companies:,} companies x {a.days} "
+              f"days from a Parquet dataset, {a.workers} Dask workers, parts of "
+              f"{a.partition:,} series")
+        parquet_pass(a.parquet, a.companies, a.days, a.partition, a.workers)
+        return
     pg = os.environ.get("TRACKER_BENCH_POSTGRES_URL") or os.environ.get(
         "TRACKER_TEST_POSTGRES_URL")
     print(f"scale_bench: {os.cpu_count()} cores, {a.workers} Dask worker processes, "
