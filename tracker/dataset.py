@@ -117,8 +117,12 @@ def open_dataset(path: str | Path) -> tuple[pads.Dataset, Columns, list[Path]]:
                          "as_of and value")
     assert ccol and dcol and vcol
     types = dataset.schema
+    for col in (ccol, "metric", "source"):
+        if col in names and not _is_text(types.field(col).type):
+            raise InputError(f"{path}: column {col} is {types.field(col).type}, not text "
+                             "(tracker import DIR reads other types as text)")
     if not (pa.types.is_date(types.field(dcol).type) or pa.types.is_timestamp(
-            types.field(dcol).type) or pa.types.is_string(types.field(dcol).type)):
+            types.field(dcol).type) or _is_text(types.field(dcol).type)):
         raise InputError(f"{path}: column {dcol} is {types.field(dcol).type}, not a date")
     if not (pa.types.is_integer(types.field(vcol).type)
             or pa.types.is_floating(types.field(vcol).type)):
@@ -128,10 +132,18 @@ def open_dataset(path: str | Path) -> tuple[pads.Dataset, Columns, list[Path]]:
                             "collected_at" if "collected_at" in names else None), files
 
 
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
 def _day_scalar(col_type: Any, day: date) -> Any:
     import pyarrow as pa
 
-    if pa.types.is_string(col_type):
+    if _is_text(col_type):
         return day.isoformat()
     if pa.types.is_timestamp(col_type):
         return pa.scalar(datetime(day.year, day.month, day.day, 23, 59, 59, 999999),
@@ -165,7 +177,9 @@ def _day_numbers(arr: Any, where: str) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_string(arr.type):
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if _is_text(arr.type):
         try:
             arr = pc.cast(arr, pa.date32())
         except pa.ArrowInvalid as exc:
