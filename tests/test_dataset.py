@@ -193,6 +193,8 @@ def test_a_cell_is_its_latest_revision_whatever_the_file_order(tmp_path: Path) -
     ({"company": ["a", "a"], "as_of": [1.5, 2.5], "value": [1, 2]}, r"as_of is double"),
     ({"company": [1, 2], "as_of": ["2022-01-01", "2022-01-02"], "value": [1, 2]},
      r"company is int64, not text"),
+    ({"company": ["a", "a"], "as_of": ["2022-01-01", "2022-01-01"], "value": [1, 2],
+      "collected_at": ["2022-01-02", "2022-01-03"]}, r"collected_at is string, not a timestamp"),
 ])
 def test_a_bad_dataset_is_one_clear_error(tmp_path: Path, columns: dict[str, list],
                                           message: str) -> None:

@@ -124,6 +124,10 @@ def open_dataset(path: str | Path) -> tuple[pads.Dataset, Columns, list[Path]]:
     if not (pa.types.is_date(types.field(dcol).type) or pa.types.is_timestamp(
             types.field(dcol).type) or _is_text(types.field(dcol).type)):
         raise InputError(f"{path}: column {dcol} is {types.field(dcol).type}, not a date")
+    if "collected_at" in names and not (pa.types.is_timestamp(types.field("collected_at").type)
+                                        or pa.types.is_date(types.field("collected_at").type)):
+        raise InputError(f"{path}: column collected_at is {types.field('collected_at').type}, "
+                         "not a timestamp")
     if not (pa.types.is_integer(types.field(vcol).type)
             or pa.types.is_floating(types.field(vcol).type)):
         raise InputError(f"{path}: column {vcol} is {types.field(vcol).type}, not a number")
@@ -213,6 +217,7 @@ def _ranked(arr: Any) -> tuple[np.ndarray, np.ndarray]:
 def read_part(path: str | Path, part: Part = Part(), *, until: date | None = None,
               companies: list[str] | None = None) -> PartSlice:
     """The latest value of every (company, metric, source, day) in ``part``, to ``until``."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     dataset, cols, _ = open_dataset(path)
@@ -265,7 +270,8 @@ def read_part(path: str | Path, part: Part = Part(), *, until: date | None = Non
         cell = cell[order]
         if cols.collected is not None and bool(np.any(cell[1:] == cell[:-1])):
             # revisions: the latest collected wins (the file's last row on a tie)
-            stamps = np.asarray(pc.cast(table[cols.collected].combine_chunks(), "int64")
+            stamps = np.asarray(pc.cast(pc.cast(table[cols.collected].combine_chunks(),
+                                                pa.timestamp("us", tz="UTC")), pa.int64())
                                 .fill_null(np.iinfo(np.int64).min), dtype=np.int64)
             order = np.lexsort((stamps, col * span + (day - day.min())))  # same cells
         last = np.ones(cell.size, dtype=bool)
