@@ -194,16 +194,18 @@ def parquet_pass(folder: str, companies: int, days: int, part: int, workers: int
         print(f"  wrote {rows:,} rows of {companies:,} companies in "
               f"{time.perf_counter() - t0:.0f} s ({sum(g for _, g in done):.0f} s of it "
               f"generating, over {workers} processes)")
-    size = sum(f.stat().st_size for f in parquet_files(Path(folder)))
-    print(f"  dataset {folder}: {len(parquet_files(Path(folder)))} files, {size / 1e9:.2f} GB")
+    files = parquet_files(Path(folder))
+    size = sum(f.stat().st_size for f in files)
+    print(f"  dataset {folder}: {len(files)} files, {size / 1e9:.2f} GB")
     first = first_day(folder)
     assert first is not None
-    one = read_part(folder, parts(folder, part)[0])
+    ranges = parts(folder, part)
+    one = read_part(folder, ranges[0])  # warm: imports and the file cache
     t0 = time.perf_counter()
-    one = read_part(folder, parts(folder, part)[0])
+    one = read_part(folder, ranges[0])
     read = time.perf_counter() - t0
     t0 = time.perf_counter()
-    found, n = judge_part(folder, parts(folder, part)[0], None, first, ONE)
+    found, n = judge_part(folder, ranges[0], None, first, ONE)
     task = time.perf_counter() - t0
     print(f"  one part in one process: {len(one.keys):,} series, {len(one.slice):,} rows: "
           f"read {read:.2f} s, read + detect {task:.2f} s ({found.shape[0]:,} verdicts)")
@@ -221,7 +223,7 @@ def parquet_pass(folder: str, companies: int, days: int, part: int, workers: int
         rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     busy = [sum(p["stop"] - p["start"] for p in t["startstops"] if p["action"] == "compute")
             for t in stream.data]
-    n_parts = len(parts(folder, part))
+    n_parts = len(ranges)
     print(f"  full pass on {workers} workers: {wall:.1f} s wall ({wall / 60:.1f} min; target "
           f"<= 10 min), {n:,} series in {n_parts} parts, {len(verdicts):,} verdict rows")
     print(f"  peak RSS per worker: {max(rss.values()):.0f} MB (limit 4 GB)")

@@ -266,6 +266,7 @@ def read_part(path: str | Path, part: Part = Part(), *, until: date | None = Non
     keep: slice | np.ndarray = slice(None)
     if cell.size > 1 and not bool(np.all(cell[1:] > cell[:-1])):
         # stable: a file's rows are in order already, and timsort merges such runs
+        unsorted = cell
         order = np.argsort(cell, kind="stable")
         cell = cell[order]
         if cols.collected is not None and bool(np.any(cell[1:] == cell[:-1])):
@@ -273,7 +274,7 @@ def read_part(path: str | Path, part: Part = Part(), *, until: date | None = Non
             stamps = np.asarray(pc.cast(pc.cast(table[cols.collected].combine_chunks(),
                                                 pa.timestamp("us", tz="UTC")), pa.int64())
                                 .fill_null(np.iinfo(np.int64).min), dtype=np.int64)
-            order = np.lexsort((stamps, col * span + (day - day.min())))  # same cells
+            order = np.lexsort((stamps, unsorted))  # the same sorted cells
         last = np.ones(cell.size, dtype=bool)
         last[:-1] = cell[1:] != cell[:-1]
         keep = order[last]
@@ -351,23 +352,17 @@ def first_day(path: str | Path, *, until: date | None = None,
               companies: list[str] | None = None) -> int | None:
     """The first day (day number) of the whole matrix, as a store's would start: every
     part's matrix starts there (weekly blocks and drift's grid count from it)."""
-    dataset, cols, _ = open_dataset(path)
-    best = None
-    for batch in dataset.to_batches(columns=[cols.day], filter=_filter(
-            dataset, cols, Part(), until, companies)):
-        if batch.num_rows:
-            low = _day_numbers(_min_array(batch.column(0)), str(path))
-            if low.size:
-                best = int(low[0]) if best is None else min(best, int(low[0]))
-    return best
-
-
-def _min_array(arr: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    m = pc.min(arr)
-    return pa.array([m.as_py()], type=arr.type)
+    dataset, cols, _ = open_dataset(path)
+    lows = [pc.min(b.column(0)).as_py() for b in dataset.to_batches(
+        columns=[cols.day], filter=_filter(dataset, cols, Part(), until, companies))
+        if b.num_rows]
+    if not lows:
+        return None
+    return int(_day_numbers(pa.array(lows, type=dataset.schema.field(cols.day).type),
+                            str(path)).min())
 
 
 def judge_part(path: str, part: Part, until: date | None, first: int, s: DetectSettings,
